@@ -1,0 +1,134 @@
+"""Error bounds of every operation, for the tolerance rule of `refsae.tolerances` (TOL-4).
+
+Each function mirrors an oracle function: it evaluates the same formula on magnitudes (|A||B| for
+a product, |a| + |b| for a difference) and counts the rounding chain of the computation, step by
+step, as refsae.torch performs it (one stored rounding per materialised tensor, one accumulation
+rounding per term of a reduction). NumPy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refsae.conventions import Conventions
+from refsae.tolerances import Bound, add, leaf, mul
+
+
+def _xw(a: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """(batch, *inst, d_in) · (*inst, d_in, d_sae)."""
+    out: np.ndarray = np.einsum("b...i,...ij->b...j", a, W)
+    return out
+
+
+def _fw(f: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """(batch, *inst, d_sae) · (*inst, d_sae, d_in)."""
+    out: np.ndarray = np.einsum("b...j,...ji->b...i", f, W)
+    return out
+
+
+def _sum_batch_dim(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a.sum(axis=(0, -1)))
+
+
+def encoder_input(x: np.ndarray, b_dec: np.ndarray, encode: str) -> Bound:
+    """u = x − b_dec (tied) or x (untied)."""
+    if encode == "untied":
+        return leaf(x)
+    return add(np.abs(x) + np.abs(b_dec), leaf(x), leaf(b_dec), k_store=1)
+
+
+def pre_activations(
+    x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray, b_dec: np.ndarray, encode: str
+) -> Bound:
+    """z = u W_enc + b_enc: a length-d_in product, stored, then the bias added and stored."""
+    u = encoder_input(x, b_dec, encode)
+    product = mul(_xw(u.magnitude, np.abs(W_enc)), u, leaf(W_enc), k_acc=x.shape[-1], k_store=1)
+    return add(product.magnitude + np.abs(b_enc), product, leaf(b_enc), k_store=1)
+
+
+def row_norms(W_dec: np.ndarray, keepdims: bool = False) -> Bound:
+    """‖W_dec_j‖₂: d_in squares summed, a square root, stored (all terms >= 0: M = the value)."""
+    n = np.linalg.norm(W_dec, axis=-1, keepdims=keepdims)
+    return Bound(np.asarray(n), W_dec.shape[-1] + 1, 1)
+
+
+def decoder_directions(W_dec: np.ndarray, decoder: str, eps: float) -> Bound:
+    """Ŵ: exact for `constrained`; W / (n + eps) for `normalised` (n + eps stored, quotient stored)."""
+    if decoder == "constrained":
+        return leaf(W_dec)
+    n = row_norms(W_dec, keepdims=True)
+    denominator = n.then(n.magnitude + eps, k_store=1)
+    return mul(np.abs(W_dec) / denominator.magnitude, leaf(W_dec), denominator, k_store=1)
+
+
+def decode(f: Bound, W_dec: np.ndarray, b_dec: np.ndarray, decoder: str, eps: float) -> Bound:
+    """x_hat = f Ŵ + b_dec: a length-d_sae product, stored, then the bias added and stored."""
+    W_hat = decoder_directions(W_dec, decoder, eps)
+    product = mul(_fw(f.magnitude, W_hat.magnitude), f, W_hat, k_acc=W_dec.shape[-2], k_store=1)
+    return add(product.magnitude + np.abs(b_dec), product, leaf(b_dec), k_store=1)
+
+
+def total_variance(x: np.ndarray) -> Bound:
+    """V = Σ (x − mean_b x)²: the mean (B terms), the centring, the square, the B·d_in-term sum."""
+    batch = x.shape[0]
+    mean = add(np.abs(x).mean(axis=0, keepdims=True), leaf(x), k_acc=batch + 1, k_store=1)
+    centred = add(np.abs(x) + mean.magnitude, leaf(x), mean, k_store=1)
+    square = mul(centred.magnitude**2, centred, centred, k_store=1)
+    return add(_sum_batch_dim(square.magnitude), square, k_acc=batch * x.shape[-1], k_store=1)
+
+
+def reconstruction_loss(x: np.ndarray, x_hat: Bound, x_hat_value: np.ndarray, reconstruction: str) -> Bound:
+    """r = x_hat − x, r², a B·d_in-term sum, then the convention's division."""
+    batch, d_in = x.shape[0], x.shape[-1]
+    r = add(x_hat.magnitude + np.abs(x), x_hat, leaf(x), k_store=1)
+    square = mul(r.magnitude**2, r, r, k_store=1)
+    numerator = add(_sum_batch_dim(square.magnitude), square, k_acc=batch * d_in, k_store=1)
+    if reconstruction == "sum":
+        return numerator.then(numerator.magnitude / batch, k_store=1)
+    if reconstruction == "mean":
+        return numerator.then(numerator.magnitude / (batch * d_in), k_store=1)
+    # fvu = N / V, first order: |ΔN|/V + |N|·|ΔV|/V² (the centred variance V has its own chain).
+    variance = total_variance(x)
+    V = _sum_batch_dim((x - x.mean(axis=0, keepdims=True)) ** 2)
+    N = _sum_batch_dim((x_hat_value - x) ** 2)
+    magnitude = numerator.magnitude / V + N * variance.magnitude / V**2
+    return add(magnitude, numerator, variance, k_store=1)
+
+
+def sparsity_loss(f: Bound, W_dec: np.ndarray, sparsity: str) -> Bound:
+    """Σ |f| (· ‖W_dec_j‖) over B·d_sae terms, divided by B."""
+    batch, d_sae = f.magnitude.shape[0], W_dec.shape[-2]
+    terms = f
+    if sparsity == "l1_decoder_norm":
+        n = row_norms(W_dec)
+        terms = mul(f.magnitude * n.magnitude, f, n, k_store=1)
+    total = add(_sum_batch_dim(terms.magnitude), terms, k_acc=batch * d_sae, k_store=1)
+    return total.then(total.magnitude / batch, k_store=1)
+
+
+def forward(
+    x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray, W_dec: np.ndarray, b_dec: np.ndarray, c: Conventions
+) -> tuple[Bound, Bound]:
+    """(f, x_hat): ReLU is 1-Lipschitz and exact, so f carries z's bound."""
+    f = pre_activations(x, W_enc, b_enc, b_dec, c.encode)
+    return f, decode(f, W_dec, b_dec, c.decoder, c.eps)
+
+
+def total_loss(
+    x: np.ndarray,
+    W_enc: np.ndarray,
+    b_enc: np.ndarray,
+    W_dec: np.ndarray,
+    b_dec: np.ndarray,
+    x_hat_value: np.ndarray,
+    l1_coefficient: float,
+    c: Conventions,
+) -> Bound:
+    """R + λ·S per instance (λ rounded once to the accumulation dtype), then summed over instances."""
+    f, x_hat = forward(x, W_enc, b_enc, W_dec, b_dec, c)
+    R = reconstruction_loss(x, x_hat, x_hat_value, c.reconstruction)
+    S = sparsity_loss(f, W_dec, c.sparsity)
+    penalty = S.then(l1_coefficient * S.magnitude, k_acc=1, k_store=1)
+    per_instance = add(R.magnitude + penalty.magnitude, R, penalty, k_store=1)
+    n_inst = int(per_instance.magnitude.size)
+    return add(np.asarray(per_instance.magnitude.sum()), per_instance, k_acc=n_inst, k_store=1)

@@ -1,0 +1,113 @@
+"""The checker: runs an operation's cases through an implementation and the oracle (CHK-1..CHK-3).
+
+One engine for the property tests and for `refsae check`: hypothesis draws cases from the row's
+strategy, the implementation and the oracle compute, and every output element must lie within the
+allowed error of the tolerance rule. A failure carries hypothesis's shrunk counterexample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import Phase, given, note, settings
+
+from refsae.cases import Case
+from refsae.implementations import Implementation
+from refsae.ops import Operation
+from refsae.tolerances import allowed_error, magnitude_floor
+
+
+class Mismatch(AssertionError):
+    """An implementation's output is outside the allowed error of the oracle's (CHK-2)."""
+
+
+@dataclass
+class Outcome:
+    """The result of checking one operation in one dtype."""
+
+    operation: str
+    dtype: str
+    implementation: str
+    status: str = "pass"  # pass | fail | unsupported
+    examples: int = 0
+    worst_ratio: float = 0.0
+    worst: str = ""
+    failure: str | None = None
+    clauses: tuple[str, ...] = field(default_factory=tuple)
+
+
+def compare(
+    op: Operation, case: Case, expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]
+) -> tuple[float, str]:
+    """Max over outputs of |actual − expected| / allowed, and where it occurs; `Mismatch` above 1."""
+    with magnitude_floor(case.dtype):
+        bounds = op.bounds(case, expected)
+    worst_ratio, worst = 0.0, ""
+    for name in op.outputs:
+        if name not in actual:
+            raise Mismatch(f"{op.name}: output {name!r} missing (got {sorted(actual)})")
+        e, a = expected[name], np.asarray(actual[name], dtype=np.float64)
+        if a.shape != e.shape:
+            raise Mismatch(f"{op.name}: output {name!r} has shape {a.shape}, the oracle's has {e.shape}")
+        bound = bounds[name]
+        allowed = (
+            np.zeros(e.shape) if bound is None else np.broadcast_to(allowed_error(bound, case.dtype), e.shape)
+        )
+        err = np.abs(a - e)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(
+                allowed > 0, err / np.where(allowed > 0, allowed, 1.0), np.where(err > 0, np.inf, 0.0)
+            )
+        ratio = np.where(np.isnan(a) | np.isnan(e), np.inf, ratio)
+        if ratio.size == 0:
+            continue
+        index = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        r = float(ratio[index])
+        at = [int(i) for i in index]
+        where = (
+            f"{name}{at}: |{float(a[index])!r} − {float(e[index])!r}| = {float(err[index]):.3g}, "
+            f"allowed {float(allowed[index]):.3g}"
+        )
+        if r > 1:
+            raise Mismatch(f"{op.name} [{case.dtype}] differs from the oracle at {where} (ratio {r:.3g})")
+        if r >= worst_ratio:
+            worst_ratio, worst = r, where
+    return worst_ratio, worst
+
+
+def check(
+    op: Operation, impl: Implementation, dtype: str, *, max_examples: int | None = None, shrink: bool = True
+) -> Outcome:
+    """Check `impl` against the oracle on `op` in `dtype` under the current hypothesis profile
+    (`max_examples` overrides the profile's; `shrink=False` reports the first failure unshrunk)."""
+    outcome = Outcome(op.name, dtype, impl.name, clauses=op.clauses)
+    if not impl.supports(op.name):
+        outcome.status = "unsupported"
+        return outcome
+
+    def property_(case: Case) -> None:
+        note(case.reproduction())
+        actual = impl.run(op.name, case)
+        ratio, worst = compare(op, case, op.reference(case), actual)
+        outcome.examples += 1
+        if ratio >= outcome.worst_ratio:
+            outcome.worst_ratio, outcome.worst = ratio, worst
+
+    ident = "".join(ch if ch.isalnum() else "_" for ch in f"check_{op.name}_{dtype}_{impl.name}")
+    property_.__name__ = property_.__qualname__ = ident  # a distinct hypothesis database key per check
+    overrides: dict[str, Any] = {}
+    if max_examples:
+        overrides["max_examples"] = max_examples
+    if not shrink:
+        overrides["phases"] = [p for p in Phase if p is not Phase.shrink]
+    configured = settings(**overrides)
+    test = configured(given(case=op.cases(dtype))(property_))
+    try:
+        test()
+    except Exception as exc:  # the failure is the outcome; hypothesis already shrank it
+        outcome.status = "fail"
+        notes = "\n".join(getattr(exc, "__notes__", []))
+        outcome.failure = f"{type(exc).__name__}: {exc}\n{notes}".strip()
+    return outcome

@@ -1,0 +1,120 @@
+"""`refsae` command line (CHK-3).
+
+    refsae check [--profile dev|ci|thorough] [--max-examples N] [--ops NAME,...] [--dtypes D,...]
+                 [--device cpu|cuda]
+
+checks refsae.torch against the oracle, one row per (operation, dtype), and exits 0 when every
+row passes, 1 when one fails, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from refsae import __version__, ops, profiles
+from refsae.check import Outcome, check
+from refsae.implementations import TorchImplementation
+from refsae.tolerances import DTYPES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refsae", description="Reference SAE operations and their checks.")
+    parser.add_argument("--version", action="version", version=f"refsae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    chk = sub.add_parser("check", help="check refsae.torch against the oracle, operation by operation")
+    chk.add_argument(
+        "--profile",
+        choices=profiles.PROFILES,
+        default=None,
+        help="hypothesis profile (default: $REFSAE_PROFILE or dev)",
+    )
+    chk.add_argument("--max-examples", type=int, default=None, help="examples per operation and dtype")
+    chk.add_argument("--ops", default=None, help="comma-separated operation names (default: all)")
+    chk.add_argument("--dtypes", default=None, help=f"comma-separated dtypes (default: {','.join(DTYPES)})")
+    chk.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    cl = sub.add_parser("clauses", help="the clause index: every spec clause and the tests citing it")
+    cl.add_argument("--root", default=".", help="project root holding specs/ and tests/ (default: .)")
+    return parser
+
+
+def run_clauses(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from refsae import clauses
+
+    root = Path(args.root)
+    if not (root / "specs").is_dir():
+        raise SystemExit(f"refsae clauses: no specs/ folder under {root.resolve()}")
+    index = clauses.build(root)
+    print(clauses.report(index))
+    return 0 if index.complete else 1
+
+
+def _row(o: Outcome, seconds: float) -> str:
+    ratio = f"{o.worst_ratio:.3g}" if o.status == "pass" else "-"
+    return f"| {o.operation} | {o.dtype} | {o.examples} | {ratio} | {o.status.upper()} | {seconds:.1f} |"
+
+
+def run_check(args: argparse.Namespace) -> int:
+    profile = profiles.load(args.profile)
+    names = ops.BY_NAME if args.ops is None else [n.strip() for n in args.ops.split(",") if n.strip()]
+    dtypes = DTYPES if args.dtypes is None else tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
+    for d in dtypes:
+        if d not in DTYPES:
+            raise SystemExit(f"refsae check: unknown dtype {d!r}; expected one of {', '.join(DTYPES)}")
+    try:
+        selected = [ops.get(n) for n in names]
+    except KeyError as exc:
+        raise SystemExit(f"refsae check: {exc.args[0]}") from None
+    if args.max_examples is not None and args.max_examples < 1:
+        raise SystemExit("refsae check: --max-examples must be >= 1")
+    if args.device != "cpu":
+        import torch
+
+        try:
+            kind = torch.device(args.device).type
+        except RuntimeError:
+            kind = "unknown"
+        if kind != "cuda" or not torch.cuda.is_available():
+            raise SystemExit(
+                f"refsae check: device {args.device!r} is not available (cpu, or cuda with a GPU)"
+            )
+    impl = TorchImplementation(args.device)
+    print(f"refsae {__version__}: {impl.name} against refsae.oracle, profile {profile}", flush=True)
+    print("worst ratio = max over examples and elements of |torch − oracle| / allowed error (pass <= 1)\n")
+    print("| operation | dtype | examples | worst ratio | result | seconds |")
+    print("|---|---|---|---|---|---|", flush=True)
+    failures: list[Outcome] = []
+    for op in selected:
+        for dtype in dtypes:
+            if dtype not in op.dtypes:
+                continue
+            start = time.perf_counter()
+            outcome = check(op, impl, dtype, max_examples=args.max_examples)
+            print(_row(outcome, time.perf_counter() - start), flush=True)
+            if outcome.status == "fail":
+                failures.append(outcome)
+    for o in failures:
+        print(f"\n## {o.operation} [{o.dtype}] failed\n{o.failure}")
+    print(f"\n{'all operations pass' if not failures else f'{len(failures)} failing row(s)'}")
+    return 1 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if exc.code in (0, None) else 2
+    try:
+        return run_clauses(args) if args.command == "clauses" else run_check(args)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

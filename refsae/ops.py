@@ -1,0 +1,282 @@
+"""The operation table: one row per operation (OPS-1).
+
+Each `Operation` names the oracle function (the definition), the refsae.torch function, the
+input strategy, the dtypes it is checked in, the error bound that the tolerance rule turns into
+an allowed error, and the spec clauses it checks. The property tests, the `refsae check` job and
+the clause index all read this table; adding an operation is adding a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from refsae import bounds, bounds_gradients, cases, oracle
+from refsae import torch as rt
+from refsae.cases import Case
+from refsae.conventions import Conventions
+from refsae.tolerances import DTYPES, Bound, leaf
+
+
+def as_outputs(result: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """Name an operation's result: one array, a tuple in `names` order, or a mapping / `Gradients`."""
+    if isinstance(result, oracle.Gradients):
+        return result.as_dict()
+    if isinstance(result, Mapping):
+        return dict(result)
+    if isinstance(result, tuple):
+        return dict(zip(names, result, strict=True))
+    return {names[0]: result}
+
+
+BoundsFn = Callable[[Case, dict[str, np.ndarray]], dict[str, Bound | None]]
+"""(case, oracle outputs) -> a `Bound` per output, or None where the result must be exact."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One row of the table."""
+
+    name: str
+    summary: str
+    clauses: tuple[str, ...]
+    arrays: tuple[str, ...]
+    outputs: tuple[str, ...]
+    oracle: Callable[..., Any]
+    torch: Callable[..., Any]
+    cases: Callable[[str], st.SearchStrategy[Case]]
+    bounds: BoundsFn
+    dtypes: tuple[str, ...] = DTYPES
+
+    def call(
+        self, fn: Callable[..., Any], arrays: Mapping[str, Any], options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Call `fn` the canonical way: arrays positionally in `self.arrays` order, options by keyword."""
+        return as_outputs(fn(*(arrays[k] for k in self.arrays), **options), self.outputs)
+
+    def reference(self, case: Case) -> dict[str, np.ndarray]:
+        """The oracle's outputs on a case."""
+        return {k: np.asarray(v) for k, v in self.call(self.oracle, case.arrays, case.options).items()}
+
+
+def _c(case: Case) -> Conventions:
+    c: Conventions = case.options["conventions"]
+    return c
+
+
+def _sae(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, W_enc, b_enc, W_dec, b_dec of a full-SAE case, by name."""
+    a = case.arrays
+    return a["x"], a["W_enc"], a["b_enc"], a["W_dec"], a["b_dec"]
+
+
+def _exact(*names: str) -> BoundsFn:
+    return lambda case, out: dict.fromkeys(names)
+
+
+TABLE: tuple[Operation, ...] = (
+    Operation(
+        "encode",
+        "f = ReLU((x − b_dec) W_enc + b_enc), tied or untied",
+        ("ENC-1", "ENC-2", "ENC-3", "TOL-1"),
+        ("x", "W_enc", "b_enc", "b_dec"),
+        ("f",),
+        oracle.encode,
+        rt.encode,
+        cases.encode_cases,
+        lambda c, out: {
+            "f": bounds.pre_activations(
+                c.arrays["x"], c.arrays["W_enc"], c.arrays["b_enc"], c.arrays["b_dec"], c.options["encode"]
+            )
+        },
+    ),
+    Operation(
+        "decoder_directions",
+        "Ŵ = W_dec or W_dec_j / (‖W_dec_j‖ + eps)",
+        ("DEC-2", "DEC-3", "DEC-4"),
+        ("W_dec",),
+        ("W_hat",),
+        oracle.decoder_directions,
+        rt.decoder_directions,
+        cases.decoder_cases,
+        lambda c, out: {
+            "W_hat": bounds.decoder_directions(c.arrays["W_dec"], c.options["decoder"], c.options["eps"])
+        },
+    ),
+    Operation(
+        "decode",
+        "x_hat = f Ŵ + b_dec",
+        ("DEC-1", "DEC-2", "DEC-3"),
+        ("f", "W_dec", "b_dec"),
+        ("x_hat",),
+        oracle.decode,
+        rt.decode,
+        cases.decode_cases,
+        lambda c, out: {
+            "x_hat": bounds.decode(
+                leaf(c.arrays["f"]),
+                c.arrays["W_dec"],
+                c.arrays["b_dec"],
+                c.options["decoder"],
+                c.options["eps"],
+            )
+        },
+    ),
+    Operation(
+        "forward",
+        "(f, x_hat) = decode(encode(x))",
+        ("FWD-1",),
+        ("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        ("f", "x_hat"),
+        oracle.forward,
+        rt.forward,
+        cases.forward_cases,
+        lambda c, out: dict(
+            zip(
+                ("f", "x_hat"),
+                bounds.forward(
+                    *_sae(c),
+                    Conventions(
+                        encode=c.options["encode"], decoder=c.options["decoder"], eps=c.options["eps"]
+                    ),
+                ),
+                strict=True,
+            )
+        ),
+    ),
+    Operation(
+        "reconstruction_loss",
+        "sum / mean / fvu reconstruction loss",
+        ("LOSS-1", "LOSS-2", "LOSS-3"),
+        ("x", "x_hat"),
+        ("loss",),
+        oracle.reconstruction_loss,
+        rt.reconstruction_loss,
+        cases.reconstruction_cases,
+        lambda c, out: {
+            "loss": bounds.reconstruction_loss(
+                c.arrays["x"], leaf(c.arrays["x_hat"]), c.arrays["x_hat"], c.options["reconstruction"]
+            )
+        },
+    ),
+    Operation(
+        "sparsity_loss",
+        "l1 / l1_decoder_norm sparsity penalty",
+        ("LOSS-4", "LOSS-5"),
+        ("f", "W_dec"),
+        ("loss",),
+        oracle.sparsity_loss,
+        rt.sparsity_loss,
+        cases.sparsity_cases,
+        lambda c, out: {
+            "loss": bounds.sparsity_loss(leaf(c.arrays["f"]), c.arrays["W_dec"], c.options["sparsity"])
+        },
+    ),
+    Operation(
+        "total_loss",
+        "Σ_inst reconstruction + λ · sparsity, every convention",
+        ("LOSS-6",),
+        ("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        ("loss",),
+        oracle.total_loss,
+        rt.total_loss,
+        cases.loss_cases,
+        lambda c, out: {
+            "loss": bounds.total_loss(
+                *_sae(c),
+                oracle.forward(*_sae(c), encode=_c(c).encode, decoder=_c(c).decoder, eps=_c(c).eps)[1],
+                c.options["l1_coefficient"],
+                _c(c),
+            )
+        },
+    ),
+    Operation(
+        "loss_gradients",
+        "∂L/∂(W_enc, b_enc, W_dec, b_dec), every convention",
+        ("GRAD-1", "GRAD-2", "GRAD-3", "GRAD-4", "GRAD-5", "GRAD-6", "TOL-6"),
+        ("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        ("W_enc", "b_enc", "W_dec", "b_dec"),
+        oracle.loss_gradients,
+        rt.loss_gradients,
+        lambda dtype: cases.loss_cases(dtype, kink_margin=True),
+        lambda c, out: dict(bounds_gradients.loss_gradients(*_sae(c), c.options["l1_coefficient"], _c(c))),
+    ),
+    Operation(
+        "renormalise_rows",
+        "unit-norm constraint: W_dec_j / ‖W_dec_j‖, zero rows stay zero",
+        ("CON-1", "CON-2"),
+        ("W_dec",),
+        ("W_dec",),
+        oracle.renormalise_rows,
+        rt.renormalise_rows,
+        lambda dtype: cases.row_cases(dtype, with_grad=False),
+        lambda c, out: {"W_dec": bounds_gradients.renormalise_rows(c.arrays["W_dec"])},
+    ),
+    Operation(
+        "remove_parallel_component",
+        "g_j − (g_j·w_j / ‖w_j‖²) w_j",
+        ("PAR-1", "PAR-2", "PAR-3"),
+        ("W_dec", "grad_W_dec"),
+        ("grad_W_dec",),
+        oracle.remove_parallel_component,
+        rt.remove_parallel_component,
+        lambda dtype: cases.row_cases(dtype, with_grad=True),
+        lambda c, out: {
+            "grad_W_dec": bounds_gradients.remove_parallel_component(
+                c.arrays["W_dec"], c.arrays["grad_W_dec"]
+            )
+        },
+    ),
+    Operation(
+        "l0",
+        "mean number of non-zero latents",
+        ("MET-1",),
+        ("f",),
+        ("l0",),
+        oracle.l0,
+        rt.l0,
+        cases.latent_cases,
+        _exact("l0"),
+    ),
+    Operation(
+        "dead_fraction",
+        "fraction of latents that never fired",
+        ("MET-2",),
+        ("fire_counts",),
+        ("dead_fraction",),
+        oracle.dead_fraction,
+        rt.dead_fraction,
+        cases.fire_count_cases,
+        _exact("dead_fraction"),
+        ("float64",),
+    ),
+    Operation(
+        "explained_variance",
+        "1 − FVU with per-dimension centring",
+        ("MET-3",),
+        ("x", "x_hat"),
+        ("explained_variance",),
+        oracle.explained_variance,
+        rt.explained_variance,
+        cases.explained_variance_cases,
+        lambda c, out: {
+            "explained_variance": (lambda b: b.then(1 + b.magnitude, k_store=1))(
+                bounds.reconstruction_loss(c.arrays["x"], leaf(c.arrays["x_hat"]), c.arrays["x_hat"], "fvu")
+            )
+        },
+    ),
+)
+
+BY_NAME: dict[str, Operation] = {op.name: op for op in TABLE}
+
+
+def get(name: str) -> Operation:
+    """The row called `name`; `KeyError` listing the known names otherwise."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no operation {name!r}; known: {', '.join(BY_NAME)}") from None

@@ -1,0 +1,55 @@
+"""Metrics (MET): L0, dead fraction, explained variance. Per-instance results have shape `*inst`."""
+
+from __future__ import annotations
+
+import numpy as np
+from jaxtyping import Float64, Int
+
+from refsae._typecheck import typechecked
+from refsae.oracle import _validate
+from refsae.oracle.losses import reconstruction_loss
+
+
+@typechecked
+def l0(f: Float64[np.ndarray, "batch *inst d_sae"]) -> Float64[np.ndarray, "*inst"]:
+    """Mean over the batch of the number of non-zero latents (MET-1).
+
+    >>> import numpy as np
+    >>> float(l0(np.array([[0.0, 1.0, 2.0], [0.0, 0.0, 3.0]])))
+    1.5
+    """
+    _validate.nonempty_batch(f, "f")
+    _validate.finite(f=f)
+    return np.asarray(np.count_nonzero(f, axis=(0, -1)) / f.shape[0], dtype=np.float64)
+
+
+@typechecked
+def dead_fraction(fire_counts: Int[np.ndarray, "*inst d_sae"]) -> Float64[np.ndarray, "*inst"]:
+    """Fraction of latents whose fire count over the window is 0 (MET-2); counts must be >= 0.
+
+    >>> import numpy as np
+    >>> float(dead_fraction(np.array([0, 3, 0, 1])))
+    0.5
+    """
+    if fire_counts.shape[-1] == 0:
+        raise ValueError("fire_counts has no latents (d_sae = 0)")
+    if np.any(fire_counts < 0):
+        raise ValueError("fire_counts must be >= 0")
+    return np.asarray(np.mean(fire_counts == 0, axis=-1), dtype=np.float64)
+
+
+@typechecked
+def explained_variance(
+    x: Float64[np.ndarray, "batch *inst d_in"],
+    x_hat: Float64[np.ndarray, "batch *inst d_in"],
+) -> Float64[np.ndarray, "*inst"]:
+    """1 − FVU, each dimension centred by its own batch mean (MET-3); zero total variance raises.
+
+    >>> import numpy as np
+    >>> x = np.array([[0.0, 1.0], [2.0, 5.0]])
+    >>> mean = np.repeat(x.mean(0, keepdims=True), 2, 0)
+    >>> float(explained_variance(x, x)), float(explained_variance(x, mean))
+    (1.0, 0.0)
+    """
+    _validate.finite(x=x, x_hat=x_hat)
+    return np.asarray(1.0 - reconstruction_loss(x, x_hat, reconstruction="fvu"))

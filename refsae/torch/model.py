@@ -1,0 +1,111 @@
+"""`SAE`: an `nn.Module` over the functional operations, with a config dataclass.
+
+The module holds W_enc (*inst, d_in, d_sae), b_enc, W_dec (*inst, d_sae, d_in) and b_dec, and adds
+nothing to the math: every method calls `refsae.torch.functional`. The unit-norm constraint is
+applied by `constrain_()` *after* the optimizer step (CON-3); parallel-gradient removal is either an
+explicit `remove_parallel_grad_()` call or a backward hook on W_dec (PAR-4), never both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from refsae._typecheck import typechecked
+from refsae.conventions import Conventions, check_coefficient
+from refsae.torch import functional as F
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Sizes, conventions and hyperparameters of an `SAE`.
+
+    `parallel_grad_hook=True` registers a backward hook on W_dec that removes the component of
+    its gradient parallel to each dictionary row (what sparse_autoencoder's UnitNormDecoder does).
+    """
+
+    d_in: int
+    d_sae: int
+    n_inst: int | None = None
+    l1_coefficient: float = 1e-3
+    conventions: Conventions = field(default_factory=Conventions)
+    parallel_grad_hook: bool = False
+    dtype: torch.dtype = torch.float32
+    device: str | torch.device = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("d_in", "d_sae"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.n_inst is not None and not (isinstance(self.n_inst, int) and self.n_inst >= 1):
+            raise ValueError(f"n_inst must be None or an integer >= 1, got {self.n_inst!r}")
+        check_coefficient("l1_coefficient", self.l1_coefficient)
+
+
+class SAE(nn.Module):
+    """A ReLU sparse autoencoder whose every computation is a `refsae.torch.functional` call."""
+
+    def __init__(self, config: SAEConfig, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        inst = () if config.n_inst is None else (config.n_inst,)
+        dtype, device = config.dtype, torch.device(config.device)
+        W_dec = torch.randn(*inst, config.d_sae, config.d_in, generator=generator, dtype=torch.float64)
+        W_dec = F.renormalise_rows(W_dec).to(device=device, dtype=dtype)
+        self.W_dec = nn.Parameter(W_dec)
+        self.W_enc = nn.Parameter(W_dec.transpose(-1, -2).clone())
+        self.b_enc = nn.Parameter(torch.zeros((*inst, config.d_sae), dtype=dtype, device=device))
+        self.b_dec = nn.Parameter(torch.zeros((*inst, config.d_in), dtype=dtype, device=device))
+        self._hook = None
+        if config.parallel_grad_hook:
+            self._hook = self.W_dec.register_hook(self._parallel_hook)  # type: ignore[no-untyped-call]
+
+    def _parallel_hook(self, grad: Tensor) -> Tensor:
+        return F.remove_parallel_component(self.W_dec.detach(), grad)
+
+    @typechecked
+    def encode(self, x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, "batch *inst d_sae"]:
+        return F.encode(x, self.W_enc, self.b_enc, self.b_dec, encode=self.config.conventions.encode)
+
+    @typechecked
+    def decode(self, f: Float[Tensor, "batch *inst d_sae"]) -> Float[Tensor, "batch *inst d_in"]:
+        c = self.config.conventions
+        return F.decode(f, self.W_dec, self.b_dec, decoder=c.decoder, eps=c.eps)
+
+    @typechecked
+    def forward(
+        self, x: Float[Tensor, "batch *inst d_in"]
+    ) -> tuple[Float[Tensor, "batch *inst d_sae"], Float[Tensor, "batch *inst d_in"]]:
+        f = self.encode(x)
+        return f, self.decode(f)
+
+    @typechecked
+    def loss(self, x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, ""]:
+        """The total loss of LOSS-6 under the config's conventions."""
+        return F.total_loss(
+            x,
+            self.W_enc,
+            self.b_enc,
+            self.W_dec,
+            self.b_dec,
+            l1_coefficient=self.config.l1_coefficient,
+            conventions=self.config.conventions,
+        )
+
+    @torch.no_grad()
+    def remove_parallel_grad_(self) -> None:
+        """Remove, in place, the part of W_dec.grad parallel to each row (PAR-1). Refuses to run
+        when the backward hook already did (PAR-4)."""
+        if self._hook is not None:
+            raise RuntimeError("the parallel-gradient hook is registered; removing twice is a no-op at best")
+        if self.W_dec.grad is not None:
+            self.W_dec.grad.copy_(F.remove_parallel_component(self.W_dec, self.W_dec.grad))
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        """Renormalise the rows of W_dec in place (CON-1); call after `optimizer.step()` (CON-3)."""
+        self.W_dec.copy_(F.renormalise_rows(self.W_dec))

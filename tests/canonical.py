@@ -1,0 +1,55 @@
+"""A small valid input for every operation of the table, by array name (used by the error tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from refsae.cases import Case
+from refsae.conventions import Conventions
+from refsae.ops import Operation
+
+BATCH, D_IN, D_SAE = 3, 4, 5
+
+SHAPES: dict[str, tuple[int, ...]] = {
+    "x": (BATCH, D_IN),
+    "x_hat": (BATCH, D_IN),
+    "f": (BATCH, D_SAE),
+    "W_enc": (D_IN, D_SAE),
+    "b_enc": (D_SAE,),
+    "W_dec": (D_SAE, D_IN),
+    "b_dec": (D_IN,),
+    "grad_W_dec": (D_SAE, D_IN),
+    "fire_counts": (D_SAE,),
+}
+
+LOSS_OPTIONS: dict[str, Any] = {
+    "l1_coefficient": 0.5,
+    "conventions": Conventions(decoder="normalised", reconstruction="fvu", sparsity="l1_decoder_norm"),
+}
+
+OPTIONS: dict[str, dict[str, Any]] = {
+    "encode": {"encode": "tied"},
+    "decoder_directions": {"decoder": "normalised", "eps": 1e-3},
+    "decode": {"decoder": "normalised", "eps": 1e-3},
+    "forward": {"encode": "tied", "decoder": "normalised", "eps": 1e-3},
+    "reconstruction_loss": {"reconstruction": "fvu"},
+    "sparsity_loss": {"sparsity": "l1_decoder_norm"},
+    "total_loss": LOSS_OPTIONS,
+    "loss_gradients": LOSS_OPTIONS,
+}
+
+
+def canonical_case(op: Operation, seed: int = 0) -> Case:
+    """Random float64 arrays of the canonical shapes (integer fire counts), with the op's options."""
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray] = {}
+    for name in op.arrays:
+        if name == "fire_counts":
+            arrays[name] = rng.integers(0, 3, SHAPES[name])
+        elif name == "f":
+            arrays[name] = np.maximum(rng.standard_normal(SHAPES[name]), 0.0)
+        else:
+            arrays[name] = rng.standard_normal(SHAPES[name])
+    return Case(arrays, dict(OPTIONS.get(op.name, {})), "float64")

@@ -1,0 +1,42 @@
+"""Test-only composite strategies built from the public ones in `refsae.strategies`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from refsae import strategies as rs
+from refsae.conventions import Conventions
+
+SAECase = tuple[rs.Shape, np.ndarray, dict[str, Any]]
+"""(shape, x, params) as `float64_sae` draws it."""
+
+
+@st.composite
+def float64_sae(
+    draw: st.DrawFn,
+    *,
+    max_dim: int = 8,
+    max_batch: int = 8,
+    min_batch: int = 1,
+    instance_axis: bool | None = None,
+    margin: float = 0.0,
+) -> tuple[rs.Shape, np.ndarray, dict[str, np.ndarray]]:
+    """(shape, x, params) in float64; with `margin` > 0 every pre-activation under *both* encode
+    conventions is at least margin · (1 + |z|) away from the ReLU kink (STR-7)."""
+    shape = draw(
+        rs.shapes(max_dim=max_dim, max_batch=max_batch, min_batch=min_batch, instance_axis=instance_axis)
+    )
+    params = draw(rs.sae_params(shape, "float64"))
+    x = draw(rs.inputs(shape, "float64"))
+    if margin > 0:
+        z0 = np.einsum("b...i,...ij->b...j", x - params["b_dec"], params["W_enc"])
+        m = margin * (1 + np.abs(z0) + np.abs(params["b_enc"]))
+        params["b_enc"] = rs.kink_margin_b_enc(z0, params["b_enc"], m, "float64")
+    return shape, x, params
+
+
+def all_conventions() -> st.SearchStrategy[Conventions]:
+    return rs.conventions()

@@ -1,0 +1,29 @@
+"""refsae.torch matches the oracle on every row of the operation table, in every dtype (OPS-1, CHK-1).
+
+The clauses each row checks are listed in the row (`refsae.ops.TABLE`); the tolerance is the one
+rule of specs/tolerances.md (TOL-1..TOL-7).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+
+from refsae import ops
+from refsae.check import check
+from refsae.implementations import TorchImplementation
+
+ROWS = [(op, dtype) for op in ops.TABLE for dtype in op.dtypes]
+
+
+@pytest.mark.parametrize(("op", "dtype"), ROWS, ids=[f"{op.name}-{dtype}" for op, dtype in ROWS])
+def test_torch_operation_matches_the_oracle_within_the_tolerance_rule(
+    op: ops.Operation, dtype: str, device: str
+) -> None:
+    outcome = check(op, TorchImplementation(device), dtype)
+    assert outcome.status == "pass", outcome.failure
+    wanted = settings().max_examples
+    assert outcome.examples >= wanted, (
+        f"only {outcome.examples} valid examples of {wanted}: the strategy filters too much"
+    )
+    assert outcome.worst_ratio <= 1.0
