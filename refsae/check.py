@@ -89,8 +89,10 @@ def check(
 
     def property_(case: Case) -> None:
         note(case.reproduction())
-        actual = impl.run(op.name, case)
-        ratio, worst = compare(op, case, op.reference(case), actual)
+        actual, expected = impl.run(op.name, case), op.reference(case)
+        if op.compare_via is not None:
+            actual, expected = op.compare_via(case, actual), op.compare_via(case, expected)
+        ratio, worst = compare(op, case, expected, actual)
         outcome.examples += 1
         if ratio >= outcome.worst_ratio:
             outcome.worst_ratio, outcome.worst = ratio, worst

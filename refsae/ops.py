@@ -1,5 +1,9 @@
 """The operation table: one row per operation (OPS-1).
 
+Adding an operation: an oracle function (refsae/oracle/), a torch function (refsae/torch/), a case
+strategy (`Callable[[dtype], SearchStrategy[Case]]`), a bounds function (refsae/bounds*.py; None per
+output for exact results), a spec section with numbered clauses, and one `Operation(...)` row below.
+
 Each `Operation` names the oracle function (the definition), the refsae.torch function, the
 input strategy, the dtypes it is checked in, the error bound that the tolerance rule turns into
 an allowed error, and the spec clauses it checks. The property tests, the `refsae check` job and
@@ -51,6 +55,10 @@ class Operation:
     cases: Callable[[str], st.SearchStrategy[Case]]
     bounds: BoundsFn
     dtypes: tuple[str, ...] = DTYPES
+    compare_via: Callable[[Case, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    """Optional: compare through a float64 function of the outputs instead of the outputs themselves
+    (e.g. the objective at a returned minimiser, where any minimiser is valid). Applied to both sides;
+    `bounds` then describes the projected outputs."""
 
     def call(
         self, fn: Callable[..., Any], arrays: Mapping[str, Any], options: Mapping[str, Any]
