@@ -40,9 +40,12 @@ class Case:
         """Python source that rebuilds the case (NumPy literals at full float64 precision)."""
         with np.printoptions(precision=17, threshold=1_000_000, floatmode="unique"):
             lines = ["import numpy as np", "from refsae.conventions import Conventions"]
+            if any("." in name for name in self.arrays):
+                lines.append("arrays = {}")
             for name, a in self.arrays.items():
                 dtype = "np.int64" if a.dtype.kind == "i" else "np.float64"
-                lines.append(f"{name} = np.array({np.array2string(a, separator=', ')}, dtype={dtype})")
+                target = f"arrays[{name!r}]" if "." in name else name
+                lines.append(f"{target} = np.array({np.array2string(a, separator=', ')}, dtype={dtype})")
             lines.append(f"options = {self.options!r}")
             lines.append(f"dtype = {self.dtype!r}")
         return "\n".join(lines)

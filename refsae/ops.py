@@ -19,19 +19,46 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from refsae import bounds, bounds_gradients, cases, oracle
+from refsae import (
+    bounds,
+    bounds_dead,
+    bounds_gradients,
+    bounds_init,
+    bounds_training,
+    cases,
+    cases_dead,
+    cases_init,
+    cases_training,
+    oracle,
+)
 from refsae import torch as rt
+from refsae.oracle import optimizer as oracle_optimizer
+from refsae.oracle.optimizer import PARAMETERS
+from refsae.torch import optimizer as torch_optimizer
 from refsae.cases import Case
 from refsae.conventions import Conventions
 from refsae.tolerances import DTYPES, Bound, leaf
 
+ADAM_DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16")
+"""Adam is not run in float16 (OPT-7): eps = 1e-8 rounds to 0 there and g² underflows below 2^-24,
+so torch.optim.Adam divides a non-zero m by 0; mixed precision keeps float32 optimizer state."""
+
 
 def as_outputs(result: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    """Name an operation's result: one array, a tuple in `names` order, or a mapping / `Gradients`."""
+    """Name an operation's result: one array, a tuple in `names` order, or a mapping / `Gradients`;
+    a mapping of mappings is flattened to dotted names (`param.W_enc`)."""
     if isinstance(result, oracle.Gradients):
         return result.as_dict()
+    if hasattr(result, "as_dict"):
+        result = result.as_dict()
     if isinstance(result, Mapping):
-        return dict(result)
+        flat: dict[str, Any] = {}
+        for key, value in result.items():
+            if isinstance(value, Mapping):
+                flat.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                flat[key] = value
+        return flat
     if isinstance(result, tuple):
         return dict(zip(names, result, strict=True))
     return {names[0]: result}
@@ -63,8 +90,21 @@ class Operation:
     def call(
         self, fn: Callable[..., Any], arrays: Mapping[str, Any], options: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Call `fn` the canonical way: arrays positionally in `self.arrays` order, options by keyword."""
-        return as_outputs(fn(*(arrays[k] for k in self.arrays), **options), self.outputs)
+        """Call `fn` the canonical way: arrays positionally in `self.arrays` order, options by keyword.
+        Dotted names group: `param.W_enc`, `param.b_enc` … become one positional mapping
+        `{W_enc: …, b_enc: …}`, in the place of the group's first member."""
+        positional: list[Any] = []
+        groups: dict[str, dict[str, Any]] = {}
+        for k in self.arrays:
+            if "." not in k:
+                positional.append(arrays[k])
+                continue
+            group, name = k.split(".", 1)
+            if group not in groups:  # the group's place is that of its first member
+                groups[group] = {}
+                positional.append(groups[group])
+            groups[group][name] = arrays[k]
+        return as_outputs(fn(*positional, **options), self.outputs)
 
     def reference(self, case: Case) -> dict[str, np.ndarray]:
         """The oracle's outputs on a case."""
@@ -80,6 +120,11 @@ def _sae(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np
     """x, W_enc, b_enc, W_dec, b_dec of a full-SAE case, by name."""
     a = case.arrays
     return a["x"], a["W_enc"], a["b_enc"], a["W_dec"], a["b_dec"]
+
+
+def _group(case: Case, group: str) -> dict[str, np.ndarray]:
+    """The arrays `group.NAME` of a case, keyed NAME."""
+    return {k.split(".", 1)[1]: v for k, v in case.arrays.items() if k.startswith(f"{group}.")}
 
 
 def _exact(*names: str) -> BoundsFn:
@@ -276,6 +321,162 @@ TABLE: tuple[Operation, ...] = (
                 bounds.reconstruction_loss(c.arrays["x"], leaf(c.arrays["x_hat"]), c.arrays["x_hat"], "fvu")
             )
         },
+    ),
+    # --- training dynamics (optimizer.md, resampling.md, training-step.md) ---
+    Operation(
+        "adam_step",
+        "one Adam step with PyTorch's semantics (torch.optim.Adam itself on the torch side)",
+        ("OPT-1", "OPT-2", "OPT-3"),
+        tuple(f"{g}.{k}" for g in ("param", "grad", "exp_avg", "exp_avg_sq") for k in PARAMETERS),
+        tuple(f"{g}.{k}" for g in ("param", "exp_avg", "exp_avg_sq") for k in PARAMETERS),
+        oracle_optimizer.adam_step,
+        torch_optimizer.adam_step,
+        cases_training.adam_cases,
+        lambda c, out: dict(bounds_training.adam_exact_inputs(
+            *(_group(c, g) for g in ("param", "grad", "exp_avg", "exp_avg_sq")), **c.options)),
+        ADAM_DTYPES,
+    ),
+    Operation(
+        "adam_reset_latents",
+        "zero both Adam moments of the chosen latents' slices, nothing else",
+        ("OPT-4", "OPT-5"),
+        (*(f"{g}.{k}" for g in ("exp_avg", "exp_avg_sq") for k in PARAMETERS), "latents"),
+        tuple(f"{g}.{k}" for g in ("exp_avg", "exp_avg_sq") for k in PARAMETERS),
+        oracle_optimizer.adam_reset_latents,
+        torch_optimizer.adam_reset_latents,
+        cases_training.reset_cases,
+        lambda c, out: dict.fromkeys(out),
+    ),
+    Operation(
+        "resample_anthropic",
+        "Anthropic's resampling update given the chosen inputs (plain or centred)",
+        ("RES-10", "RES-11", "RES-12", "RES-13", "RES-14"),
+        (*(f"param.{k}" for k in PARAMETERS), "dead", "chosen"),
+        (*(f"param.{k}" for k in PARAMETERS), "resampled"),
+        oracle.resample_anthropic,
+        rt.resample_anthropic,
+        lambda dtype: cases_training.resample_cases(dtype, simple=False),
+        lambda c, out: bounds_training.resample(_group(c, "param"), c.arrays["dead"], c.arrays["chosen"],
+                                                centred=c.options["centred"],
+                                                encoder_scale=c.options["encoder_scale"], simple=False),
+    ),
+    Operation(
+        "resample_simple",
+        "the simple resampling update given explicit directions",
+        ("RES-13", "RES-15"),
+        (*(f"param.{k}" for k in PARAMETERS), "dead", "directions"),
+        (*(f"param.{k}" for k in PARAMETERS), "resampled"),
+        oracle.resample_simple,
+        rt.resample_simple,
+        lambda dtype: cases_training.resample_cases(dtype, simple=True),
+        lambda c, out: bounds_training.resample(_group(c, "param"), c.arrays["dead"], c.arrays["directions"],
+                                                centred=False, encoder_scale=c.options["encoder_scale"],
+                                                simple=True),
+    ),
+    Operation(
+        "training_step",
+        "forward, loss, backward, parallel removal, Adam, constraint: the specified order",
+        ("STEP-1", "STEP-2", "STEP-3", "STEP-5"),
+        ("x", *(f"{g}.{k}" for g in ("param", "exp_avg", "exp_avg_sq") for k in PARAMETERS)),
+        (*(f"{g}.{k}" for g in ("param", "exp_avg", "exp_avg_sq") for k in PARAMETERS), "loss"),
+        oracle.training_step,
+        rt.training_step,
+        cases_training.training_cases,
+        lambda c, out: dict(bounds_training.training_step(
+            c.arrays["x"], *(_group(c, g) for g in ("param", "exp_avg", "exp_avg_sq")), **c.options)),
+        ADAM_DTYPES,
+    ),
+    # --- dead latents (dead-latents.md) and resampling probabilities (resampling.md) ---
+    # Integer-input rows run in float64 only: the case dtype converts float arrays, and they have none.
+    Operation(
+        "fire_counts",
+        "#{b : f_bj > 0} per latent: firing is strictly positive",
+        ("DEAD-1", "DEAD-5"),
+        ("f",),
+        ("fire_counts",),
+        oracle.fire_counts,
+        rt.fire_counts,
+        cases_dead.fire_count_cases,
+        _exact("fire_counts"),
+    ),
+    Operation(
+        "dead_by_fire_fraction",
+        "dead where fire_counts / n_examples <= threshold (float64 quotient)",
+        ("DEAD-2", "DEAD-5"),
+        ("fire_counts",),
+        ("dead",),
+        oracle.dead_by_fire_fraction,
+        rt.dead_by_fire_fraction,
+        cases_dead.fraction_cases,
+        _exact("dead"),
+        ("float64",),
+    ),
+    Operation(
+        "update_steps_since_fired",
+        "0 where the latent fired in the batch, steps_since + 1 elsewhere",
+        ("DEAD-3", "DEAD-5"),
+        ("steps_since", "f"),
+        ("steps_since",),
+        oracle.update_steps_since_fired,
+        rt.update_steps_since_fired,
+        cases_dead.steps_update_cases,
+        _exact("steps_since"),
+    ),
+    Operation(
+        "dead_by_steps",
+        "dead where steps_since > n",
+        ("DEAD-4", "DEAD-5"),
+        ("steps_since",),
+        ("dead",),
+        oracle.dead_by_steps,
+        rt.dead_by_steps,
+        cases_dead.dead_by_steps_cases,
+        _exact("dead"),
+        ("float64",),
+    ),
+    Operation(
+        "resampling_probabilities",
+        "p_b ∝ ℓ_b² over the batch, per instance; uniform where every ℓ_b = 0",
+        ("RES-1", "RES-2", "RES-3"),
+        ("x", "x_hat", "f"),
+        ("probabilities",),
+        oracle.resampling_probabilities,
+        rt.resampling_probabilities,
+        cases_dead.resampling_cases,
+        lambda c, out: {
+            "probabilities": bounds_dead.resampling_probabilities(
+                c.arrays["x"],
+                c.arrays["x_hat"],
+                c.arrays["f"],
+                oracle.per_example_loss(c.arrays["x"], c.arrays["x_hat"], c.arrays["f"], **c.options),
+                c.options["loss"],
+                c.options["l1_coefficient"],
+            )
+        },
+    ),
+    # --- b_dec initialisation (init.md) ---
+    Operation(
+        "b_dec_mean",
+        "b_dec = (1/B) Σ_b x_b, per instance",
+        ("INIT-1", "INIT-10", "INIT-12"),
+        ("x",),
+        ("b_dec",),
+        oracle.b_dec_mean,
+        rt.b_dec_mean,
+        cases_init.init_cases,
+        lambda c, out: {"b_dec": bounds_init.b_dec_mean(c.arrays["x"])},
+    ),
+    Operation(
+        "geometric_median",
+        "b_dec = argmin Σ_b ‖x_b − b_dec‖, compared through that objective",
+        ("INIT-2", "INIT-3", "INIT-4", "INIT-5", "INIT-6", "INIT-9", "INIT-11", "INIT-12"),
+        ("x",),
+        ("b_dec",),
+        oracle.geometric_median,
+        rt.geometric_median,
+        cases_init.init_cases,
+        bounds_init.geometric_median,
+        compare_via=bounds_init.objective_projection,
     ),
 )
 

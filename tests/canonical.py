@@ -22,7 +22,16 @@ SHAPES: dict[str, tuple[int, ...]] = {
     "b_dec": (D_IN,),
     "grad_W_dec": (D_SAE, D_IN),
     "fire_counts": (D_SAE,),
+    "steps_since": (D_SAE,),
+    "latents": (D_SAE,),
+    "dead": (D_SAE,),
+    "chosen": (D_SAE, D_IN),
+    "directions": (D_SAE, D_IN),
 }
+"""Shapes by array name; a dotted name (`grad.W_enc`) takes the shape of the part after the dot."""
+
+MASKS = ("latents", "dead")
+"""0/1 latent masks (integer arrays)."""
 
 LOSS_OPTIONS: dict[str, Any] = {
     "l1_coefficient": 0.5,
@@ -38,18 +47,30 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "sparsity_loss": {"sparsity": "l1_decoder_norm"},
     "total_loss": LOSS_OPTIONS,
     "loss_gradients": LOSS_OPTIONS,
+    "dead_by_fire_fraction": {"n_examples": BATCH, "threshold": 0.25},
+    "dead_by_steps": {"n": 1},
+    "resampling_probabilities": {"loss": "total", "l1_coefficient": 0.5},
+    "adam_step": {"step": 3, "lr": 1e-3},
+    "training_step": {"step": 3, "lr": 1e-3, **LOSS_OPTIONS, "conventions": Conventions()},
+    "resample_anthropic": {"centred": True},
 }
 
 
 def canonical_case(op: Operation, seed: int = 0) -> Case:
-    """Random float64 arrays of the canonical shapes (integer fire counts), with the op's options."""
+    """Random float64 arrays of the canonical shapes (integer counts and masks, second moments >= 0),
+    with the op's options."""
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
     for name in op.arrays:
-        if name == "fire_counts":
+        base = name.split(".", 1)[-1]
+        if name in ("fire_counts", "steps_since"):
             arrays[name] = rng.integers(0, 3, SHAPES[name])
+        elif name in MASKS:
+            arrays[name] = np.arange(D_SAE) % 2
         elif name == "f":
             arrays[name] = np.maximum(rng.standard_normal(SHAPES[name]), 0.0)
+        elif name.startswith("exp_avg_sq."):
+            arrays[name] = rng.standard_normal(SHAPES[base]) ** 2
         else:
-            arrays[name] = rng.standard_normal(SHAPES[name])
+            arrays[name] = rng.standard_normal(SHAPES[base])
     return Case(arrays, dict(OPTIONS.get(op.name, {})), "float64")

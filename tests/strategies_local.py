@@ -32,7 +32,11 @@ def float64_sae(
     params = draw(rs.sae_params(shape, "float64"))
     x = draw(rs.inputs(shape, "float64"))
     if margin > 0:
-        z0 = np.einsum("b...i,...ij->b...j", x - params["b_dec"], params["W_enc"])
+        # both conventions at once: tied z0 = (x − b_dec) W_enc and untied z0 = x W_enc, stacked
+        # along the batch axis so one b_enc keeps every pre-activation of either away from the kink
+        z0 = np.concatenate(
+            [np.einsum("b...i,...ij->b...j", u, params["W_enc"]) for u in (x - params["b_dec"], x)]
+        )
         m = margin * (1 + np.abs(z0) + np.abs(params["b_enc"]))
         params["b_enc"] = rs.kink_margin_b_enc(z0, params["b_enc"], m, "float64")
     return shape, x, params

@@ -41,7 +41,7 @@ def _ids(rows: list[tuple[ops.Operation, str]]) -> list[str]:
 
 
 ALL = _rows(lambda op: True)
-FLOAT_INPUT = _rows(lambda op: "fire_counts" not in op.arrays)
+FLOAT_INPUT = _rows(lambda op: any(a.dtype.kind == "f" for a in canonical_case(op).arrays.values()))
 BATCHED = _rows(lambda op: bool({"x", "f"} & set(op.arrays)))
 WITH_EPS = _rows(
     lambda op: "eps" in canonical_case(op).options or "conventions" in canonical_case(op).options
@@ -63,6 +63,8 @@ def test_non_finite_input_raises_value_error_naming_the_array(
     """NOT-5."""
     case = canonical_case(op)
     for name, a in case.arrays.items():
+        if a.dtype.kind != "f":
+            continue  # integer inputs (counts, steps) cannot hold NaN or Inf
         poisoned = a.copy()
         poisoned.flat[0] = bad
         with pytest.raises(ValueError, match=f"{name} contains NaN or Inf"):
@@ -101,11 +103,15 @@ def test_a_wrong_dimension_raises_a_type_check_error_naming_it(op: ops.Operation
         return
     for name, a in case.arrays.items():
         axis = -2 if name == "W_dec" else -1  # an axis every op shares with another array
+        if not any(a.shape[axis] in b.shape for k, b in case.arrays.items() if k != name):
+            axis = 0  # a feature axis no other array has (f beside x): grow the batch instead
         grown = np.concatenate([a, np.take(a, [0], axis=axis)], axis=axis)
         with pytest.raises(jaxtyping.TypeCheckError) as info:
             _run(op, side, _with(case, **{name: grown}))
         message = str(info.value)
-        assert f"'{name}'" in message and ("d_in=" in message or "d_sae=" in message), message
+        group, _, member = name.rpartition(".")  # `param.W_enc`: the mapping 'param', the array 'W_enc'
+        assert f"'{member}'" in message and ("d_in=" in message or "d_sae=" in message), message
+        assert not group or f"'{group}'" in message, message
 
 
 @pytest.mark.parametrize(("op", "side"), WITH_EPS, ids=_ids(WITH_EPS))

@@ -5,27 +5,48 @@ This package never imports torch (NOT-4). Every function cites the spec clauses 
 
 from refsae.conventions import Conventions
 from refsae.oracle.constraints import remove_parallel_component, renormalise_rows
+from refsae.oracle.dead import dead_by_fire_fraction, dead_by_steps, fire_counts, update_steps_since_fired
 from refsae.oracle.forward import decode, decoder_directions, encode, forward, pre_activations
 from refsae.oracle.gradients import Gradients, loss_gradients
+from refsae.oracle.init import b_dec_mean, geometric_median
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss, total_loss, total_variance
 from refsae.oracle.metrics import dead_fraction, explained_variance, l0
+from refsae.oracle.optimizer import AdamUpdate, adam_reset_latents, adam_step
+from refsae.oracle.resample_update import resample_anthropic, resample_simple
+from refsae.oracle.resampling import per_example_loss, resampling_probabilities, sample_examples
+from refsae.oracle.training import training_step
 
 __all__ = [
+    "AdamUpdate",
     "Conventions",
+    "adam_reset_latents",
+    "adam_step",
+    "resample_anthropic",
+    "resample_simple",
+    "training_step",
     "Gradients",
+    "b_dec_mean",
+    "dead_by_fire_fraction",
+    "dead_by_steps",
     "dead_fraction",
     "decode",
     "decoder_directions",
     "encode",
     "explained_variance",
+    "fire_counts",
     "forward",
+    "geometric_median",
     "l0",
     "loss_gradients",
+    "per_example_loss",
     "pre_activations",
     "reconstruction_loss",
     "remove_parallel_component",
     "renormalise_rows",
+    "resampling_probabilities",
+    "sample_examples",
     "sparsity_loss",
     "total_loss",
     "total_variance",
+    "update_steps_since_fired",
 ]

@@ -1,5 +1,6 @@
 """`refsae.torch`: the SAE operations in PyTorch (CPU and CUDA; float64, float32, bfloat16, float16)."""
 
+from refsae.torch.dead import dead_by_fire_fraction, dead_by_steps, fire_counts, update_steps_since_fired
 from refsae.torch.functional import (
     dead_fraction,
     decode,
@@ -17,24 +18,44 @@ from refsae.torch.functional import (
     total_loss,
     total_variance,
 )
+from refsae.torch.init import b_dec_mean, geometric_median
 from refsae.torch.model import SAE, SAEConfig
+from refsae.torch.optimizer import adam_reset_latents, adam_step, reset_adam_latents_
+from refsae.torch.resampling import per_example_loss, resampling_probabilities, sample_examples
+from refsae.torch.training import resample_anthropic, resample_simple, train_step_, training_step
 
 __all__ = [
     "SAE",
     "SAEConfig",
+    "adam_reset_latents",
+    "adam_step",
+    "reset_adam_latents_",
+    "resample_anthropic",
+    "resample_simple",
+    "train_step_",
+    "training_step",
+    "b_dec_mean",
+    "dead_by_fire_fraction",
+    "dead_by_steps",
     "dead_fraction",
     "decode",
     "decoder_directions",
     "encode",
     "explained_variance",
+    "fire_counts",
     "forward",
+    "geometric_median",
     "l0",
     "loss_gradients",
+    "per_example_loss",
     "pre_activations",
     "reconstruction_loss",
     "remove_parallel_component",
     "renormalise_rows",
+    "resampling_probabilities",
+    "sample_examples",
     "sparsity_loss",
     "total_loss",
     "total_variance",
+    "update_steps_since_fired",
 ]

@@ -1,0 +1,66 @@
+"""The training step, its order fixed by clauses (STEP-1..STEP-5).
+
+Specified order (STEP-1), for the `constrained` decoder:
+
+1. forward and loss (LOSS-6) on the batch;
+2. backward: the analytic gradients (GRAD-1);
+3. parallel-gradient removal on ∂L/∂W_dec (PAR-1);
+4. the Adam step (OPT-1);
+5. the unit-norm constraint on W_dec (CON-1).
+
+Under the `normalised` decoder the forward pass normalises, so steps 3 and 5 are not applied
+(STEP-2). Two orders seen in the field are named so that a conformance run can tell them apart
+(STEP-4): `constraint_before_step` (renormalise, then step: the rows leave the sphere) and
+`removal_after_step` (the step uses the raw gradient; removing afterwards changes nothing).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import numpy as np
+
+from refsae.conventions import Conventions, check_choice
+from refsae.oracle.constraints import remove_parallel_component, renormalise_rows
+from refsae.oracle.gradients import loss_gradients
+from refsae.oracle.losses import total_loss
+from refsae.oracle.optimizer import Arrays, adam_step, check_parameter_maps
+
+StepOrder = Literal["specified", "constraint_before_step", "removal_after_step"]
+ORDERS: tuple[str, ...] = get_args(StepOrder)
+
+
+def training_step(
+    x: np.ndarray,
+    param: Arrays,
+    exp_avg: Arrays,
+    exp_avg_sq: Arrays,
+    *,
+    step: int,
+    lr: float,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    order: StepOrder = "specified",
+) -> dict[str, object]:
+    """One training step from `step` Adam steps taken; returns the new `param`, `exp_avg`,
+    `exp_avg_sq` and the `loss` before the step (STEP-1..STEP-4)."""
+    check_choice("order", order, ORDERS)
+    check_parameter_maps(param, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    p = dict(param)
+    constrained = conventions.decoder == "constrained"
+    args = (x, p["W_enc"], p["b_enc"], p["W_dec"], p["b_dec"])
+    loss = total_loss(*args, l1_coefficient=l1_coefficient, conventions=conventions)
+    grads = loss_gradients(*args, l1_coefficient=l1_coefficient, conventions=conventions).as_dict()
+    if constrained and order != "removal_after_step":
+        grads["W_dec"] = remove_parallel_component(p["W_dec"], grads["W_dec"])
+    if constrained and order == "constraint_before_step":
+        p["W_dec"] = renormalise_rows(p["W_dec"])
+    update = adam_step(p, grads, exp_avg, exp_avg_sq, step=step, lr=lr, betas=betas, eps=adam_eps,
+                       weight_decay=weight_decay)
+    new_param = dict(update.param)
+    if constrained and order != "constraint_before_step":
+        new_param["W_dec"] = renormalise_rows(new_param["W_dec"])
+    return {"param": new_param, "exp_avg": update.exp_avg, "exp_avg_sq": update.exp_avg_sq, "loss": loss}

@@ -1,0 +1,162 @@
+"""The training step in PyTorch, in the specified order (STEP-1..STEP-3), and resampling updates.
+
+`train_step_` is what a training loop calls: forward, loss, backward, parallel-gradient removal,
+`optimizer.step()`, then the unit-norm constraint. `training_step` is its functional twin for the
+operation table: it loads the given parameters and Adam state into an `SAE` and a
+`torch.optim.Adam`, runs `train_step_`, and returns the new state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from jaxtyping import Float, Shaped
+from torch import Tensor
+
+from refsae._typecheck import typechecked
+from refsae.conventions import Conventions
+from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters
+from refsae.torch.model import SAE, SAEConfig
+from refsae.torch._validate import check
+from refsae.torch.optimizer import check_parameter_maps
+
+TensorMap = Mapping[str, Tensor]
+
+
+def train_step_(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor) -> Tensor:
+    """One step in the specified order (STEP-1); parallel removal and the constraint only under the
+    `constrained` decoder (STEP-2). Returns the loss before the step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = sae.loss(x)
+    loss.backward()  # type: ignore[no-untyped-call]
+    constrained = sae.config.conventions.decoder == "constrained"
+    if constrained and sae._hook is None:
+        sae.remove_parallel_grad_()
+    optimizer.step()
+    if constrained:
+        sae.constrain_()
+    return loss.detach()
+
+
+def training_step(
+    x: Tensor,
+    param: TensorMap,
+    exp_avg: TensorMap,
+    exp_avg_sq: TensorMap,
+    *,
+    step: int,
+    lr: float,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    order: str = "specified",
+) -> dict[str, object]:
+    """Functional twin of `train_step_` with the oracle's signature (the `specified` order only)."""
+    if order != "specified":
+        raise ValueError("refsae.torch implements the specified order only (STEP-1)")
+    check_hyperparameters(lr, betas, adam_eps, weight_decay)
+    check_parameter_maps(param, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    W_enc = param["W_enc"]
+    inst = W_enc.shape[:-2]
+    config = SAEConfig(d_in=W_enc.shape[-2], d_sae=W_enc.shape[-1], n_inst=inst[0] if inst else None,
+                       l1_coefficient=l1_coefficient, conventions=conventions, dtype=W_enc.dtype,
+                       device=W_enc.device)
+    sae = SAE(config)
+    with torch.no_grad():
+        for name in PARAMETERS:
+            getattr(sae, name).copy_(param[name])
+    optimizer = torch.optim.Adam(sae.parameters(), lr=lr, betas=betas, eps=adam_eps, weight_decay=weight_decay)
+    for name in PARAMETERS:
+        optimizer.state[getattr(sae, name)] = {
+            "step": torch.tensor(float(step)),
+            "exp_avg": exp_avg[name].detach().clone(),
+            "exp_avg_sq": exp_avg_sq[name].detach().clone(),
+        }
+    loss = train_step_(sae, optimizer, x)
+    return {
+        "param": {n: getattr(sae, n).detach() for n in PARAMETERS},
+        "exp_avg": {n: optimizer.state[getattr(sae, n)]["exp_avg"] for n in PARAMETERS},
+        "exp_avg_sq": {n: optimizer.state[getattr(sae, n)]["exp_avg_sq"] for n in PARAMETERS},
+        "loss": loss,
+    }
+
+
+def _unit_rows(v: Tensor, dead: Tensor) -> tuple[Tensor, Tensor]:
+    norms = torch.linalg.vector_norm(v, dim=-1)
+    ok = dead & (norms > 0)
+    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+    return ok, torch.where(ok[..., None], v / safe[..., None], torch.zeros_like(v))
+
+
+def _apply(param: TensorMap, ok: Tensor, direction: Tensor, encoder_norm: Tensor) -> dict[str, Tensor]:
+    W_enc_new = (direction * encoder_norm[..., None, None]).transpose(-1, -2)
+    return {
+        "W_enc": torch.where(ok[..., None, :], W_enc_new, param["W_enc"]),
+        "b_enc": torch.where(ok, torch.zeros_like(param["b_enc"]), param["b_enc"]),
+        "W_dec": torch.where(ok[..., None], direction, param["W_dec"]),
+        "b_dec": param["b_dec"].clone(),
+    }
+
+
+@typechecked
+def _latent_shapes(
+    b_enc: Float[Tensor, "*inst d_sae"],
+    W_dec: Float[Tensor, "*inst d_sae d_in"],
+    dead: Shaped[Tensor, "*inst d_sae"],
+    chosen: Float[Tensor, "*inst d_sae d_in"] | None = None,
+    directions: Float[Tensor, "*inst d_sae d_in"] | None = None,
+) -> None:
+    """The mask and the per-latent inputs match the parameters' latents and d_in (NOT-3)."""
+
+
+def _dead_mask(param: TensorMap, dead: Tensor, scale: float, **given: Tensor) -> Tensor:
+    """Validate a resampling call the oracle's way; the dead mask as bool."""
+    check_parameter_maps(param)
+    _latent_shapes(param["b_enc"], param["W_dec"], dead, **given)
+    if not bool(((dead == 0) | (dead == 1)).all()):
+        raise ValueError("dead must be a 0/1 or boolean mask of shape (*inst, d_sae)")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"the encoder scale must be a finite number > 0, got {scale!r}")
+    check(**given, W_dec=param["W_dec"])
+    return dead.to(torch.bool)
+
+
+@typechecked
+def resample_anthropic(
+    param: TensorMap,
+    dead: Shaped[Tensor, "*inst d_sae"],
+    chosen: Float[Tensor, "*inst d_sae d_in"],
+    *,
+    centred: bool = False,
+    encoder_scale: float = 0.2,
+) -> dict[str, object]:
+    """Anthropic's resampling update given the chosen inputs (RES-10..RES-14), no Python loops."""
+    is_dead = _dead_mask(param, dead, encoder_scale, chosen=chosen)
+    v = chosen - param["b_dec"][..., None, :] if centred else chosen
+    ok, direction = _unit_rows(v, is_dead)
+    column_norms = torch.linalg.vector_norm(param["W_enc"], dim=-2)
+    alive = ~is_dead
+    n_alive = alive.sum(dim=-1)
+    mean_alive = (column_norms * alive).sum(dim=-1) / n_alive.clamp(min=1)
+    mean_alive = torch.where(n_alive > 0, mean_alive, torch.ones_like(mean_alive))
+    new = _apply(param, ok, direction, encoder_scale * mean_alive)
+    return {"param": new, "resampled": ok}
+
+
+@typechecked
+def resample_simple(
+    param: TensorMap,
+    dead: Shaped[Tensor, "*inst d_sae"],
+    directions: Float[Tensor, "*inst d_sae d_in"],
+    *,
+    encoder_scale: float = 1.0,
+) -> dict[str, object]:
+    """The simple resampling update given explicit directions (RES-15)."""
+    ok, direction = _unit_rows(directions, _dead_mask(param, dead, encoder_scale, directions=directions))
+    new = _apply(param, ok, direction, torch.full(ok.shape[:-1], encoder_scale, dtype=directions.dtype,
+                                                   device=directions.device))
+    return {"param": new, "resampled": ok}
