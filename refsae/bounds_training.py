@@ -81,7 +81,9 @@ def renormalised(w: np.ndarray, wb: Bound) -> Bound:
     safe = np.where(n > 0, n, np.inf)
     unit = w / np.where(n > 0, n, 1.0)
     along = np.sum(np.abs(unit) * wb.magnitude, axis=-1, keepdims=True)
-    return wb.then((wb.magnitude + np.abs(unit) * along) / safe + np.abs(unit), k_acc=w.shape[-1] + 1, k_store=3)
+    return wb.then(
+        (wb.magnitude + np.abs(unit) * along) / safe + np.abs(unit), k_acc=w.shape[-1] + 1, k_store=3
+    )
 
 
 def parallel_removed(W: np.ndarray, gb: Bound) -> Bound:
@@ -118,11 +120,30 @@ def training_step(
     if constrained:
         grads["W_dec"] = oracle.remove_parallel_component(p["W_dec"], grads["W_dec"])
         gbounds["W_dec"] = parallel_removed(p["W_dec"], gbounds["W_dec"])
-    out = adam(p, gbounds, grads, exp_avg, exp_avg_sq, step=step, lr=lr, betas=betas, eps=adam_eps,
-               weight_decay=weight_decay)
+    out = adam(
+        p,
+        gbounds,
+        grads,
+        exp_avg,
+        exp_avg_sq,
+        step=step,
+        lr=lr,
+        betas=betas,
+        eps=adam_eps,
+        weight_decay=weight_decay,
+    )
     if constrained:
-        stepped = adam_step(p, grads, exp_avg, exp_avg_sq, step=step, lr=lr, betas=betas, eps=adam_eps,
-                            weight_decay=weight_decay).param["W_dec"]
+        stepped = adam_step(
+            p,
+            grads,
+            exp_avg,
+            exp_avg_sq,
+            step=step,
+            lr=lr,
+            betas=betas,
+            eps=adam_eps,
+            weight_decay=weight_decay,
+        ).param["W_dec"]
         out["param.W_dec"] = renormalised(stepped, out["param.W_dec"])
     x_hat = oracle.forward(*args, encode=c.encode, decoder=c.decoder, eps=c.eps)[1]
     out["loss"] = b.total_loss(*args, x_hat, l1_coefficient, c)
@@ -147,13 +168,21 @@ def resample(
         n_alive = alive.sum(axis=-1)
         mean = np.where(n_alive > 0, (norms * alive).sum(axis=-1) / np.maximum(n_alive, 1), 1.0)
         scale_bound = Bound(encoder_scale * mean, d_in + d_sae + 3, 4)
-    column = Bound(direction.magnitude * scale_bound.magnitude[..., None, None],
-                   direction.k_acc + scale_bound.k_acc, direction.k_store + scale_bound.k_store + 1)
+    column = Bound(
+        direction.magnitude * scale_bound.magnitude[..., None, None],
+        direction.k_acc + scale_bound.k_acc,
+        direction.k_store + scale_bound.k_store + 1,
+    )
     return {
-        "param.W_enc": Bound(np.where(ok[..., None, :], np.swapaxes(column.magnitude, -1, -2), 0.0),
-                             column.k_acc, column.k_store),
+        "param.W_enc": Bound(
+            np.where(ok[..., None, :], np.swapaxes(column.magnitude, -1, -2), 0.0),
+            column.k_acc,
+            column.k_store,
+        ),
         "param.b_enc": None,
-        "param.W_dec": Bound(np.where(ok[..., None], direction.magnitude, 0.0), direction.k_acc, direction.k_store),
+        "param.W_dec": Bound(
+            np.where(ok[..., None], direction.magnitude, 0.0), direction.k_acc, direction.k_store
+        ),
         "param.b_dec": None,
         "resampled": None,
     }

@@ -14,7 +14,9 @@ from refsae.oracle.optimizer import PARAMETERS
 from refsae.tolerances import LARGEST
 
 
-def _moments(draw: st.DrawFn, params: dict[str, np.ndarray], dtype: str, fresh: bool) -> dict[str, np.ndarray]:
+def _moments(
+    draw: st.DrawFn, params: dict[str, np.ndarray], dtype: str, fresh: bool
+) -> dict[str, np.ndarray]:
     """exp_avg (any sign) and exp_avg_sq (>= 0), zero when `fresh`."""
     out: dict[str, np.ndarray] = {}
     for name, p in params.items():
@@ -47,7 +49,9 @@ def adam_cases(draw: st.DrawFn, dtype: str) -> Case:
     _, params = draw(sae_case(dtype, with_x=False))
     fresh = draw(st.booleans())
     arrays = {f"param.{k}": v for k, v in params.items()}
-    arrays.update({f"grad.{k}": draw(rs.arrays(v.shape, dtype, draw(rs.scales(dtype)))) for k, v in params.items()})
+    arrays.update(
+        {f"grad.{k}": draw(rs.arrays(v.shape, dtype, draw(rs.scales(dtype)))) for k, v in params.items()}
+    )
     arrays.update(_moments(draw, params, dtype, fresh))
     options = {**_hyper(draw, fresh), "eps": draw(st.sampled_from((1e-8, 1e-6)))}
     assume(_finite_in(dtype, arrays))
@@ -59,9 +63,16 @@ def reset_cases(draw: st.DrawFn, dtype: str) -> Case:
     """Moments and a 0/1 latent mask (none, some or all latents)."""
     shape, params = draw(sae_case(dtype, with_x=False))
     arrays = _moments(draw, params, dtype, fresh=False)
-    arrays["latents"] = np.array(draw(st.lists(st.integers(0, 1), min_size=len(params["b_enc"].ravel()),
-                                               max_size=len(params["b_enc"].ravel()))),
-                                 dtype=np.int64).reshape(params["b_enc"].shape)
+    arrays["latents"] = np.array(
+        draw(
+            st.lists(
+                st.integers(0, 1),
+                min_size=len(params["b_enc"].ravel()),
+                max_size=len(params["b_enc"].ravel()),
+            )
+        ),
+        dtype=np.int64,
+    ).reshape(params["b_enc"].shape)
     del shape
     return Case(arrays, {}, dtype)
 
@@ -73,16 +84,22 @@ def resample_cases(draw: st.DrawFn, dtype: str, *, simple: bool) -> Case:
     _, params = draw(sae_case(dtype, with_x=False))
     n = params["b_enc"].size
     pattern = draw(st.sampled_from(("some", "none", "all")))
-    flags = {"none": [0] * n, "all": [1] * n}.get(pattern) or draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    flags = {"none": [0] * n, "all": [1] * n}.get(pattern) or draw(
+        st.lists(st.integers(0, 1), min_size=n, max_size=n)
+    )
     dead = np.array(flags, dtype=np.int64).reshape(params["b_enc"].shape)
     chosen = draw(rs.arrays(params["W_dec"].shape, dtype, draw(rs.scales(dtype))))
     centred = False if simple else draw(st.booleans())
     degenerate = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))).reshape(dead.shape)
     replacement = np.broadcast_to(params["b_dec"][..., None, :], chosen.shape) if centred else 0.0
-    chosen = np.where(degenerate[..., None] & (np.arange(n).reshape(dead.shape) % 3 == 0)[..., None],
-                      replacement, chosen)
-    arrays = {**{f"param.{k}": v for k, v in params.items()}, "dead": dead,
-              ("directions" if simple else "chosen"): chosen}
+    chosen = np.where(
+        degenerate[..., None] & (np.arange(n).reshape(dead.shape) % 3 == 0)[..., None], replacement, chosen
+    )
+    arrays = {
+        **{f"param.{k}": v for k, v in params.items()},
+        "dead": dead,
+        ("directions" if simple else "chosen"): chosen,
+    }
     options: dict[str, Any] = {"encoder_scale": draw(st.sampled_from((0.2, 0.5, 1.0)))}
     if not simple:
         options["centred"] = centred
@@ -101,4 +118,4 @@ def training_cases(draw: st.DrawFn, dtype: str) -> Case:
     return Case(arrays, options, dtype)
 
 
-__all__ = ["adam_cases", "reset_cases", "resample_cases", "sae_case", "training_cases"]
+__all__ = ["adam_cases", "resample_cases", "reset_cases", "sae_case", "training_cases"]

@@ -32,12 +32,12 @@ from refsae import (
     oracle,
 )
 from refsae import torch as rt
-from refsae.oracle import optimizer as oracle_optimizer
-from refsae.oracle.optimizer import PARAMETERS
-from refsae.torch import optimizer as torch_optimizer
 from refsae.cases import Case
 from refsae.conventions import Conventions
+from refsae.oracle import optimizer as oracle_optimizer
+from refsae.oracle.optimizer import PARAMETERS
 from refsae.tolerances import DTYPES, Bound, leaf
+from refsae.torch import optimizer as torch_optimizer
 
 ADAM_DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16")
 """Adam is not run in float16 (OPT-7): eps = 1e-8 rounds to 0 there and g² underflows below 2^-24,
@@ -332,8 +332,11 @@ TABLE: tuple[Operation, ...] = (
         oracle_optimizer.adam_step,
         torch_optimizer.adam_step,
         cases_training.adam_cases,
-        lambda c, out: dict(bounds_training.adam_exact_inputs(
-            *(_group(c, g) for g in ("param", "grad", "exp_avg", "exp_avg_sq")), **c.options)),
+        lambda c, out: dict(
+            bounds_training.adam_exact_inputs(
+                *(_group(c, g) for g in ("param", "grad", "exp_avg", "exp_avg_sq")), **c.options
+            )
+        ),
         ADAM_DTYPES,
     ),
     Operation(
@@ -356,9 +359,14 @@ TABLE: tuple[Operation, ...] = (
         oracle.resample_anthropic,
         rt.resample_anthropic,
         lambda dtype: cases_training.resample_cases(dtype, simple=False),
-        lambda c, out: bounds_training.resample(_group(c, "param"), c.arrays["dead"], c.arrays["chosen"],
-                                                centred=c.options["centred"],
-                                                encoder_scale=c.options["encoder_scale"], simple=False),
+        lambda c, out: bounds_training.resample(
+            _group(c, "param"),
+            c.arrays["dead"],
+            c.arrays["chosen"],
+            centred=c.options["centred"],
+            encoder_scale=c.options["encoder_scale"],
+            simple=False,
+        ),
     ),
     Operation(
         "resample_simple",
@@ -369,9 +377,14 @@ TABLE: tuple[Operation, ...] = (
         oracle.resample_simple,
         rt.resample_simple,
         lambda dtype: cases_training.resample_cases(dtype, simple=True),
-        lambda c, out: bounds_training.resample(_group(c, "param"), c.arrays["dead"], c.arrays["directions"],
-                                                centred=False, encoder_scale=c.options["encoder_scale"],
-                                                simple=True),
+        lambda c, out: bounds_training.resample(
+            _group(c, "param"),
+            c.arrays["dead"],
+            c.arrays["directions"],
+            centred=False,
+            encoder_scale=c.options["encoder_scale"],
+            simple=True,
+        ),
     ),
     Operation(
         "training_step",
@@ -382,8 +395,11 @@ TABLE: tuple[Operation, ...] = (
         oracle.training_step,
         rt.training_step,
         cases_training.training_cases,
-        lambda c, out: dict(bounds_training.training_step(
-            c.arrays["x"], *(_group(c, g) for g in ("param", "exp_avg", "exp_avg_sq")), **c.options)),
+        lambda c, out: dict(
+            bounds_training.training_step(
+                c.arrays["x"], *(_group(c, g) for g in ("param", "exp_avg", "exp_avg_sq")), **c.options
+            )
+        ),
         ADAM_DTYPES,
     ),
     # --- dead latents (dead-latents.md) and resampling probabilities (resampling.md) ---

@@ -27,19 +27,31 @@ def _live(param: dict[str, np.ndarray]) -> tuple[dict[str, torch.nn.Parameter], 
     return live, torch.optim.Adam(list(live.values()), lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
 
 
-def _moments(optimizer: torch.optim.Optimizer, live: dict[str, torch.nn.Parameter], key: str) -> dict[str, np.ndarray]:
+def _moments(
+    optimizer: torch.optim.Optimizer, live: dict[str, torch.nn.Parameter], key: str
+) -> dict[str, np.ndarray]:
     return {k: optimizer.state[p][key].numpy().copy() for k, p in live.items()}
 
 
 def _step_both(
-    live: dict[str, torch.nn.Parameter], optimizer: torch.optim.Adam, state: oracle.AdamUpdate,
+    live: dict[str, torch.nn.Parameter],
+    optimizer: torch.optim.Adam,
+    state: oracle.AdamUpdate,
     grad: dict[str, np.ndarray],
 ) -> oracle.AdamUpdate:
     for k, p in live.items():
         p.grad = torch.from_numpy(grad[k].copy())
     optimizer.step()
-    return oracle.adam_step(state.param, grad, state.exp_avg, state.exp_avg_sq, step=state.step, lr=1e-2,
-                            betas=(0.9, 0.999), eps=1e-8)
+    return oracle.adam_step(
+        state.param,
+        grad,
+        state.exp_avg,
+        state.exp_avg_sq,
+        step=state.step,
+        lr=1e-2,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
 
 
 def _assert_close(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], what: str) -> None:
@@ -60,11 +72,15 @@ def test_torch_adam_follows_the_oracle_over_steps_and_through_a_reset(inst: tupl
     state = oracle.AdamUpdate(param, zeros, zeros, 0)
     latents = rng.integers(0, 2, (*inst, D_SAE))
     for t in range(10):
-        state = _step_both(live, optimizer, state, {k: rng.standard_normal(v.shape) for k, v in param.items()})
+        state = _step_both(
+            live, optimizer, state, {k: rng.standard_normal(v.shape) for k, v in param.items()}
+        )
         if t == 4:
             torch_before = [_moments(optimizer, live, key) for key in ("exp_avg", "exp_avg_sq")]
             rt.reset_adam_latents_(optimizer, live, torch.from_numpy(latents))
-            exact = oracle.adam_reset_latents(*torch_before, latents)  # the reset of torch's own moments
+            exact = oracle.adam_reset_latents(
+                torch_before[0], torch_before[1], latents
+            )  # the reset of torch's own moments
             for key in ("exp_avg", "exp_avg_sq"):
                 torch_moments = _moments(optimizer, live, key)
                 for k in PARAMETERS:
@@ -114,8 +130,11 @@ def test_after_a_reset_under_a_large_counter_the_first_step_is_about_3_16_lr() -
     live, optimizer = _live(param)
     for p in live.values():
         p.grad = torch.randn(p.shape, dtype=torch.float64)
-        optimizer.state[p] = {"step": torch.tensor(10_000.0), "exp_avg": torch.randn(p.shape, dtype=torch.float64),
-                              "exp_avg_sq": torch.rand(p.shape, dtype=torch.float64)}
+        optimizer.state[p] = {
+            "step": torch.tensor(10_000.0),
+            "exp_avg": torch.randn(p.shape, dtype=torch.float64),
+            "exp_avg_sq": torch.rand(p.shape, dtype=torch.float64),
+        }
     latents = np.array([0, 1, 0, 0, 0])
     rt.reset_adam_latents_(optimizer, live, torch.from_numpy(latents))
     before = live["b_enc"].detach().clone()
@@ -124,7 +143,9 @@ def test_after_a_reset_under_a_large_counter_the_first_step_is_about_3_16_lr() -
     g = live["b_enc"].grad
     assert g is not None
     beta1, beta2, t = 0.9, 0.999, 10_001
-    predicted = ((1 - beta1) / (1 - beta1**t)) / (np.sqrt((1 - beta2) / (1 - beta2**t)) + 1e-8 / abs(float(g[1])))
+    predicted = ((1 - beta1) / (1 - beta1**t)) / (
+        np.sqrt((1 - beta2) / (1 - beta2**t)) + 1e-8 / abs(float(g[1]))
+    )
     assert abs(float(moved[1]) - predicted) <= 1e-9 * predicted
     assert 3.16 < predicted < 3.17
 
@@ -148,8 +169,15 @@ def test_float16_adam_divides_by_zero_which_is_why_the_table_leaves_it_out() -> 
 @pytest.mark.parametrize("side", ["oracle", "torch"])
 @pytest.mark.parametrize(
     "bad",
-    [{"lr": 0.0}, {"lr": float("nan")}, {"betas": (1.0, 0.999)}, {"betas": (0.9, -0.1)}, {"eps": 0.0},
-     {"weight_decay": -1.0}, {"step": -1}],
+    [
+        {"lr": 0.0},
+        {"lr": float("nan")},
+        {"betas": (1.0, 0.999)},
+        {"betas": (0.9, -0.1)},
+        {"eps": 0.0},
+        {"weight_decay": -1.0},
+        {"step": -1},
+    ],
     ids=["lr-0", "lr-nan", "beta1-1", "beta2-negative", "eps-0", "weight-decay-negative", "step-negative"],
 )
 def test_out_of_range_hyperparameters_raise_value_error(side: str, bad: dict[str, object]) -> None:
@@ -157,11 +185,11 @@ def test_out_of_range_hyperparameters_raise_value_error(side: str, bad: dict[str
     param = _params(np.random.default_rng(4))
     options: dict[str, object] = {"step": 0, "lr": 1e-3, **bad}
     if side == "oracle":
-        with pytest.raises(ValueError, match="out of range|step counts"):
+        with pytest.raises(ValueError, match=r"out of range|step counts"):
             oracle.adam_step(param, param, param, param, **options)  # type: ignore[arg-type]
     else:
         tensors = {k: torch.from_numpy(v) for k, v in param.items()}
-        with pytest.raises(ValueError, match="out of range|step counts"):
+        with pytest.raises(ValueError, match=r"out of range|step counts"):
             rt.adam_step(tensors, tensors, tensors, tensors, **options)  # type: ignore[arg-type]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import oracle, ops
+from refsae import ops, oracle
 from refsae import torch as rt
 from refsae.cases import Case
 from refsae.check import compare
@@ -24,25 +24,42 @@ def _state(seed: int, d_in: int = 6, d_sae: int = 10, batch: int = 16) -> tuple[
     """A generic batch and state: unit decoder rows, Adam moments of an earlier step."""
     rng = np.random.default_rng(seed)
     W_dec = oracle.renormalise_rows(rng.standard_normal((d_sae, d_in)))
-    param = {"W_enc": W_dec.T + 0.1 * rng.standard_normal((d_in, d_sae)), "b_enc": 0.1 * rng.standard_normal(d_sae),
-             "W_dec": W_dec, "b_dec": 0.1 * rng.standard_normal(d_in)}
+    param = {
+        "W_enc": W_dec.T + 0.1 * rng.standard_normal((d_in, d_sae)),
+        "b_enc": 0.1 * rng.standard_normal(d_sae),
+        "W_dec": W_dec,
+        "b_dec": 0.1 * rng.standard_normal(d_in),
+    }
     exp_avg = {k: 0.01 * rng.standard_normal(v.shape) for k, v in param.items()}
     exp_avg_sq = {k: 1e-4 * rng.standard_normal(v.shape) ** 2 for k, v in param.items()}
-    return rng.standard_normal((batch, d_in)) + 0.5, {"param": param, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    return rng.standard_normal((batch, d_in)) + 0.5, {
+        "param": param,
+        "exp_avg": exp_avg,
+        "exp_avg_sq": exp_avg_sq,
+    }
 
 
 OPTIONS: dict[str, Any] = {"step": 7, "lr": 1e-3, "l1_coefficient": 0.05}
 
 
-def _oracle(x: np.ndarray, state: dict[str, Any], c: Conventions, order: str = "specified") -> dict[str, Any]:
-    return oracle.training_step(x, state["param"], state["exp_avg"], state["exp_avg_sq"], conventions=c,
-                                order=order, **OPTIONS)  # type: ignore[arg-type]
+def _oracle(x: np.ndarray, state: dict[str, Any], c: Conventions, order: Any = "specified") -> dict[str, Any]:
+    return oracle.training_step(
+        x, state["param"], state["exp_avg"], state["exp_avg_sq"], conventions=c, order=order, **OPTIONS
+    )
 
 
 def _torch(x: np.ndarray, state: dict[str, Any], c: Conventions, *, hook: bool = False) -> dict[str, Any]:
     """`train_step_` on a live SAE and torch.optim.Adam loaded with the state, in float64."""
-    sae = rt.SAE(rt.SAEConfig(d_in=x.shape[-1], d_sae=state["param"]["b_enc"].shape[-1], dtype=torch.float64,
-                              l1_coefficient=OPTIONS["l1_coefficient"], conventions=c, parallel_grad_hook=hook))
+    sae = rt.SAE(
+        rt.SAEConfig(
+            d_in=x.shape[-1],
+            d_sae=state["param"]["b_enc"].shape[-1],
+            dtype=torch.float64,
+            l1_coefficient=OPTIONS["l1_coefficient"],
+            conventions=c,
+            parallel_grad_hook=hook,
+        )
+    )
     with torch.no_grad():
         for k in PARAMETERS:
             getattr(sae, k).copy_(torch.from_numpy(state["param"][k]))
@@ -77,8 +94,12 @@ def _ratio(x: np.ndarray, state: dict[str, Any], c: Conventions, actual: dict[st
     return compare(op, case, op.reference(case), _flat(actual))[0]
 
 
-CONSTRAINED = [Conventions(encode=e, reconstruction=r, sparsity=s)
-               for e in ("tied", "untied") for r in ("sum", "fvu") for s in ("l1", "l1_decoder_norm")]
+CONSTRAINED = [
+    Conventions(encode=e, reconstruction=r, sparsity=s)
+    for e in ("tied", "untied")
+    for r in ("sum", "fvu")
+    for s in ("l1", "l1_decoder_norm")
+]
 
 
 @pytest.mark.parametrize("c", CONSTRAINED, ids=[c.label() for c in CONSTRAINED])
@@ -105,8 +126,11 @@ def test_each_order_found_in_the_field_differs_from_the_specified_step_beyond_th
     for seed in range(3):
         x, state = _state(seed)
         other = _oracle(x, state, c, order)
-        with pytest.raises(AssertionError, match="training_step \\[float64\\] differs from the oracle at "
-                                                 "(param.W_dec|exp_avg.W_dec|exp_avg_sq.W_dec)"):
+        with pytest.raises(
+            AssertionError,
+            match=r"training_step \[float64\] differs from the oracle at "
+            r"(param\.W_dec|exp_avg\.W_dec|exp_avg_sq\.W_dec)",
+        ):
             _ratio(x, state, c, other)
         specified = _oracle(x, state, c)
         gap = np.abs(other["param"]["W_dec"] - specified["param"]["W_dec"]).max()
@@ -126,8 +150,10 @@ def test_constraint_before_the_step_leaves_rows_off_the_sphere_and_removal_after
     specified = _oracle(x, state, c)
     W = state["param"]["W_dec"]
     # (1 − β1)·g·w_j, the part of this step's gradient along each row that entered the first moment
-    along = {name: np.abs(np.sum((r["exp_avg"]["W_dec"] - 0.9 * state["exp_avg"]["W_dec"]) * W, axis=-1))
-             for name, r in (("specified", specified), ("after", after))}
+    along = {
+        name: np.abs(np.sum((r["exp_avg"]["W_dec"] - 0.9 * state["exp_avg"]["W_dec"]) * W, axis=-1))
+        for name, r in (("specified", specified), ("after", after))
+    }
     assert along["specified"].max() <= 1e-15  # the new gradient contributed nothing along the rows
     assert along["after"].max() > 1e-6
 
@@ -140,10 +166,18 @@ def test_under_the_normalised_decoder_the_step_is_adam_on_the_raw_gradient(encod
     c = Conventions(encode=encode, decoder="normalised")  # type: ignore[arg-type]
     step = _oracle(x, state, c)
     p = state["param"]
-    grads = oracle.loss_gradients(x, p["W_enc"], p["b_enc"], p["W_dec"], p["b_dec"],
-                                  l1_coefficient=OPTIONS["l1_coefficient"], conventions=c).as_dict()
-    plain = oracle.adam_step(p, grads, state["exp_avg"], state["exp_avg_sq"], step=OPTIONS["step"],
-                             lr=OPTIONS["lr"])
+    grads = oracle.loss_gradients(
+        x,
+        p["W_enc"],
+        p["b_enc"],
+        p["W_dec"],
+        p["b_dec"],
+        l1_coefficient=OPTIONS["l1_coefficient"],
+        conventions=c,
+    ).as_dict()
+    plain = oracle.adam_step(
+        p, grads, state["exp_avg"], state["exp_avg_sq"], step=OPTIONS["step"], lr=OPTIONS["lr"]
+    )
     for k in PARAMETERS:
         assert np.array_equal(step["param"][k], plain.param[k])
     assert np.abs(np.linalg.norm(step["param"]["W_dec"], axis=-1) - 1).max() > 1e-6
@@ -157,5 +191,11 @@ def test_an_unknown_order_raises_listing_the_known_ones() -> None:
         _oracle(x, state, Conventions(), "bogus")
     tensors = {g: {k: torch.from_numpy(v) for k, v in state[g].items()} for g in GROUPS}
     with pytest.raises(ValueError, match="specified order only"):
-        rt.training_step(torch.from_numpy(x), tensors["param"], tensors["exp_avg"], tensors["exp_avg_sq"],
-                         order="removal_after_step", **OPTIONS)
+        rt.training_step(
+            torch.from_numpy(x),
+            tensors["param"],
+            tensors["exp_avg"],
+            tensors["exp_avg_sq"],
+            order="removal_after_step",
+            **OPTIONS,
+        )

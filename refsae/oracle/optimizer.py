@@ -68,7 +68,8 @@ def check_parameter_maps(reference: Arrays, reference_label: str = "param", **ot
             a = mapping[name]
             if a.shape != reference[name].shape:
                 raise ValueError(
-                    f"{label}.{name} has shape {a.shape}, {reference_label}.{name} has {reference[name].shape}"
+                    f"{label}.{name} has shape {a.shape}, "
+                    f"{reference_label}.{name} has {reference[name].shape}"
                 )
             _validate.finite(**{f"{label}.{name}": a})
 
@@ -132,7 +133,9 @@ def latent_mask(name: str, latents: np.ndarray) -> np.ndarray | None:
 
 
 @typechecked
-def _latents_shape(b_enc: Float64[np.ndarray, "*inst d_sae"], latents: Shaped[np.ndarray, "*inst d_sae"]) -> None:
+def _latents_shape(
+    b_enc: Float64[np.ndarray, "*inst d_sae"], latents: Shaped[np.ndarray, "*inst d_sae"]
+) -> None:
     """The latent mask has the shape of b_enc (NOT-3)."""
 
 

@@ -12,6 +12,7 @@ was not zero, RES-13); the optimizer state of exactly those latents is then rese
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from jaxtyping import Float64, Shaped
@@ -43,7 +44,9 @@ def _check(param: Arrays, dead: np.ndarray, scale: float, **given: np.ndarray) -
     return dead.astype(bool)
 
 
-def _apply(param: Arrays, ok: np.ndarray, direction: np.ndarray, encoder_norm: np.ndarray) -> dict[str, np.ndarray]:
+def _apply(
+    param: Arrays, ok: np.ndarray, direction: np.ndarray, encoder_norm: np.ndarray
+) -> dict[str, np.ndarray]:
     """W_dec_j = direction_j, W_enc[:, j] = encoder_norm · direction_j, b_enc_j = 0 where ok (RES-11)."""
     W_dec = np.where(ok[..., None], direction, param["W_dec"])
     W_enc_new = np.swapaxes(direction * encoder_norm[..., None, None], -1, -2)
@@ -67,7 +70,7 @@ def resample_anthropic(
     *,
     centred: bool = False,
     encoder_scale: float = 0.2,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Anthropic's resampling (Towards Monosemanticity, RES-10, RES-11): for each dead latent j with
     input v_j (or v_j − b_dec when `centred`, as in ARENA, RES-12): W_dec_j = v_j/‖v_j‖;
     W_enc[:, j] = that direction × encoder_scale × the mean norm of the *alive* encoder columns
@@ -98,7 +101,7 @@ def resample_simple(
     directions: Float64[np.ndarray, "*inst d_sae d_in"],
     *,
     encoder_scale: float = 1.0,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The simple method (ARENA's resample_simple, RES-15): for each dead latent j with a given random
     direction v_j: W_dec_j = v̂_j = v_j/‖v_j‖, W_enc[:, j] = encoder_scale · v̂_j, b_enc_j = 0; a zero
     v_j leaves latent j as it is (RES-13)."""

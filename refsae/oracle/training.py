@@ -16,7 +16,7 @@ Under the `normalised` decoder the forward pass normalises, so steps 3 and 5 are
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def training_step(
     adam_eps: float = 1e-8,
     weight_decay: float = 0.0,
     order: StepOrder = "specified",
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """One training step from `step` Adam steps taken; returns the new `param`, `exp_avg`,
     `exp_avg_sq` and the `loss` before the step (STEP-1..STEP-4)."""
     check_choice("order", order, ORDERS)
@@ -58,8 +58,9 @@ def training_step(
         grads["W_dec"] = remove_parallel_component(p["W_dec"], grads["W_dec"])
     if constrained and order == "constraint_before_step":
         p["W_dec"] = renormalise_rows(p["W_dec"])
-    update = adam_step(p, grads, exp_avg, exp_avg_sq, step=step, lr=lr, betas=betas, eps=adam_eps,
-                       weight_decay=weight_decay)
+    update = adam_step(
+        p, grads, exp_avg, exp_avg_sq, step=step, lr=lr, betas=betas, eps=adam_eps, weight_decay=weight_decay
+    )
     new_param = dict(update.param)
     if constrained and order != "constraint_before_step":
         new_param["W_dec"] = renormalise_rows(new_param["W_dec"])

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters
-from refsae.torch._validate import check
+from refsae.torch._validate import finite, same_dtype_and_device
 
 TensorMap = Mapping[str, Tensor]
 
@@ -47,8 +47,13 @@ def check_parameter_maps(reference: TensorMap, reference_label: str = "param", *
                     f"{label}.{name} has shape {tuple(mapping[name].shape)}, "
                     f"{reference_label}.{name} has {tuple(reference[name].shape)}"
                 )
-    check(**{f"{label}.{name}": m[name] for label, m in {reference_label: reference, **others}.items()
-             for name in PARAMETERS})
+    tensors = {
+        f"{label}.{name}": m[name]
+        for label, m in {reference_label: reference, **others}.items()
+        for name in PARAMETERS
+    }
+    same_dtype_and_device(**tensors)
+    finite(**tensors)
 
 
 def adam_step(
@@ -70,7 +75,9 @@ def adam_step(
         raise ValueError(f"step counts the steps already taken: an integer >= 0, got {step!r}")
     check_parameter_maps(param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
     leaves = {k: torch.nn.Parameter(param[k].detach().clone()) for k in PARAMETERS}
-    optimizer = torch.optim.Adam(list(leaves.values()), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(
+        list(leaves.values()), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay
+    )
     for k, p in leaves.items():
         p.grad = grad[k].detach().clone()
         optimizer.state[p] = {  # loaded even at step 0, so given moments are honoured

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from jaxtyping import Float, Shaped
@@ -18,8 +19,8 @@ from torch import Tensor
 from refsae._typecheck import typechecked
 from refsae.conventions import Conventions
 from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters
+from refsae.torch._validate import finite, same_dtype_and_device
 from refsae.torch.model import SAE, SAEConfig
-from refsae.torch._validate import check
 from refsae.torch.optimizer import check_parameter_maps
 
 TensorMap = Mapping[str, Tensor]
@@ -54,7 +55,7 @@ def training_step(
     adam_eps: float = 1e-8,
     weight_decay: float = 0.0,
     order: str = "specified",
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Functional twin of `train_step_` with the oracle's signature (the `specified` order only)."""
     if order != "specified":
         raise ValueError("refsae.torch implements the specified order only (STEP-1)")
@@ -62,14 +63,22 @@ def training_step(
     check_parameter_maps(param, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
     W_enc = param["W_enc"]
     inst = W_enc.shape[:-2]
-    config = SAEConfig(d_in=W_enc.shape[-2], d_sae=W_enc.shape[-1], n_inst=inst[0] if inst else None,
-                       l1_coefficient=l1_coefficient, conventions=conventions, dtype=W_enc.dtype,
-                       device=W_enc.device)
+    config = SAEConfig(
+        d_in=W_enc.shape[-2],
+        d_sae=W_enc.shape[-1],
+        n_inst=inst[0] if inst else None,
+        l1_coefficient=l1_coefficient,
+        conventions=conventions,
+        dtype=W_enc.dtype,
+        device=W_enc.device,
+    )
     sae = SAE(config)
     with torch.no_grad():
         for name in PARAMETERS:
             getattr(sae, name).copy_(param[name])
-    optimizer = torch.optim.Adam(sae.parameters(), lr=lr, betas=betas, eps=adam_eps, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(
+        sae.parameters(), lr=lr, betas=betas, eps=adam_eps, weight_decay=weight_decay
+    )
     for name in PARAMETERS:
         optimizer.state[getattr(sae, name)] = {
             "step": torch.tensor(float(step)),
@@ -121,7 +130,8 @@ def _dead_mask(param: TensorMap, dead: Tensor, scale: float, **given: Tensor) ->
         raise ValueError("dead must be a 0/1 or boolean mask of shape (*inst, d_sae)")
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"the encoder scale must be a finite number > 0, got {scale!r}")
-    check(**given, W_dec=param["W_dec"])
+    same_dtype_and_device(**given, W_dec=param["W_dec"])
+    finite(**given)
     return dead.to(torch.bool)
 
 
@@ -133,7 +143,7 @@ def resample_anthropic(
     *,
     centred: bool = False,
     encoder_scale: float = 0.2,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Anthropic's resampling update given the chosen inputs (RES-10..RES-14), no Python loops."""
     is_dead = _dead_mask(param, dead, encoder_scale, chosen=chosen)
     v = chosen - param["b_dec"][..., None, :] if centred else chosen
@@ -154,9 +164,13 @@ def resample_simple(
     directions: Float[Tensor, "*inst d_sae d_in"],
     *,
     encoder_scale: float = 1.0,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The simple resampling update given explicit directions (RES-15)."""
     ok, direction = _unit_rows(directions, _dead_mask(param, dead, encoder_scale, directions=directions))
-    new = _apply(param, ok, direction, torch.full(ok.shape[:-1], encoder_scale, dtype=directions.dtype,
-                                                   device=directions.device))
+    new = _apply(
+        param,
+        ok,
+        direction,
+        torch.full(ok.shape[:-1], encoder_scale, dtype=directions.dtype, device=directions.device),
+    )
     return {"param": new, "resampled": ok}
