@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from refsae import bounds
+from refsae import bounds, bounds_gradients
 from refsae import strategies as rs
 from refsae.conventions import Conventions
 from refsae.tolerances import LARGEST, Bound, allowed_error, leaf
@@ -148,9 +148,10 @@ def sparsity_cases(draw: st.DrawFn, dtype: str) -> Case:
 
 
 @st.composite
-def loss_cases(draw: st.DrawFn, dtype: str, *, kink_margin: bool = False) -> Case:
+def loss_cases(draw: st.DrawFn, dtype: str, *, kink_margin: bool = False, backward: bool = False) -> Case:
     """Full SAE cases for the total loss and its gradients; with `kink_margin`, every pre-activation
-    is kept farther from 0 than twice its allowed error (STR-7)."""
+    is kept farther from 0 than twice its allowed error (STR-7); with `backward`, the intermediates
+    of the backward pass stay in range too (STR-4)."""
     c: Conventions = draw(rs.conventions())
     shape, a = draw(sae_case(dtype, min_batch=2 if c.reconstruction == "fvu" else 1))
     if c.reconstruction == "fvu":
@@ -164,11 +165,30 @@ def loss_cases(draw: st.DrawFn, dtype: str, *, kink_margin: bool = False) -> Cas
         a["b_enc"] = rs.kink_margin_b_enc(z0, a["b_enc"], margin, dtype)
         z = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], c.encode)
         assume(bool(np.all(np.abs(z0 + a["b_enc"]) > 2 * allowed_error(z, dtype))))
-    options = {"l1_coefficient": draw(rs.l1_coefficients()), "conventions": c}
+    lam: float = draw(rs.l1_coefficients())
+    options = {"l1_coefficient": lam, "conventions": c}
     f, x_hat = bounds.forward(a["x"], a["W_enc"], a["b_enc"], a["W_dec"], a["b_dec"], c)
     numerator = ((x_hat.magnitude + np.abs(a["x"])) ** 2).sum(axis=(0, -1))
     penalty = bounds.sparsity_loss(f, a["W_dec"], c.sparsity).magnitude * shape.batch
-    return _finish(Case(a, options, dtype), [f.magnitude, x_hat.magnitude, numerator, penalty])
+    magnitudes = [f.magnitude, x_hat.magnitude, numerator, penalty]
+    if backward:
+        magnitudes += backward_magnitudes(a, lam, c)
+    return _finish(Case(a, options, dtype), magnitudes)
+
+
+def backward_magnitudes(a: dict[str, np.ndarray], l1_coefficient: float, c: Conventions) -> list[np.ndarray]:
+    """Magnitudes of the backward pass's intermediates (STR-4): every gradient's M (which covers its
+    chain, TOL-4) and, under `normalised`, the quotient (G·W_j)/(‖W_j‖ + eps)² that autograd forms
+    for the norm's backward before the two radial terms cancel: with a short row it can overflow
+    float16 while the gradient itself is small (|G_jd| <= M_jd (‖W_j‖ + eps) bounds G)."""
+    g = bounds_gradients.loss_gradients(
+        a["x"], a["W_enc"], a["b_enc"], a["W_dec"], a["b_dec"], l1_coefficient, c
+    )
+    out = [bound.magnitude for bound in g.values()]
+    if c.decoder == "normalised":
+        ne = np.linalg.norm(a["W_dec"], axis=-1) + c.eps
+        out.append((np.abs(a["W_dec"]) * g["W_dec"].magnitude).sum(axis=-1) / ne)
+    return out
 
 
 @st.composite

@@ -109,7 +109,7 @@ def resample_cases(draw: st.DrawFn, dtype: str, *, simple: bool) -> Case:
 @st.composite
 def training_cases(draw: st.DrawFn, dtype: str) -> Case:
     """A full SAE case with the kink margin (STR-7), Adam moments and hyperparameters."""
-    base = draw(loss_cases(dtype, kink_margin=True))
+    base = draw(loss_cases(dtype, kink_margin=True, backward=True))
     params = {k: base.arrays[k] for k in PARAMETERS}
     fresh = draw(st.booleans())
     arrays = {"x": base.arrays["x"], **{f"param.{k}": v for k, v in params.items()}}

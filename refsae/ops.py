@@ -255,7 +255,7 @@ TABLE: tuple[Operation, ...] = (
         ("W_enc", "b_enc", "W_dec", "b_dec"),
         oracle.loss_gradients,
         rt.loss_gradients,
-        lambda dtype: cases.loss_cases(dtype, kink_margin=True),
+        lambda dtype: cases.loss_cases(dtype, kink_margin=True, backward=True),
         lambda c, out: dict(bounds_gradients.loss_gradients(*_sae(c), c.options["l1_coefficient"], _c(c))),
     ),
     Operation(

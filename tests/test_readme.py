@@ -22,3 +22,16 @@ def test_readme_quickstart_has_exactly_two_commands_main_job_then_tests() -> Non
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert _quickstart_commands()[1] in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_readme_python_examples_run_in_order() -> None:
+    """The README's Python blocks are documentation that runs: executed in order, in one namespace."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert "update" in namespace and "outcome" in namespace
