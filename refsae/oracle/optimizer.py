@@ -13,8 +13,9 @@ b_dec (NOT-1 shapes). One step, for every parameter p with gradient g (`torch.op
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from jaxtyping import Float64, Shaped, TypeCheckError
@@ -53,25 +54,38 @@ def _sae_shapes(
     """The four arrays of one mapping have the canonical shapes of one SAE (NOT-1, NOT-3)."""
 
 
+def check_maps(
+    maps: Mapping[str, Mapping[str, Any]],
+    shapes: Callable[..., None],
+    values: Callable[[dict[str, Any]], None],
+) -> None:
+    """The structure shared by the oracle's and refsae.torch's parameter-map checks: every mapping
+    (label → {W_enc, b_enc, W_dec, b_dec}) holds exactly the four parameters; `shapes` (a typechecked
+    function of the four) sees consistent canonical shapes, its `TypeCheckError` re-raised naming the
+    mapping; every mapping has the first one's shapes; then `values` checks all arrays by dotted name
+    (`param.W_enc`)."""
+    (reference_label, reference), *_ = maps.items()
+    for label, mapping in maps.items():
+        if set(mapping) != set(PARAMETERS):
+            raise ValueError(f"{label} must map exactly {', '.join(PARAMETERS)}; got {', '.join(mapping)}")
+        try:
+            shapes(**{name: mapping[name] for name in PARAMETERS})
+        except TypeCheckError as error:
+            raise TypeCheckError(f"in the mapping {label!r}: {error}") from None
+        for name in PARAMETERS:
+            if mapping[name].shape != reference[name].shape:
+                raise ValueError(
+                    f"{label}.{name} has shape {tuple(mapping[name].shape)}, "
+                    f"{reference_label}.{name} has {tuple(reference[name].shape)}"
+                )
+    values({f"{label}.{name}": m[name] for label, m in maps.items() for name in PARAMETERS})
+
+
 def check_parameter_maps(reference: Arrays, reference_label: str = "param", **others: Arrays) -> None:
     """Every mapping holds exactly the four parameters, float64 and of consistent canonical shapes
     (a `jaxtyping.TypeCheckError` naming the mapping, the array and the dimensions otherwise), each
     with the reference's shapes, all finite (NOT-3, NOT-5)."""
-    for label, mapping in {reference_label: reference, **others}.items():
-        if set(mapping) != set(PARAMETERS):
-            raise ValueError(f"{label} must map exactly {', '.join(PARAMETERS)}; got {', '.join(mapping)}")
-        try:
-            _sae_shapes(**{name: mapping[name] for name in PARAMETERS})
-        except TypeCheckError as error:
-            raise TypeCheckError(f"in the mapping {label!r}: {error}") from None
-        for name in PARAMETERS:
-            a = mapping[name]
-            if a.shape != reference[name].shape:
-                raise ValueError(
-                    f"{label}.{name} has shape {a.shape}, "
-                    f"{reference_label}.{name} has {reference[name].shape}"
-                )
-            _validate.finite(**{f"{label}.{name}": a})
+    check_maps({reference_label: reference, **others}, _sae_shapes, lambda arrays: _validate.finite(**arrays))
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from jaxtyping import Float, Shaped, TypeCheckError
+from jaxtyping import Float, Shaped
 from torch import Tensor
 
 from refsae._typecheck import typechecked
-from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters
+from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters, check_maps
 from refsae.torch._validate import finite, same_dtype_and_device
 
 TensorMap = Mapping[str, Tensor]
@@ -30,30 +30,16 @@ def _sae_shapes(
     """The four tensors of one mapping have the canonical shapes of one SAE (NOT-1, NOT-3)."""
 
 
-def check_parameter_maps(reference: TensorMap, reference_label: str = "param", **others: TensorMap) -> None:
-    """The torch twin of `refsae.oracle.optimizer.check_parameter_maps`: exactly the four parameters,
-    consistent canonical shapes (`TypeCheckError` naming mapping, tensor and dimensions), the
-    reference's shapes, one dtype and device, finite values (NOT-3, NOT-5, NOT-7)."""
-    for label, mapping in {reference_label: reference, **others}.items():
-        if set(mapping) != set(PARAMETERS):
-            raise ValueError(f"{label} must map exactly {', '.join(PARAMETERS)}; got {', '.join(mapping)}")
-        try:
-            _sae_shapes(**{name: mapping[name] for name in PARAMETERS})
-        except TypeCheckError as error:
-            raise TypeCheckError(f"in the mapping {label!r}: {error}") from None
-        for name in PARAMETERS:
-            if mapping[name].shape != reference[name].shape:
-                raise ValueError(
-                    f"{label}.{name} has shape {tuple(mapping[name].shape)}, "
-                    f"{reference_label}.{name} has {tuple(reference[name].shape)}"
-                )
-    tensors = {
-        f"{label}.{name}": m[name]
-        for label, m in {reference_label: reference, **others}.items()
-        for name in PARAMETERS
-    }
+def _values(tensors: dict[str, Tensor]) -> None:
     same_dtype_and_device(**tensors)
     finite(**tensors)
+
+
+def check_parameter_maps(reference: TensorMap, reference_label: str = "param", **others: TensorMap) -> None:
+    """The torch twin of `refsae.oracle.optimizer.check_parameter_maps` (the same `check_maps`):
+    exactly the four parameters, consistent canonical shapes (`TypeCheckError` naming mapping,
+    tensor and dimensions), the reference's shapes, one dtype and device, finite (NOT-3, NOT-5, NOT-7)."""
+    check_maps({reference_label: reference, **others}, _sae_shapes, _values)
 
 
 def adam_step(
