@@ -116,11 +116,12 @@ def adam_step(
     """One Adam step from `step` steps taken (0 for fresh state) (OPT-1, OPT-2, OPT-3).
 
     >>> import numpy as np
-    >>> zero = {k: np.zeros(1) for k in PARAMETERS}
-    >>> g = {k: np.array([4.0]) for k in PARAMETERS}
+    >>> shapes = {"W_enc": (1, 1), "b_enc": (1,), "W_dec": (1, 1), "b_dec": (1,)}   # d_in = d_sae = 1
+    >>> zero = {k: np.zeros(s) for k, s in shapes.items()}
+    >>> g = {k: np.full(s, 4.0) for k, s in shapes.items()}
     >>> out = adam_step(zero, g, zero, zero, step=0, lr=0.1, eps=1e-300)
     >>> out.param["W_enc"].tolist(), out.step      # the first step moves by lr · sign(g)
-    ([-0.1], 1)
+    ([[-0.1]], 1)
     """
     check_hyperparameters(lr, betas, eps, weight_decay)
     if not (isinstance(step, int) and step >= 0):
