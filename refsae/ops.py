@@ -24,10 +24,12 @@ from refsae import (
     bounds_dead,
     bounds_gradients,
     bounds_init,
+    bounds_topk,
     bounds_training,
     cases,
     cases_dead,
     cases_init,
+    cases_topk,
     cases_training,
     oracle,
 )
@@ -35,9 +37,11 @@ from refsae import torch as rt
 from refsae.cases import Case
 from refsae.conventions import Conventions
 from refsae.oracle import optimizer as oracle_optimizer
+from refsae.oracle import topk_activation as oracle_topk
 from refsae.oracle.optimizer import PARAMETERS
 from refsae.tolerances import DTYPES, Bound, leaf
 from refsae.torch import optimizer as torch_optimizer
+from refsae.torch import topk_activation as torch_topk
 
 ADAM_DTYPES: tuple[str, ...] = ("float64", "float32", "bfloat16")
 """Adam is not run in float16 (OPT-7): eps = 1e-8 rounds to 0 there and g² underflows below 2^-24,
@@ -494,7 +498,75 @@ TABLE: tuple[Operation, ...] = (
         bounds_init.geometric_median,
         compare_via=bounds_init.objective_projection,
     ),
+    # --- TopK (topk.md): ReLU's bounds serve for the loss and gradients (bounds_topk.py says why) ---
+    Operation(
+        "topk",
+        "f = max(z, 0) at the k largest z per example, 0 elsewhere",
+        ("TOPK-1", "TOPK-2", "TOPK-3"),
+        ("z",),
+        ("f",),
+        oracle_topk.topk,
+        torch_topk.topk,
+        cases_topk.topk_cases,
+        _exact("f"),
+    ),
+    Operation(
+        "decode_sparse",
+        "x_hat = Σ_i values_i Ŵ_{indices_i} + b_dec from the k gathered rows",
+        ("TOPK-4",),
+        ("values", "indices", "W_dec", "b_dec"),
+        ("x_hat",),
+        oracle_topk.decode_sparse,
+        torch_topk.decode_sparse,
+        cases_topk.decode_sparse_cases,
+        lambda c, out: {
+            "x_hat": bounds_topk.decode_sparse(
+                c.arrays["values"],
+                c.arrays["indices"],
+                c.arrays["W_dec"],
+                c.arrays["b_dec"],
+                c.options["decoder"],
+                c.options["eps"],
+            )
+        },
+    ),
+    Operation(
+        "topk_total_loss",
+        "reconstruction + λ · sparsity of TopK latents, through the sparse decode",
+        ("TOPK-6", "TOPK-7"),
+        ("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        ("loss",),
+        oracle_topk.topk_total_loss,
+        torch_topk.topk_total_loss,
+        cases_topk.topk_loss_cases,
+        lambda c, out: {
+            "loss": bounds.total_loss(
+                *_sae(c),
+                oracle.decode(
+                    oracle_topk.topk_encode(*_sae(c)[:3], _sae(c)[4], k=c.options["k"], encode=_c(c).encode),
+                    _sae(c)[3],
+                    _sae(c)[4],
+                    decoder=_c(c).decoder,
+                    eps=_c(c).eps,
+                ),
+                c.options["l1_coefficient"],
+                _c(c),
+            )
+        },
+    ),
+    Operation(
+        "topk_loss_gradients",
+        "∂L/∂(W_enc, b_enc, W_dec, b_dec) through TopK and the sparse decode",
+        ("TOPK-5", "TOPK-7"),
+        ("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        ("W_enc", "b_enc", "W_dec", "b_dec"),
+        oracle_topk.topk_loss_gradients,
+        torch_topk.topk_loss_gradients,
+        cases_topk.topk_loss_cases,
+        lambda c, out: dict(bounds_gradients.loss_gradients(*_sae(c), c.options["l1_coefficient"], _c(c))),
+    ),
 )
+
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in TABLE}
 

@@ -10,7 +10,7 @@ from refsae.cases import Case
 from refsae.conventions import Conventions
 from refsae.ops import Operation
 
-BATCH, D_IN, D_SAE = 3, 4, 5
+BATCH, D_IN, D_SAE, K = 3, 4, 5, 2
 
 SHAPES: dict[str, tuple[int, ...]] = {
     "x": (BATCH, D_IN),
@@ -27,6 +27,9 @@ SHAPES: dict[str, tuple[int, ...]] = {
     "dead": (D_SAE,),
     "chosen": (D_SAE, D_IN),
     "directions": (D_SAE, D_IN),
+    "z": (BATCH, D_SAE),
+    "values": (BATCH, K),
+    "indices": (BATCH, K),
 }
 """Shapes by array name; a dotted name (`grad.W_enc`) takes the shape of the part after the dot."""
 
@@ -53,6 +56,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "adam_step": {"step": 3, "lr": 1e-3},
     "training_step": {"step": 3, "lr": 1e-3, **LOSS_OPTIONS, "conventions": Conventions()},
     "resample_anthropic": {"centred": True},
+    "topk": {"k": K},
+    "decode_sparse": {"decoder": "normalised", "eps": 1e-3},
+    "topk_total_loss": {**LOSS_OPTIONS, "k": K},
+    "topk_loss_gradients": {**LOSS_OPTIONS, "k": K},
 }
 
 
@@ -65,6 +72,8 @@ def canonical_case(op: Operation, seed: int = 0) -> Case:
         base = name.split(".", 1)[-1]
         if name in ("fire_counts", "steps_since"):
             arrays[name] = rng.integers(0, 3, SHAPES[name])
+        elif name == "indices":
+            arrays[name] = rng.integers(0, D_SAE, SHAPES[name])
         elif name in MASKS:
             arrays[name] = np.arange(D_SAE) % 2
         elif name == "f":

@@ -4,6 +4,7 @@ DEC-5, LOSS-7, LOSS-8, MET-2). Every row of the operation table is covered."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -102,15 +103,19 @@ def test_a_wrong_dimension_raises_a_type_check_error_naming_it(op: ops.Operation
             )
         return
     for name, a in case.arrays.items():
-        axis = -2 if name == "W_dec" else -1  # an axis every op shares with another array
-        if not any(a.shape[axis] in b.shape for k, b in case.arrays.items() if k != name):
-            axis = 0  # a feature axis no other array has (f beside x): grow the batch instead
+        # an axis whose size another array shares (growing it alone must break a binding): W_dec's
+        # latent axis first, else the feature axis, else the batch (f beside x)
+        candidates = (-2, -1) if name == "W_dec" else (-1, 0)
+        others = [b.shape for k, b in case.arrays.items() if k != name]
+        axis = next(
+            (ax for ax in candidates if any(a.shape[ax] in shape for shape in others)), candidates[-1]
+        )
         grown = np.concatenate([a, np.take(a, [0], axis=axis)], axis=axis)
         with pytest.raises(jaxtyping.TypeCheckError) as info:
             _run(op, side, _with(case, **{name: grown}))
         message = str(info.value)
         group, _, member = name.rpartition(".")  # `param.W_enc`: the mapping 'param', the array 'W_enc'
-        assert f"'{member}'" in message and ("d_in=" in message or "d_sae=" in message), message
+        assert f"'{member}'" in message and re.search(r"\b(d_in|d_sae|k)=", message), message
         assert not group or f"'{group}'" in message, message
 
 

@@ -14,6 +14,14 @@ from refsae.oracle.metrics import dead_fraction, explained_variance, l0
 from refsae.oracle.optimizer import AdamUpdate, adam_reset_latents, adam_step
 from refsae.oracle.resample_update import resample_anthropic, resample_simple
 from refsae.oracle.resampling import per_example_loss, resampling_probabilities, sample_examples
+from refsae.oracle.topk_activation import (
+    decode_sparse,
+    topk,
+    topk_encode,
+    topk_loss_gradients,
+    topk_select,
+    topk_total_loss,
+)
 from refsae.oracle.training import training_step
 
 __all__ = [
@@ -27,6 +35,7 @@ __all__ = [
     "dead_by_steps",
     "dead_fraction",
     "decode",
+    "decode_sparse",
     "decoder_directions",
     "encode",
     "explained_variance",
@@ -45,6 +54,11 @@ __all__ = [
     "resampling_probabilities",
     "sample_examples",
     "sparsity_loss",
+    "topk",
+    "topk_encode",
+    "topk_loss_gradients",
+    "topk_select",
+    "topk_total_loss",
     "total_loss",
     "total_variance",
     "training_step",

@@ -77,10 +77,24 @@ def loss_gradients(
 ) -> Gradients:
     """Gradients of `total_loss` with respect to W_enc, b_enc, W_dec, b_dec (GRAD-1..GRAD-6)."""
     check_coefficient("l1_coefficient", l1_coefficient)
-    c = conventions
+    z = pre_activations(x, W_enc, b_enc, b_dec, encode=conventions.encode)
+    return gradients_given_mask(x, W_enc, b_enc, W_dec, b_dec, z, z > 0.0, l1_coefficient, conventions)
+
+
+def gradients_given_mask(
+    x: np.ndarray,
+    W_enc: np.ndarray,
+    b_enc: np.ndarray,
+    W_dec: np.ndarray,
+    b_dec: np.ndarray,
+    z: np.ndarray,
+    active: np.ndarray,
+    l1_coefficient: float,
+    c: Conventions,
+) -> Gradients:
+    """The gradients for latents f = z ⊙ active, whatever selects `active`: ReLU's `z > 0` (GRAD-3),
+    or TopK's `selected ∧ z > 0` (TOPK-5). The derivation above, with 1[z > 0] replaced by `active`."""
     batch = x.shape[0]
-    z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
-    active = z > 0.0
     f = np.where(active, z, 0.0)
     W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
     x_hat = np.einsum("b...j,...ji->b...i", f, W_hat) + b_dec

@@ -22,6 +22,14 @@ from refsae.torch.init import b_dec_mean, geometric_median
 from refsae.torch.model import SAE, SAEConfig
 from refsae.torch.optimizer import adam_reset_latents, adam_step, reset_adam_latents_
 from refsae.torch.resampling import per_example_loss, resampling_probabilities, sample_examples
+from refsae.torch.topk_activation import (
+    decode_sparse,
+    topk,
+    topk_encode_sparse,
+    topk_loss_gradients,
+    topk_select,
+    topk_total_loss,
+)
 from refsae.torch.training import resample_anthropic, resample_simple, train_step_, training_step
 
 __all__ = [
@@ -34,6 +42,7 @@ __all__ = [
     "dead_by_steps",
     "dead_fraction",
     "decode",
+    "decode_sparse",
     "decoder_directions",
     "encode",
     "explained_variance",
@@ -53,6 +62,11 @@ __all__ = [
     "reset_adam_latents_",
     "sample_examples",
     "sparsity_loss",
+    "topk",
+    "topk_encode_sparse",
+    "topk_loss_gradients",
+    "topk_select",
+    "topk_total_loss",
     "total_loss",
     "total_variance",
     "train_step_",
