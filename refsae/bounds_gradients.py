@@ -36,12 +36,16 @@ def loss_gradients(
     b_dec: np.ndarray,
     l1_coefficient: float,
     c: Conventions,
+    active: np.ndarray | None = None,
 ) -> dict[str, Bound]:
-    """Bounds of ∂L/∂W_enc, ∂L/∂b_enc, ∂L/∂W_dec, ∂L/∂b_dec."""
+    """Bounds of ∂L/∂W_enc, ∂L/∂b_enc, ∂L/∂W_dec, ∂L/∂b_dec, and of the latents' gradient `g_f`
+    (reconstruction and l1 parts, before the mask). `active` overrides ReLU's mask z > 0 (TopK's
+    selection, JumpReLU's z > θ)."""
     batch, d_in, d_sae = x.shape[0], x.shape[-1], W_dec.shape[-2]
     z = b.pre_activations(x, W_enc, b_enc, b_dec, c.encode)
-    z_value = np.einsum("b...i,...ij->b...j", x - b_dec if c.encode == "tied" else x, W_enc) + b_enc
-    active = z_value > 0
+    if active is None:
+        z_value = np.einsum("b...i,...ij->b...j", x - b_dec if c.encode == "tied" else x, W_enc) + b_enc
+        active = z_value > 0
     f = Bound(np.where(active, z.magnitude, 0.0), z.k_acc, z.k_store)
     W_hat = b.decoder_directions(W_dec, c.decoder, c.eps)
     x_hat = b.decode(f, W_dec, b_dec, c.decoder, c.eps)
@@ -119,7 +123,7 @@ def loss_gradients(
             k_store=4,
         )
         grad_W_dec = add(grad_W_dec.magnitude + extra.magnitude, grad_W_dec, extra, k_store=1)
-    return {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
+    return {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec, "g_f": g_f}
 
 
 def renormalise_rows(W_dec: np.ndarray) -> Bound:

@@ -56,7 +56,7 @@ def compare(
             np.zeros(e.shape) if bound is None else np.broadcast_to(allowed_error(bound, case.dtype), e.shape)
         )
         err = np.abs(a - e)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ratio = np.where(
                 allowed > 0, err / np.where(allowed > 0, allowed, 1.0), np.where(err > 0, np.inf, 0.0)
             )

@@ -24,11 +24,13 @@ from refsae import (
     bounds_dead,
     bounds_gradients,
     bounds_init,
+    bounds_jumprelu,
     bounds_topk,
     bounds_training,
     cases,
     cases_dead,
     cases_init,
+    cases_jumprelu,
     cases_topk,
     cases_training,
     oracle,
@@ -36,10 +38,12 @@ from refsae import (
 from refsae import torch as rt
 from refsae.cases import Case
 from refsae.conventions import Conventions
+from refsae.oracle import jumprelu_activation as oracle_jumprelu
 from refsae.oracle import optimizer as oracle_optimizer
 from refsae.oracle import topk_activation as oracle_topk
 from refsae.oracle.optimizer import PARAMETERS
 from refsae.tolerances import DTYPES, Bound, leaf
+from refsae.torch import jumprelu_activation as torch_jumprelu
 from refsae.torch import optimizer as torch_optimizer
 from refsae.torch import topk_activation as torch_topk
 
@@ -564,6 +568,61 @@ TABLE: tuple[Operation, ...] = (
         torch_topk.topk_loss_gradients,
         cases_topk.topk_loss_cases,
         lambda c, out: dict(bounds_gradients.loss_gradients(*_sae(c), c.options["l1_coefficient"], _c(c))),
+    ),
+    # --- JumpReLU (jumprelu.md) ---
+    Operation(
+        "jumprelu",
+        "f = z · 1[z > θ], strictly",
+        ("JUMP-1",),
+        ("z", "theta"),
+        ("f",),
+        oracle_jumprelu.jumprelu,
+        torch_jumprelu.jumprelu,
+        cases_jumprelu.jumprelu_cases,
+        _exact("f"),
+    ),
+    Operation(
+        "jumprelu_total_loss",
+        "reconstruction + λ · L0 of JumpReLU latents",
+        ("JUMP-2", "JUMP-8"),
+        ("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
+        ("loss",),
+        oracle_jumprelu.jumprelu_total_loss,
+        torch_jumprelu.jumprelu_total_loss,
+        cases_jumprelu.jumprelu_loss_cases,
+        lambda c, out: {
+            "loss": bounds_jumprelu.total_loss(
+                *_sae(c),
+                c.arrays["theta"],
+                oracle.decode(
+                    oracle_jumprelu.jumprelu(
+                        oracle.pre_activations(*_sae(c)[:3], _sae(c)[4], encode=_c(c).encode),
+                        c.arrays["theta"],
+                    ),
+                    _sae(c)[3],
+                    _sae(c)[4],
+                    decoder=_c(c).decoder,
+                    eps=_c(c).eps,
+                ),
+                c.options["l0_coefficient"],
+                _c(c),
+            )
+        },
+    ),
+    Operation(
+        "jumprelu_loss_gradients",
+        "∂L/∂(W_enc, b_enc, W_dec, b_dec) and the threshold's straight-through pseudo-gradient",
+        ("JUMP-3", "JUMP-4", "JUMP-6", "JUMP-8"),
+        ("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
+        ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"),
+        oracle_jumprelu.jumprelu_loss_gradients,
+        torch_jumprelu.jumprelu_loss_gradients,
+        cases_jumprelu.jumprelu_loss_cases,
+        lambda c, out: dict(
+            bounds_jumprelu.loss_gradients(
+                *_sae(c), c.arrays["theta"], c.options["l0_coefficient"], c.options["bandwidth"], _c(c)
+            )
+        ),
     ),
 )
 

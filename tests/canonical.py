@@ -30,6 +30,7 @@ SHAPES: dict[str, tuple[int, ...]] = {
     "z": (BATCH, D_SAE),
     "values": (BATCH, K),
     "indices": (BATCH, K),
+    "theta": (D_SAE,),
 }
 """Shapes by array name; a dotted name (`grad.W_enc`) takes the shape of the part after the dot."""
 
@@ -60,6 +61,16 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "decode_sparse": {"decoder": "normalised", "eps": 1e-3},
     "topk_total_loss": {**LOSS_OPTIONS, "k": K},
     "topk_loss_gradients": {**LOSS_OPTIONS, "k": K},
+    "jumprelu_total_loss": {
+        "l0_coefficient": 0.5,
+        "bandwidth": 0.5,
+        "conventions": LOSS_OPTIONS["conventions"],
+    },
+    "jumprelu_loss_gradients": {
+        "l0_coefficient": 0.5,
+        "bandwidth": 0.5,
+        "conventions": LOSS_OPTIONS["conventions"],
+    },
 }
 
 
@@ -72,6 +83,8 @@ def canonical_case(op: Operation, seed: int = 0) -> Case:
         base = name.split(".", 1)[-1]
         if name in ("fire_counts", "steps_since"):
             arrays[name] = rng.integers(0, 3, SHAPES[name])
+        elif name == "theta":
+            arrays[name] = np.abs(rng.standard_normal(SHAPES[name])) + 0.1
         elif name == "indices":
             arrays[name] = rng.integers(0, D_SAE, SHAPES[name])
         elif name in MASKS:

@@ -87,7 +87,11 @@ def test_torch_implementation_converts_cases_exactly_both_ways() -> None:
             "bfloat16",
         ),
     )
-    assert out["f"].tolist() == [[1.0, 0.0]] and impl.supports("encode") and not impl.supports("no_such_operation")
+    assert (
+        out["f"].tolist() == [[1.0, 0.0]]
+        and impl.supports("encode")
+        and not impl.supports("no_such_operation")
+    )
 
 
 def test_checks_can_be_switched_off_for_benchmarks() -> None:

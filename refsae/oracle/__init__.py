@@ -9,6 +9,7 @@ from refsae.oracle.dead import dead_by_fire_fraction, dead_by_steps, fire_counts
 from refsae.oracle.forward import decode, decoder_directions, encode, forward, pre_activations
 from refsae.oracle.gradients import Gradients, loss_gradients
 from refsae.oracle.init import b_dec_mean, geometric_median
+from refsae.oracle.jumprelu_activation import jumprelu, jumprelu_loss_gradients, jumprelu_total_loss
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss, total_loss, total_variance
 from refsae.oracle.metrics import dead_fraction, explained_variance, l0
 from refsae.oracle.optimizer import AdamUpdate, adam_reset_latents, adam_step
@@ -42,6 +43,9 @@ __all__ = [
     "fire_counts",
     "forward",
     "geometric_median",
+    "jumprelu",
+    "jumprelu_loss_gradients",
+    "jumprelu_total_loss",
     "l0",
     "loss_gradients",
     "per_example_loss",

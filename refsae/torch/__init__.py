@@ -19,6 +19,7 @@ from refsae.torch.functional import (
     total_variance,
 )
 from refsae.torch.init import b_dec_mean, geometric_median
+from refsae.torch.jumprelu_activation import jumprelu, jumprelu_loss_gradients, jumprelu_total_loss
 from refsae.torch.model import SAE, SAEConfig
 from refsae.torch.optimizer import adam_reset_latents, adam_step, reset_adam_latents_
 from refsae.torch.resampling import per_example_loss, resampling_probabilities, sample_examples
@@ -49,6 +50,9 @@ __all__ = [
     "fire_counts",
     "forward",
     "geometric_median",
+    "jumprelu",
+    "jumprelu_loss_gradients",
+    "jumprelu_total_loss",
     "l0",
     "loss_gradients",
     "per_example_loss",
