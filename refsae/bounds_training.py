@@ -78,12 +78,16 @@ def adam_exact_inputs(
 def renormalised(w: np.ndarray, wb: Bound) -> Bound:
     """ŵ = w/‖w‖ from an inexact w: |Δŵ| <= (|Δw| + |ŵ|(|ŵ|·|Δw|))/‖w‖, plus its own rounding."""
     n = np.linalg.norm(w, axis=-1, keepdims=True)
-    safe = np.where(n > 0, n, np.inf)
-    unit = w / np.where(n > 0, n, 1.0)
-    along = np.sum(np.abs(unit) * wb.magnitude, axis=-1, keepdims=True)
-    return wb.then(
-        (wb.magnitude + np.abs(unit) * along) / safe + np.abs(unit), k_acc=w.shape[-1] + 1, k_store=3
+    unit = np.abs(w / np.where(n > 0, n, 1.0))
+    with np.errstate(invalid="ignore"):  # 0 · ∞ where a zero component meets an unbounded error
+        along = np.sum(np.where(unit == 0, 0.0, unit * wb.magnitude), axis=-1, keepdims=True)
+        spread = np.where(unit == 0, 0.0, unit * along)
+    # an exact zero row stays zero (CON-2) unless its computed value may not be zero: then the
+    # direction it is normalised to is arbitrary and has no first-order bound (STEP-5)
+    first_order = np.where(
+        n > 0, (wb.magnitude + spread) / np.where(n > 0, n, 1.0), np.where(wb.magnitude > 0, np.inf, 0.0)
     )
+    return wb.then(first_order + unit, k_acc=w.shape[-1] + 1, k_store=3)
 
 
 def parallel_removed(W: np.ndarray, gb: Bound) -> Bound:

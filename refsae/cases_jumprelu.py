@@ -20,7 +20,7 @@ from refsae import bounds
 from refsae import strategies as rs
 from refsae.cases import Case, _finish, backward_magnitudes, loss_cases
 from refsae.conventions import Conventions
-from refsae.tolerances import Bound, allowed_error
+from refsae.tolerances import SMALLEST_NORMAL, Bound, allowed_error, magnitude_floor
 
 
 @st.composite
@@ -46,15 +46,16 @@ def jumprelu_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
     z = np.einsum("b...i,...ij->b...j", u, a["W_enc"]) + a["b_enc"]
     typical = float(np.median(np.abs(z))) or 1.0
     bandwidth = 2.0 ** (round(np.log2(typical)) + draw(st.integers(-1, 1)))
+    assume(bandwidth >= 4 * SMALLEST_NORMAL[dtype])  # θ/ε and ε/2 stay normal numbers
     # θ_j from the spread of column j, then moved off the jump and the kernel edges (JUMP-8)
     pick = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(0, z.shape[0], z.shape[1:])
     theta = np.abs(np.take_along_axis(z, pick[None], axis=0)[0]) * draw(st.sampled_from((0.5, 1.0, 1.5)))
     z_bound = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], c.encode)
 
     def margin(t: np.ndarray) -> np.ndarray:
-        return 2 * allowed_error(
-            Bound(z_bound.magnitude + np.abs(t), z_bound.k_acc, z_bound.k_store + 1), dtype
-        )
+        with magnitude_floor(dtype):  # subnormal z rounds absolutely (TOL-7)
+            b = Bound(z_bound.magnitude + np.abs(t), z_bound.k_acc, z_bound.k_store + 1)
+        return 2 * allowed_error(b, dtype)
 
     m = margin(theta + bandwidth)
     edges = np.concatenate([-z, -(z - bandwidth / 2), -(z + bandwidth / 2)])

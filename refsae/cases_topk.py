@@ -23,7 +23,7 @@ from refsae import bounds, bounds_topk
 from refsae import strategies as rs
 from refsae.cases import Case, _finish, backward_magnitudes, loss_cases
 from refsae.conventions import Conventions
-from refsae.tolerances import allowed_error
+from refsae.tolerances import allowed_error, magnitude_floor
 
 
 def _k(draw: st.DrawFn, d_sae: int) -> int:
@@ -65,7 +65,9 @@ def decode_sparse_cases(draw: st.DrawFn, dtype: str) -> Case:
 
 
 @st.composite
-def topk_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
+def topk_loss_cases(draw: st.DrawFn, dtype: str, *, across_batch: bool = False) -> Case:
+    """The module's third strategy; with `across_batch` the gap holds between every chosen entry and
+    every other entry of the batch, so BatchTopK's k·B selection is the chosen latents too."""
     base = draw(loss_cases(dtype, kink_margin=True, backward=True))
     a = dict(base.arrays)
     c: Conventions = base.options["conventions"]
@@ -95,11 +97,17 @@ def topk_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
         np.einsum("b...i,...ij->b...j", a["x"] - a["b_dec"] if c.encode == "tied" else a["x"], a["W_enc"])
         + a["b_enc"]
     )
+    with magnitude_floor(dtype):  # subnormal z rounds absolutely (TOL-7)
+        z_bound = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], c.encode)
     err = allowed_error(z_bound, dtype)
     assume(bool(np.all(np.abs(z) > 2 * err)))  # the ReLU kink (STR-7)
     if k < d_sae:
-        gap = np.where(chosen, z - err, np.inf).min(axis=-1) - np.where(chosen, -np.inf, z + err).max(axis=-1)
-        assume(bool(np.all(gap > 2 * err.max(axis=-1))))  # the k-th value (TOPK-7)
+        # the k-th value of every example (TOPK-7); across the whole batch for BatchTopK (BTOPK-3)
+        axes = (0, -1) if across_batch else -1
+        gap = np.where(chosen, z - err, np.inf).min(axis=axes) - np.where(chosen, -np.inf, z + err).max(
+            axis=axes
+        )
+        assume(bool(np.all(gap > 2 * err.max(axis=axes))))
     options: dict[str, Any] = {**base.options, "k": k}
     f, x_hat = bounds.forward(a["x"], a["W_enc"], a["b_enc"], a["W_dec"], a["b_dec"], c)
     numerator = ((x_hat.magnitude + np.abs(a["x"])) ** 2).sum(axis=(0, -1))

@@ -29,7 +29,7 @@ class Implementation(Protocol):
 
 def to_tensor(a: np.ndarray, dtype: str, device: str) -> torch.Tensor:
     """Exact conversion of a canonical array (integers stay int64)."""
-    t = torch.from_numpy(np.ascontiguousarray(a))
+    t = torch.from_numpy(np.array(a, order="C"))  # not ascontiguousarray: it makes a 0-d array 1-d
     return t.to(device=device) if a.dtype.kind == "i" else t.to(device=device, dtype=TORCH_DTYPES[dtype])
 
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from refsae import (
     bounds,
+    bounds_batchtopk,
     bounds_dead,
     bounds_gradients,
     bounds_init,
@@ -28,6 +29,7 @@ from refsae import (
     bounds_topk,
     bounds_training,
     cases,
+    cases_batchtopk,
     cases_dead,
     cases_init,
     cases_jumprelu,
@@ -38,11 +40,13 @@ from refsae import (
 from refsae import torch as rt
 from refsae.cases import Case
 from refsae.conventions import Conventions
+from refsae.oracle import batchtopk_activation as oracle_batchtopk
 from refsae.oracle import jumprelu_activation as oracle_jumprelu
 from refsae.oracle import optimizer as oracle_optimizer
 from refsae.oracle import topk_activation as oracle_topk
 from refsae.oracle.optimizer import PARAMETERS
 from refsae.tolerances import DTYPES, Bound, leaf
+from refsae.torch import batchtopk_activation as torch_batchtopk
 from refsae.torch import jumprelu_activation as torch_jumprelu
 from refsae.torch import optimizer as torch_optimizer
 from refsae.torch import topk_activation as torch_topk
@@ -623,6 +627,86 @@ TABLE: tuple[Operation, ...] = (
                 *_sae(c), c.arrays["theta"], c.options["l0_coefficient"], c.options["bandwidth"], _c(c)
             )
         ),
+    ),
+    # --- BatchTopK (batchtopk.md) ---
+    Operation(
+        "batchtopk",
+        "f = max(z, 0) at the k·B largest z of the batch, 0 elsewhere",
+        ("BTOPK-1", "BTOPK-2"),
+        ("z",),
+        ("f",),
+        oracle_batchtopk.batchtopk,
+        torch_batchtopk.batchtopk,
+        cases_batchtopk.batchtopk_cases,
+        _exact("f"),
+    ),
+    Operation(
+        "batchtopk_update_threshold",
+        "θ ← running mean (or EMA) of each batch's smallest positive latent",
+        ("BTOPK-4", "BTOPK-5"),
+        ("threshold", "f"),
+        ("threshold",),
+        oracle_batchtopk.batchtopk_update_threshold,
+        torch_batchtopk.batchtopk_update_threshold,
+        cases_batchtopk.threshold_cases,
+        lambda c, out: {
+            "threshold": bounds_batchtopk.update_threshold(
+                c.arrays["threshold"],
+                oracle_batchtopk.batchtopk_min_positive(c.arrays["f"])[0],
+                c.options["n_batches"],
+                c.options["update"],
+                c.options["beta"],
+            )
+        },
+    ),
+    Operation(
+        "batchtopk_inference",
+        "f = z · 1[z > θ] with one θ per instance",
+        ("BTOPK-6",),
+        ("z", "threshold"),
+        ("f",),
+        oracle_batchtopk.batchtopk_inference,
+        torch_batchtopk.batchtopk_inference,
+        cases_batchtopk.inference_cases,
+        _exact("f"),
+    ),
+    Operation(
+        "batchtopk_total_loss",
+        "reconstruction + λ · sparsity of BatchTopK training latents",
+        ("BTOPK-3", "BTOPK-7"),
+        ("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        ("loss",),
+        oracle_batchtopk.batchtopk_total_loss,
+        torch_batchtopk.batchtopk_total_loss,
+        cases_batchtopk.batchtopk_loss_cases,
+        lambda c, out: {
+            "loss": bounds.total_loss(
+                *_sae(c),
+                oracle.decode(
+                    oracle_batchtopk.batchtopk(
+                        oracle.pre_activations(*_sae(c)[:3], _sae(c)[4], encode=_c(c).encode),
+                        k=c.options["k"],
+                    ),
+                    _sae(c)[3],
+                    _sae(c)[4],
+                    decoder=_c(c).decoder,
+                    eps=_c(c).eps,
+                ),
+                c.options["l1_coefficient"],
+                _c(c),
+            )
+        },
+    ),
+    Operation(
+        "batchtopk_loss_gradients",
+        "∂L/∂(W_enc, b_enc, W_dec, b_dec) through the batch selection",
+        ("BTOPK-3", "BTOPK-7"),
+        ("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        ("W_enc", "b_enc", "W_dec", "b_dec"),
+        oracle_batchtopk.batchtopk_loss_gradients,
+        torch_batchtopk.batchtopk_loss_gradients,
+        cases_batchtopk.batchtopk_loss_cases,
+        lambda c, out: dict(bounds_gradients.loss_gradients(*_sae(c), c.options["l1_coefficient"], _c(c))),
     ),
 )
 

@@ -31,8 +31,13 @@ SHAPES: dict[str, tuple[int, ...]] = {
     "values": (BATCH, K),
     "indices": (BATCH, K),
     "theta": (D_SAE,),
+    "threshold": (),
 }
 """Shapes by array name; a dotted name (`grad.W_enc`) takes the shape of the part after the dot."""
+
+N_INST = 2
+PER_INSTANCE = ("batchtopk_update_threshold", "batchtopk_inference")
+"""Rows whose canonical case has an instance axis: their threshold has no other axis to bind."""
 
 MASKS = ("latents", "dead")
 """0/1 latent masks (integer arrays)."""
@@ -61,6 +66,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "decode_sparse": {"decoder": "normalised", "eps": 1e-3},
     "topk_total_loss": {**LOSS_OPTIONS, "k": K},
     "topk_loss_gradients": {**LOSS_OPTIONS, "k": K},
+    "batchtopk": {"k": 1},
+    "batchtopk_update_threshold": {"n_batches": 3, "update": "ema", "beta": 0.9},
+    "batchtopk_total_loss": {**LOSS_OPTIONS, "k": 1},
+    "batchtopk_loss_gradients": {**LOSS_OPTIONS, "k": 1},
     "jumprelu_total_loss": {
         "l0_coefficient": 0.5,
         "bandwidth": 0.5,
@@ -79,20 +88,25 @@ def canonical_case(op: Operation, seed: int = 0) -> Case:
     with the op's options."""
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
+    shapes = dict(SHAPES)
+    if op.name in PER_INSTANCE:  # a per-instance array binds nothing but the instance axis
+        shapes.update({"z": (BATCH, N_INST, D_SAE), "f": (BATCH, N_INST, D_SAE), "threshold": (N_INST,)})
     for name in op.arrays:
         base = name.split(".", 1)[-1]
         if name in ("fire_counts", "steps_since"):
-            arrays[name] = rng.integers(0, 3, SHAPES[name])
+            arrays[name] = rng.integers(0, 3, shapes[name])
+        elif name == "threshold":
+            arrays[name] = np.full(shapes[name], 0.5)
         elif name == "theta":
-            arrays[name] = np.abs(rng.standard_normal(SHAPES[name])) + 0.1
+            arrays[name] = np.abs(rng.standard_normal(shapes[name])) + 0.1
         elif name == "indices":
-            arrays[name] = rng.integers(0, D_SAE, SHAPES[name])
+            arrays[name] = rng.integers(0, D_SAE, shapes[name])
         elif name in MASKS:
             arrays[name] = np.arange(D_SAE) % 2
         elif name == "f":
-            arrays[name] = np.maximum(rng.standard_normal(SHAPES[name]), 0.0)
+            arrays[name] = np.maximum(rng.standard_normal(shapes[name]), 0.0)
         elif name.startswith("exp_avg_sq."):
-            arrays[name] = rng.standard_normal(SHAPES[base]) ** 2
+            arrays[name] = rng.standard_normal(shapes[base]) ** 2
         else:
-            arrays[name] = rng.standard_normal(SHAPES[base])
+            arrays[name] = rng.standard_normal(shapes[base])
     return Case(arrays, dict(OPTIONS.get(op.name, {})), "float64")

@@ -4,6 +4,14 @@ This package never imports torch (NOT-4). Every function cites the spec clauses 
 """
 
 from refsae.conventions import Conventions
+from refsae.oracle.batchtopk_activation import (
+    batchtopk,
+    batchtopk_inference,
+    batchtopk_loss_gradients,
+    batchtopk_min_positive,
+    batchtopk_total_loss,
+    batchtopk_update_threshold,
+)
 from refsae.oracle.constraints import remove_parallel_component, renormalise_rows
 from refsae.oracle.dead import dead_by_fire_fraction, dead_by_steps, fire_counts, update_steps_since_fired
 from refsae.oracle.forward import decode, decoder_directions, encode, forward, pre_activations
@@ -32,6 +40,12 @@ __all__ = [
     "adam_reset_latents",
     "adam_step",
     "b_dec_mean",
+    "batchtopk",
+    "batchtopk_inference",
+    "batchtopk_loss_gradients",
+    "batchtopk_min_positive",
+    "batchtopk_total_loss",
+    "batchtopk_update_threshold",
     "dead_by_fire_fraction",
     "dead_by_steps",
     "dead_fraction",

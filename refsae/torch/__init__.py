@@ -1,5 +1,13 @@
 """`refsae.torch`: the SAE operations in PyTorch (CPU and CUDA; float64, float32, bfloat16, float16)."""
 
+from refsae.torch.batchtopk_activation import (
+    batchtopk,
+    batchtopk_inference,
+    batchtopk_loss_gradients,
+    batchtopk_min_positive,
+    batchtopk_total_loss,
+    batchtopk_update_threshold,
+)
 from refsae.torch.dead import dead_by_fire_fraction, dead_by_steps, fire_counts, update_steps_since_fired
 from refsae.torch.functional import (
     dead_fraction,
@@ -39,6 +47,12 @@ __all__ = [
     "adam_reset_latents",
     "adam_step",
     "b_dec_mean",
+    "batchtopk",
+    "batchtopk_inference",
+    "batchtopk_loss_gradients",
+    "batchtopk_min_positive",
+    "batchtopk_total_loss",
+    "batchtopk_update_threshold",
     "dead_by_fire_fraction",
     "dead_by_steps",
     "dead_fraction",
