@@ -139,6 +139,20 @@ def _group(case: Case, group: str) -> dict[str, np.ndarray]:
     return {k.split(".", 1)[1]: v for k, v in case.arrays.items() if k.startswith(f"{group}.")}
 
 
+def _variant_loss_bound(case: Case, f: np.ndarray) -> dict[str, Bound | None]:
+    """The total-loss bound of an activation variant whose (oracle) latents are `f`: LOSS-6's bound
+    around the x_hat of those latents (ReLU's magnitudes bound the variant's, bounds_topk.py)."""
+    c = _c(case)
+    x_hat = oracle.decode(f, case.arrays["W_dec"], case.arrays["b_dec"], decoder=c.decoder, eps=c.eps)
+    return {"loss": bounds.total_loss(*_sae(case), x_hat, case.options["l1_coefficient"], c)}
+
+
+def _z(case: Case) -> np.ndarray:
+    """The oracle's pre-activations of a full-SAE case."""
+    x, W_enc, b_enc, _, b_dec = _sae(case)
+    return np.asarray(oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=_c(case).encode))
+
+
 def _exact(*names: str) -> BoundsFn:
     return lambda case, out: dict.fromkeys(names)
 
@@ -547,20 +561,7 @@ TABLE: tuple[Operation, ...] = (
         oracle_topk.topk_total_loss,
         torch_topk.topk_total_loss,
         cases_topk.topk_loss_cases,
-        lambda c, out: {
-            "loss": bounds.total_loss(
-                *_sae(c),
-                oracle.decode(
-                    oracle_topk.topk_encode(*_sae(c)[:3], _sae(c)[4], k=c.options["k"], encode=_c(c).encode),
-                    _sae(c)[3],
-                    _sae(c)[4],
-                    decoder=_c(c).decoder,
-                    eps=_c(c).eps,
-                ),
-                c.options["l1_coefficient"],
-                _c(c),
-            )
-        },
+        lambda c, out: _variant_loss_bound(c, oracle_topk.topk(_z(c), k=c.options["k"])),
     ),
     Operation(
         "topk_loss_gradients",
@@ -679,23 +680,7 @@ TABLE: tuple[Operation, ...] = (
         oracle_batchtopk.batchtopk_total_loss,
         torch_batchtopk.batchtopk_total_loss,
         cases_batchtopk.batchtopk_loss_cases,
-        lambda c, out: {
-            "loss": bounds.total_loss(
-                *_sae(c),
-                oracle.decode(
-                    oracle_batchtopk.batchtopk(
-                        oracle.pre_activations(*_sae(c)[:3], _sae(c)[4], encode=_c(c).encode),
-                        k=c.options["k"],
-                    ),
-                    _sae(c)[3],
-                    _sae(c)[4],
-                    decoder=_c(c).decoder,
-                    eps=_c(c).eps,
-                ),
-                c.options["l1_coefficient"],
-                _c(c),
-            )
-        },
+        lambda c, out: _variant_loss_bound(c, oracle_batchtopk.batchtopk(_z(c), k=c.options["k"])),
     ),
     Operation(
         "batchtopk_loss_gradients",

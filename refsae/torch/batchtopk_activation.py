@@ -10,7 +10,13 @@ from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, check_coefficient
 from refsae.oracle.batchtopk_activation import ThresholdUpdate, check_batch_k, check_update_options
 from refsae.torch import _validate
-from refsae.torch.functional import decode, pre_activations, reconstruction_loss, sparsity_loss
+from refsae.torch.functional import (
+    autograd_gradients,
+    decode,
+    pre_activations,
+    reconstruction_loss,
+    sparsity_loss,
+)
 
 
 def _selected(z: Tensor, k: int) -> Tensor:
@@ -113,10 +119,6 @@ def batchtopk_loss_gradients(
 ) -> dict[str, Tensor]:
     """Autograd gradients of `batchtopk_total_loss` (BTOPK-3)."""
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
-    leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
-    with torch.enable_grad():
-        loss = batchtopk_total_loss(
-            x.detach(), **leaves, k=k, l1_coefficient=l1_coefficient, conventions=conventions
-        )
-        grads = torch.autograd.grad(loss, list(leaves.values()))
-    return dict(zip(leaves, grads, strict=True))
+    return autograd_gradients(
+        batchtopk_total_loss, x, params, k=k, l1_coefficient=l1_coefficient, conventions=conventions
+    )

@@ -7,6 +7,9 @@ the instance axis, with no Python loop over batch or latents. Each is proven aga
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -192,9 +195,18 @@ def loss_gradients(
 ) -> dict[str, Tensor]:
     """Autograd gradients of `total_loss` keyed W_enc, b_enc, W_dec, b_dec (GRAD-1)."""
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
-    leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+    return autograd_gradients(total_loss, x, params, l1_coefficient=l1_coefficient, conventions=conventions)
+
+
+def autograd_gradients(
+    loss_fn: Callable[..., Tensor], x: Tensor, params: dict[str, Tensor], **options: Any
+) -> dict[str, Tensor]:
+    """∂ loss_fn(x, **params, **options) / ∂params by autograd, on detached leaf copies (the inputs
+    are left untouched), keyed like `params`: the one way every `*_loss_gradients` of refsae.torch
+    differentiates its loss."""
+    leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
     with torch.enable_grad():
-        loss = total_loss(x.detach(), **leaves, l1_coefficient=l1_coefficient, conventions=conventions)
+        loss = loss_fn(x.detach(), **leaves, **options)
         grads = torch.autograd.grad(loss, list(leaves.values()))
     return dict(zip(leaves, grads, strict=True))
 

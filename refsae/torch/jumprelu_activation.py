@@ -13,7 +13,7 @@ from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, check_choice, check_coefficient
 from refsae.oracle.jumprelu_activation import PARAMETRISATIONS, Parametrisation, check_bandwidth
 from refsae.torch import _validate
-from refsae.torch.functional import decode, pre_activations, reconstruction_loss
+from refsae.torch.functional import autograd_gradients, decode, pre_activations, reconstruction_loss
 
 
 def _check_threshold(theta: Tensor, bandwidth: float | None = None) -> None:
@@ -118,19 +118,15 @@ def jumprelu_loss_gradients(
     """Autograd through `jumprelu_total_loss`; `threshold` is ∂L/∂θ, or ∂L/∂log θ = θ ∂L/∂θ (the chain
     rule of θ = exp(log θ)) when the stored parameter is log θ (JUMP-5)."""
     check_choice("parametrisation", parametrisation, PARAMETRISATIONS)
-    params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
-    leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
-    threshold = theta.detach().requires_grad_(True)
-    with torch.enable_grad():
-        loss = jumprelu_total_loss(
-            x.detach(),
-            **leaves,
-            theta=threshold,
-            l0_coefficient=l0_coefficient,
-            bandwidth=bandwidth,
-            conventions=conventions,
-        )
-        *grads, grad_theta = torch.autograd.grad(loss, [*leaves.values(), threshold])
-    out = dict(zip(leaves, grads, strict=True))
+    params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec, "theta": theta}
+    out = autograd_gradients(
+        jumprelu_total_loss,
+        x,
+        params,
+        l0_coefficient=l0_coefficient,
+        bandwidth=bandwidth,
+        conventions=conventions,
+    )
+    grad_theta = out.pop("theta")
     out["threshold"] = theta.detach() * grad_theta if parametrisation == "log_theta" else grad_theta
     return out

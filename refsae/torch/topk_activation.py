@@ -28,7 +28,7 @@ from refsae.conventions import (
 )
 from refsae.oracle.topk_activation import check_k
 from refsae.torch import _validate
-from refsae.torch.functional import pre_activations, reconstruction_loss
+from refsae.torch.functional import autograd_gradients, pre_activations, reconstruction_loss
 
 
 @typechecked
@@ -139,10 +139,6 @@ def topk_loss_gradients(
 ) -> dict[str, Tensor]:
     """Autograd gradients of `topk_total_loss` keyed W_enc, b_enc, W_dec, b_dec (TOPK-5)."""
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
-    leaves = {name: p.detach().requires_grad_(True) for name, p in params.items()}
-    with torch.enable_grad():
-        loss = topk_total_loss(
-            x.detach(), **leaves, k=k, l1_coefficient=l1_coefficient, conventions=conventions
-        )
-        grads = torch.autograd.grad(loss, list(leaves.values()))
-    return dict(zip(leaves, grads, strict=True))
+    return autograd_gradients(
+        topk_total_loss, x, params, k=k, l1_coefficient=l1_coefficient, conventions=conventions
+    )
