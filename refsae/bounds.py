@@ -129,6 +129,11 @@ def total_loss(
     R = reconstruction_loss(x, x_hat, x_hat_value, c.reconstruction)
     S = sparsity_loss(f, W_dec, c.sparsity)
     penalty = S.then(l1_coefficient * S.magnitude, k_acc=1, k_store=1)
+    return instance_sum(R, penalty)
+
+
+def instance_sum(R: Bound, penalty: Bound) -> Bound:
+    """R + penalty per instance (one stored sum), then the sum over instances (LOSS-6)."""
     per_instance = add(R.magnitude + penalty.magnitude, R, penalty, k_store=1)
     n_inst = int(per_instance.magnitude.size)
     return add(np.asarray(per_instance.magnitude.sum()), per_instance, k_acc=n_inst, k_store=1)

@@ -12,13 +12,9 @@ import numpy as np
 
 from refsae import bounds as b
 from refsae import bounds_gradients as bg
+from refsae import oracle
 from refsae.conventions import Conventions
 from refsae.tolerances import Bound, add, mul
-
-
-def _z(x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray, b_dec: np.ndarray, encode: str) -> np.ndarray:
-    z: np.ndarray = np.einsum("b...i,...ij->b...j", x - b_dec if encode == "tied" else x, W_enc) + b_enc
-    return z
 
 
 def total_loss(
@@ -36,15 +32,9 @@ def total_loss(
     bound over all latents is used: a superset of terms); the count of active latents is exact."""
     _, x_hat = b.forward(x, W_enc, b_enc, W_dec, b_dec, c)
     R = b.reconstruction_loss(x, x_hat, x_hat_value, c.reconstruction)
-    count = (_z(x, W_enc, b_enc, b_dec, c.encode) > theta).sum(axis=(0, -1))
+    count = (oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode) > theta).sum(axis=(0, -1))
     penalty = Bound(np.asarray(l0_coefficient * count / x.shape[0], dtype=np.float64), 0, 3)
-    per_instance = add(R.magnitude + penalty.magnitude, R, penalty, k_store=1)
-    return add(
-        np.asarray(per_instance.magnitude.sum()),
-        per_instance,
-        k_acc=int(per_instance.magnitude.size),
-        k_store=1,
-    )
+    return b.instance_sum(R, penalty)
 
 
 def loss_gradients(
@@ -60,7 +50,7 @@ def loss_gradients(
 ) -> dict[str, Bound]:
     """The four gradients (GRAD's bounds with the mask z > θ) and the threshold's: the batch sum of
     g_f · (θ/ε) · K, plus λ/(Bε) times the number of kernel hits, the two added by autograd."""
-    z = _z(x, W_enc, b_enc, b_dec, c.encode)
+    z = oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     out = bg.loss_gradients(x, W_enc, b_enc, W_dec, b_dec, 0.0, c, active=z > theta)
     K = (np.abs(z - theta) < bandwidth / 2).astype(np.float64)
     g_f = out["g_f"]

@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from refsae import bounds
+from refsae import bounds, oracle
 from refsae import strategies as rs
 from refsae.cases import Case, _finish, backward_magnitudes, loss_cases
 from refsae.conventions import Conventions
@@ -42,8 +42,7 @@ def jumprelu_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
     base = draw(loss_cases(dtype, backward=True))
     a = dict(base.arrays)
     c: Conventions = base.options["conventions"]
-    u = a["x"] - a["b_dec"] if c.encode == "tied" else a["x"]
-    z = np.einsum("b...i,...ij->b...j", u, a["W_enc"]) + a["b_enc"]
+    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
     typical = float(np.median(np.abs(z))) or 1.0
     bandwidth = 2.0 ** (round(np.log2(typical)) + draw(st.integers(-1, 1)))
     assume(bandwidth >= 4 * SMALLEST_NORMAL[dtype])  # θ/ε and ε/2 stay normal numbers

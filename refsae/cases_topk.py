@@ -19,7 +19,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from refsae import bounds, bounds_topk
+from refsae import bounds, bounds_topk, oracle
 from refsae import strategies as rs
 from refsae.cases import Case, _finish, backward_magnitudes, loss_cases
 from refsae.conventions import Conventions
@@ -78,10 +78,7 @@ def topk_loss_cases(draw: st.DrawFn, dtype: str, *, across_batch: bool = False) 
     rng = np.random.default_rng(seed)
     chosen = np.argsort(rng.uniform(size=(*inst, d_sae)), axis=-1) < k  # k chosen latents per instance
     z_bound = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], c.encode)
-    z = (
-        np.einsum("b...i,...ij->b...j", a["x"] - a["b_dec"] if c.encode == "tied" else a["x"], a["W_enc"])
-        + a["b_enc"]
-    )
+    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
     err = allowed_error(z_bound, dtype)
     if k < d_sae:
         low_chosen = np.where(chosen, z, np.inf).min(axis=(0, -1))
@@ -92,11 +89,7 @@ def topk_loss_cases(draw: st.DrawFn, dtype: str, *, across_batch: bool = False) 
         up = draw(st.booleans())
         delta = np.where(chosen, shift[..., None], 0.0) if up else np.where(chosen, 0.0, -shift[..., None])
         a["b_enc"] = rs.round_to(a["b_enc"] + delta, dtype)
-    z_bound = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], c.encode)
-    z = (
-        np.einsum("b...i,...ij->b...j", a["x"] - a["b_dec"] if c.encode == "tied" else a["x"], a["W_enc"])
-        + a["b_enc"]
-    )
+    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
     with magnitude_floor(dtype):  # subnormal z rounds absolutely (TOL-7)
         z_bound = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], c.encode)
     err = allowed_error(z_bound, dtype)
