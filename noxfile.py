@@ -87,3 +87,55 @@ def check(session: nox.Session) -> None:
     """The main job: refsae.torch against the oracle, one table row per operation and dtype."""
     _install(session, extras="dev")
     session.run("refsae", "check", *session.posargs, env=_env())
+
+
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    "sae_lens": ("sae_lens", "sae_lens.topk", "sae_lens.batchtopk", "sae_lens.jumprelu", "sae_lens.gated"),
+    "sparse_autoencoder": ("sparse_autoencoder",),
+    "dictionary_learning": ("dictionary_learning", "dictionary_learning.topk"),
+    "sparsify": ("sparsify",),
+    "saev": ("saev",),
+    "overcomplete": ("overcomplete", "overcomplete.topk"),
+}
+"""The peer libraries and their built-in targets (refsae.conform.targets.BUILTIN; a test keeps the two
+in step; nox cannot import refsae, which needs torch). Each library has conformance/NAME/
+with requirements.txt (what to pip install), constraints.txt (torch==2.13.0 and the library's own
+pins) and optionally uninstall.txt (packages to remove after installing, e.g. a CUDA torchvision)."""
+
+
+@nox.session
+@nox.parametrize("library", list(LIBRARIES))
+def conformance(session: nox.Session, library: str) -> None:
+    """Install one peer library in its own venv, run the conformance suite (ci profile) on each of its
+    targets and write conformance/reports/TARGET.{json,md}. Exit status 0 even when clauses fail: the
+    findings are the product; posargs go to `refsae conform`."""
+    folder = f"conformance/{library}"
+    session.install("torch==2.13.0")
+    session.install("-c", f"{folder}/constraints.txt", "-r", f"{folder}/requirements.txt")
+    session.install("-c", f"{folder}/constraints.txt", "-e", ".")
+    if os.path.exists(f"{folder}/uninstall.txt"):
+        with open(f"{folder}/uninstall.txt") as fh:
+            names = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+        if names:
+            session.run("pip", "uninstall", "-y", *names)
+    for target in LIBRARIES[library]:
+        session.run(
+            "refsae",
+            "conform",
+            target,
+            "--profile",
+            os.environ.get("REFSAE_PROFILE", "ci"),
+            "--json",
+            f"conformance/reports/{target}.json",
+            "--markdown",
+            f"conformance/reports/{target}.md",
+            *session.posargs,
+            success_codes=[0, 1],
+        )
+
+
+@nox.session
+def conformance_page(session: nox.Session) -> None:
+    """Regenerate specs/conformance.md from conformance/reports/*.json (no library needed)."""
+    _install(session)
+    session.run("python", "-m", "refsae.conform.page", "conformance/reports", "specs/conformance.md")

@@ -96,34 +96,44 @@ def loss_gradients(
             grad_b_dec.magnitude + through_encoder.magnitude, grad_b_dec, through_encoder, k_store=1
         )
 
-    grad_W_dec = G_hat
-    if c.decoder == "normalised":
-        n = b.row_norms(W_dec, keepdims=True)
-        ne = n.magnitude + c.eps
-        radial = mul(
-            np.sum(np.abs(W_dec) * G_hat.magnitude, axis=-1, keepdims=True),
-            G_hat,
-            leaf(W_dec),
-            k_acc=d_in,
-            k_store=1,
-        )
-        safe_n = np.where(n.magnitude > 0, n.magnitude, np.inf)
-        # G/ne − W·(W·G)/(n·ne²): quotients by ne (twice) and n, products, one difference.
-        direct = mul(G_hat.magnitude / ne, G_hat, n, k_store=2)
-        correction = mul(np.abs(W_dec) * radial.magnitude / (safe_n * ne**2), radial, n, n, n, k_store=4)
-        grad_W_dec = add(direct.magnitude + correction.magnitude, direct, correction, k_store=1)
+    grad_W_dec = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
     if c.sparsity == "l1_decoder_norm":
-        safe = np.where(norms.magnitude > 0, norms.magnitude, np.inf)[..., None]
-        f_sum = add(f.magnitude.sum(axis=0), f, k_acc=batch, k_store=1)
-        extra = mul(
-            (l1_coefficient / batch) * f_sum.magnitude[..., None] * np.abs(W_dec) / safe,
-            f_sum,
-            norms,
-            k_acc=1,
-            k_store=4,
-        )
-        grad_W_dec = add(grad_W_dec.magnitude + extra.magnitude, grad_W_dec, extra, k_store=1)
+        grad_W_dec = decoder_norm_penalty(W_dec, f, l1_coefficient, grad_W_dec)
     return {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec, "g_f": g_f}
+
+
+def normalisation_backward(W_dec: np.ndarray, G_hat: Bound, eps: float) -> Bound:
+    """∂L/∂W_dec from Ĝ = ∂L/∂Ŵ through Ŵ_j = W_j / (n_j + eps) (GRAD-5):
+    G/ne − W·(W·G)/(n·ne²): quotients by ne (twice) and n, products, one difference."""
+    n = b.row_norms(W_dec, keepdims=True)
+    ne = n.magnitude + eps
+    radial = mul(
+        np.sum(np.abs(W_dec) * G_hat.magnitude, axis=-1, keepdims=True),
+        G_hat,
+        leaf(W_dec),
+        k_acc=W_dec.shape[-1],
+        k_store=1,
+    )
+    safe_n = np.where(n.magnitude > 0, n.magnitude, np.inf)
+    direct = mul(G_hat.magnitude / ne, G_hat, n, k_store=2)
+    correction = mul(np.abs(W_dec) * radial.magnitude / (safe_n * ne**2), radial, n, n, n, k_store=4)
+    return add(direct.magnitude + correction.magnitude, direct, correction, k_store=1)
+
+
+def decoder_norm_penalty(W_dec: np.ndarray, f: Bound, l1_coefficient: float, grad_W_dec: Bound) -> Bound:
+    """`grad_W_dec` plus l1_decoder_norm's term λ/B Σ_b |f_bj| W_j/‖W_j‖ (GRAD-6)."""
+    batch = f.magnitude.shape[0]
+    norms = b.row_norms(W_dec)
+    safe = np.where(norms.magnitude > 0, norms.magnitude, np.inf)[..., None]
+    f_sum = add(f.magnitude.sum(axis=0), f, k_acc=batch, k_store=1)
+    extra = mul(
+        (l1_coefficient / batch) * f_sum.magnitude[..., None] * np.abs(W_dec) / safe,
+        f_sum,
+        norms,
+        k_acc=1,
+        k_store=4,
+    )
+    return add(grad_W_dec.magnitude + extra.magnitude, grad_W_dec, extra, k_store=1)
 
 
 def renormalise_rows(W_dec: np.ndarray) -> Bound:

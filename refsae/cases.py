@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from refsae import bounds, bounds_gradients
 from refsae import strategies as rs
-from refsae.conventions import Conventions
+from refsae.conventions import DECODER, ENCODE, RECONSTRUCTION, SPARSITY, Conventions
 from refsae.tolerances import LARGEST, Bound, allowed_error, leaf
 
 
@@ -39,7 +39,10 @@ class Case:
     def reproduction(self) -> str:
         """Python source that rebuilds the case (NumPy literals at full float64 precision)."""
         with np.printoptions(precision=17, threshold=1_000_000, floatmode="unique"):
-            lines = ["import numpy as np", "from refsae.conventions import Conventions"]
+            lines = [
+                "import numpy as np",
+                "from refsae.conventions import DECODER, ENCODE, RECONSTRUCTION, SPARSITY, Conventions",
+            ]
             if any("." in name for name in self.arrays):
                 lines.append("arrays = {}")
             for name, a in self.arrays.items():
@@ -90,7 +93,7 @@ def _finish(case: Case, magnitudes: list[np.ndarray]) -> Case:
 @st.composite
 def encode_cases(draw: st.DrawFn, dtype: str) -> Case:
     _, a = draw(sae_case(dtype, with_params=("W_enc", "b_enc", "b_dec")))
-    encode = draw(st.sampled_from(("tied", "untied")))
+    encode = draw(rs.convention("encode", ENCODE))
     z = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode)
     return _finish(Case(a, {"encode": encode}, dtype), [z.magnitude])
 
@@ -102,8 +105,8 @@ EPSILONS = (1e-8, 1e-3, 0.5)
 def decoder_cases(draw: st.DrawFn, dtype: str) -> Case:
     _, a = draw(sae_case(dtype, with_x=False, with_params=("W_dec",)))
     options = {
-        "decoder": draw(st.sampled_from(("constrained", "normalised"))),
-        "eps": draw(st.sampled_from(EPSILONS)),
+        "decoder": draw(rs.convention("decoder", DECODER)),
+        "eps": draw(rs.epsilons(EPSILONS)),
     }
     return Case(a, options, dtype)
 
@@ -112,7 +115,7 @@ def decoder_cases(draw: st.DrawFn, dtype: str) -> Case:
 def decode_cases(draw: st.DrawFn, dtype: str) -> Case:
     shape, a = draw(sae_case(dtype, with_x=False, with_params=("W_dec", "b_dec")))
     f = draw(rs.latents(shape, dtype))
-    decoder, eps = draw(st.sampled_from(("constrained", "normalised"))), draw(st.sampled_from(EPSILONS))
+    decoder, eps = draw(rs.convention("decoder", DECODER)), draw(rs.epsilons(EPSILONS))
     x_hat = bounds.decode(leaf(f), a["W_dec"], a["b_dec"], decoder, eps)
     return _finish(Case({"f": f, **a}, {"decoder": decoder, "eps": eps}, dtype), [x_hat.magnitude])
 
@@ -128,7 +131,7 @@ def forward_cases(draw: st.DrawFn, dtype: str) -> Case:
 
 @st.composite
 def reconstruction_cases(draw: st.DrawFn, dtype: str) -> Case:
-    reconstruction = draw(st.sampled_from(("sum", "mean", "fvu")))
+    reconstruction = draw(rs.convention("reconstruction", RECONSTRUCTION))
     shape = draw(rs.shapes(min_batch=2 if reconstruction == "fvu" else 1))
     x = draw(rs.inputs(shape, dtype))
     x_hat = draw(rs.inputs(shape, dtype))
@@ -142,7 +145,7 @@ def reconstruction_cases(draw: st.DrawFn, dtype: str) -> Case:
 def sparsity_cases(draw: st.DrawFn, dtype: str) -> Case:
     shape, a = draw(sae_case(dtype, with_x=False, with_params=("W_dec",)))
     f = draw(rs.latents(shape, dtype))
-    sparsity = draw(st.sampled_from(("l1", "l1_decoder_norm")))
+    sparsity = draw(rs.convention("sparsity", SPARSITY))
     b = bounds.sparsity_loss(leaf(f), a["W_dec"], sparsity)
     return _finish(Case({"f": f, **a}, {"sparsity": sparsity}, dtype), [b.magnitude * shape.batch])
 

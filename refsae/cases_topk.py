@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from refsae import bounds, bounds_topk, oracle
 from refsae import strategies as rs
 from refsae.cases import Case, _finish, backward_magnitudes, loss_cases
-from refsae.conventions import Conventions
+from refsae.conventions import DECODER, Conventions
 from refsae.tolerances import allowed_error, magnitude_floor
 
 
@@ -52,8 +52,8 @@ def decode_sparse_cases(draw: st.DrawFn, dtype: str) -> Case:
     values = draw(rs.arrays((shape.batch, *shape.inst, k), dtype, draw(rs.scales(dtype))))
     seed = draw(st.integers(0, 2**32 - 1))
     indices = np.random.default_rng(seed).integers(0, shape.d_sae, (shape.batch, *shape.inst, k))
-    decoder = draw(st.sampled_from(("constrained", "normalised")))
-    eps = draw(st.sampled_from((1e-8, 1e-3, 0.5)))
+    decoder = draw(rs.convention("decoder", DECODER))
+    eps = draw(rs.epsilons())
     arrays = {
         "values": values,
         "indices": indices.astype(np.int64),

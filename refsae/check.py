@@ -30,11 +30,13 @@ class Outcome:
     operation: str
     dtype: str
     implementation: str
-    status: str = "pass"  # pass | fail | unsupported
+    status: str = "pass"  # pass | fail (a mismatch) | error (an exception) | unsupported
     examples: int = 0
     worst_ratio: float = 0.0
     worst: str = ""
     failure: str | None = None
+    counterexample: Case | None = None
+    """The shrunk failing case (hypothesis replays it last), when the check failed."""
     clauses: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -78,17 +80,26 @@ def compare(
 
 
 def check(
-    op: Operation, impl: Implementation, dtype: str, *, max_examples: int | None = None, shrink: bool = True
+    op: Operation,
+    impl: Implementation,
+    dtype: str,
+    *,
+    max_examples: int | None = None,
+    shrink: bool = True,
+    profile: settings | None = None,
 ) -> Outcome:
-    """Check `impl` against the oracle on `op` in `dtype` under the current hypothesis profile
-    (`max_examples` overrides the profile's; `shrink=False` reports the first failure unshrunk)."""
+    """Check `impl` against the oracle on `op` in `dtype` under the current hypothesis profile, or
+    `profile` (`max_examples` overrides the profile's; `shrink=False` reports the first failure
+    unshrunk)."""
     outcome = Outcome(op.name, dtype, impl.name, clauses=op.clauses)
+    last: list[Case | None] = [None]  # the case of the latest call: the shrunk one after a failure
     if not impl.supports(op.name):
         outcome.status = "unsupported"
         return outcome
 
     def property_(case: Case) -> None:
         note(case.reproduction())
+        last[0] = case
         actual, expected = impl.run(op.name, case), op.reference(case)
         if op.compare_via is not None:
             actual, expected = op.compare_via(case, actual), op.compare_via(case, expected)
@@ -104,12 +115,13 @@ def check(
         overrides["max_examples"] = max_examples
     if not shrink:
         overrides["phases"] = [p for p in Phase if p is not Phase.shrink]
-    configured = settings(**overrides)
+    configured = settings(profile, **overrides)
     test = configured(given(case=op.cases(dtype))(property_))
     try:
         test()
     except Exception as exc:  # the failure is the outcome; hypothesis already shrank it
-        outcome.status = "fail"
+        outcome.status = "fail" if isinstance(exc, AssertionError) else "error"
         notes = "\n".join(getattr(exc, "__notes__", []))
         outcome.failure = f"{type(exc).__name__}: {exc}\n{notes}".strip()
+        outcome.counterexample = last[0]
     return outcome

@@ -2,9 +2,13 @@
 
     refsae check [--profile dev|ci|thorough] [--max-examples N] [--ops NAME,...] [--dtypes D,...]
                  [--device cpu|cuda]
+    refsae conform TARGET [--profile dev|ci|thorough] [--max-examples N] [--ops NAME,...]
+                   [--json PATH] [--markdown PATH] [--quiet]
+    refsae clauses [--root DIR]
 
-checks refsae.torch against the oracle, one row per (operation, dtype), and exits 0 when every
-row passes, 1 when one fails, 2 on a usage error.
+`check` checks refsae.torch against the oracle, one row per (operation, dtype); `conform` runs the
+conformance suite on TARGET (a built-in adapter or module:factory, CONF-5). Both exit 0 when
+nothing fails, 1 when something fails, 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -35,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--ops", default=None, help="comma-separated operation names (default: all)")
     chk.add_argument("--dtypes", default=None, help=f"comma-separated dtypes (default: {','.join(DTYPES)})")
     chk.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    con = sub.add_parser("conform", help="the conformance suite: check a library's SAE clause by clause")
+    con.add_argument("target", help="a built-in adapter (refsae, sae_lens, ...) or module:factory")
+    con.add_argument("--profile", choices=profiles.PROFILES, default=None, help="dev | ci | thorough")
+    con.add_argument("--max-examples", type=int, default=None, help="examples per operation and dtype")
+    con.add_argument("--ops", default=None, help="comma-separated operation names (default: all)")
+    con.add_argument("--json", default=None, metavar="PATH", help="write the JSON report here")
+    con.add_argument("--markdown", default=None, metavar="PATH", help="write the Markdown report here")
+    con.add_argument("--quiet", action="store_true", help="no progress lines")
     cl = sub.add_parser("clauses", help="the clause index: every spec clause and the tests citing it")
     cl.add_argument("--root", default=".", help="project root holding specs/ and tests/ (default: .)")
     return parser
@@ -51,6 +63,48 @@ def run_clauses(args: argparse.Namespace) -> int:
     index = clauses.build(root)
     print(clauses.report(index))
     return 0 if index.complete else 1
+
+
+def run_conform(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from refsae.conform import TargetError, conform, load
+
+    if args.max_examples is not None and args.max_examples < 1:
+        raise SystemExit("refsae conform: --max-examples must be >= 1")
+    try:
+        adapter = load(args.target)
+    except TargetError as exc:
+        raise SystemExit(f"refsae conform: {exc}") from None
+    names = None if args.ops is None else [n.strip() for n in args.ops.split(",") if n.strip()]
+    for n in names or ():
+        if n not in ops.BY_NAME:
+            raise SystemExit(f"refsae conform: no operation {n!r}; known: {', '.join(ops.BY_NAME)}")
+    start = time.perf_counter()
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(f"[{time.perf_counter() - start:6.1f}s] {line}", file=sys.stderr, flush=True)
+
+    report = conform(
+        adapter, profile=args.profile, max_examples=args.max_examples, operations=names, progress=progress
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(report.to_json() + "\n")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(report.to_markdown())
+    s = report.summary
+    for c in report.clauses:
+        if c.status in ("fail", "error"):
+            first = c.message.splitlines()[0] if c.message else ""
+            print(f"{c.status.upper()} {c.clause} ({c.operation}): {first}")
+    print(
+        f"{report.target}: {s['pass']} pass, {s['fail']} fail, {s['error']} error, "
+        f"{s['unsupported']} unsupported ({report.seconds:.1f} s)"
+    )
+    return 0 if report.ok else 1
 
 
 def _row(o: Outcome, seconds: float) -> str:
@@ -95,7 +149,7 @@ def run_check(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             outcome = check(op, impl, dtype, max_examples=args.max_examples)
             print(_row(outcome, time.perf_counter() - start), flush=True)
-            if outcome.status == "fail":
+            if outcome.status in ("fail", "error"):
                 failures.append(outcome)
     for o in failures:
         print(f"\n## {o.operation} [{o.dtype}] failed\n{o.failure}")
@@ -110,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if exc.code in (0, None) else 2
     try:
-        return run_clauses(args) if args.command == "clauses" else run_check(args)
+        commands = {"clauses": run_clauses, "check": run_check, "conform": run_conform}
+        return commands[args.command](args)
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 2

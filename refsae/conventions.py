@@ -13,7 +13,11 @@ Each name is defined by a spec page; the `Conventions` bundle selects one name p
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal, get_args
 
 EncodeConvention = Literal["tied", "untied"]
@@ -27,6 +31,63 @@ RECONSTRUCTION: tuple[str, ...] = get_args(ReconstructionConvention)
 SPARSITY: tuple[str, ...] = get_args(SparsityConvention)
 
 DEFAULT_EPS = 1e-8
+
+AXES: dict[str, tuple[str, ...]] = {
+    "encode": ENCODE,
+    "decoder": DECODER,
+    "reconstruction": RECONSTRUCTION,
+    "sparsity": SPARSITY,
+}
+"""Every convention axis and its names, in canonical order (the first name is the default)."""
+
+CLAUSES: dict[tuple[str, str], str] = {
+    ("encode", "tied"): "ENC-2",
+    ("encode", "untied"): "ENC-3",
+    ("decoder", "constrained"): "DEC-2",
+    ("decoder", "normalised"): "DEC-3",
+    ("reconstruction", "sum"): "LOSS-1",
+    ("reconstruction", "mean"): "LOSS-2",
+    ("reconstruction", "fvu"): "LOSS-3",
+    ("sparsity", "l1"): "LOSS-4",
+    ("sparsity", "l1_decoder_norm"): "LOSS-5",
+}
+"""The clause defining each (axis, name): the conformance suite reports the clause of a convention
+other than the detected one as `unsupported`, not `fail` (CONF-4)."""
+
+OPTION_KEYS: frozenset[str] = frozenset({*AXES, "eps", "conventions"})
+"""Keyword options of the table's functions that carry conventions (a fixed-convention library's
+adapter does not receive them, CONF-2)."""
+
+_PINNED: ContextVar[Mapping[str, object]] = ContextVar(
+    "refsae_pinned_conventions", default=MappingProxyType({})
+)
+
+
+@contextmanager
+def pinned(**axes: object) -> Iterator[None]:
+    """While active, the case strategies draw only the given name on each given axis (and `eps`, when
+    given, for the normalised decoder; `instances=False`: shapes without an instance axis): the
+    conformance suite checks a fixed-convention library under the conventions it follows (CONF-3)."""
+    for axis, value in axes.items():
+        if axis == "eps":
+            check_eps(value)  # type: ignore[arg-type]
+        elif axis == "instances":
+            if not isinstance(value, bool):
+                raise ValueError(f"instances must be True or False, got {value!r}")
+        elif axis not in AXES:
+            raise ValueError(f"unknown convention axis {axis!r}; expected one of {', '.join(AXES)}, eps")
+        else:
+            check_choice(axis, str(value), AXES[axis])
+    token = _PINNED.set({**_PINNED.get(), **axes})
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)
+
+
+def pinned_value(axis: str) -> object | None:
+    """The name pinned on `axis` (or the pinned eps), None when free."""
+    return _PINNED.get().get(axis)
 
 
 def check_choice(axis: str, value: str, allowed: tuple[str, ...]) -> None:

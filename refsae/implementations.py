@@ -20,7 +20,8 @@ from refsae.strategies import TORCH_DTYPES
 class Implementation(Protocol):
     """What the checker needs of an implementation."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def supports(self, operation: str) -> bool: ...
 

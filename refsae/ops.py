@@ -12,6 +12,7 @@ the clause index all read this table; adding an operation is adding a row.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,16 +22,20 @@ from hypothesis import strategies as st
 
 from refsae import (
     bounds,
+    bounds_auxk,
     bounds_batchtopk,
     bounds_dead,
+    bounds_gated,
     bounds_gradients,
     bounds_init,
     bounds_jumprelu,
     bounds_topk,
     bounds_training,
     cases,
+    cases_auxk,
     cases_batchtopk,
     cases_dead,
+    cases_gated,
     cases_init,
     cases_jumprelu,
     cases_topk,
@@ -39,14 +44,18 @@ from refsae import (
 )
 from refsae import torch as rt
 from refsae.cases import Case
-from refsae.conventions import Conventions
+from refsae.conventions import AXES, OPTION_KEYS, Conventions
+from refsae.oracle import auxk as oracle_auxk
 from refsae.oracle import batchtopk_activation as oracle_batchtopk
+from refsae.oracle import gated_activation as oracle_gated
 from refsae.oracle import jumprelu_activation as oracle_jumprelu
 from refsae.oracle import optimizer as oracle_optimizer
 from refsae.oracle import topk_activation as oracle_topk
 from refsae.oracle.optimizer import PARAMETERS
 from refsae.tolerances import DTYPES, Bound, leaf
+from refsae.torch import auxk as torch_auxk
 from refsae.torch import batchtopk_activation as torch_batchtopk
+from refsae.torch import gated_activation as torch_gated
 from refsae.torch import jumprelu_activation as torch_jumprelu
 from refsae.torch import optimizer as torch_optimizer
 from refsae.torch import topk_activation as torch_topk
@@ -117,6 +126,24 @@ class Operation:
                 positional.append(groups[group])
             groups[group][name] = arrays[k]
         return as_outputs(fn(*positional, **options), self.outputs)
+
+    @property
+    def convention_axes(self) -> tuple[str, ...]:
+        """The convention axes the result depends on, read off the oracle's keyword parameters: a
+        `conventions` bundle covers every axis, `encode=`, `decoder=` … one each (CONF-3)."""
+        params = inspect.signature(self.oracle).parameters
+        if "conventions" in params:
+            return tuple(AXES)
+        return tuple(axis for axis in AXES if axis in params)
+
+    def convention_options(self) -> frozenset[str]:
+        """The keyword options carrying this row's conventions: its axes, `conventions`, and `eps`
+        where it is the normalised decoder's (Adam's `eps` is a hyperparameter, not a convention)."""
+        params = inspect.signature(self.oracle).parameters
+        keys = {k for k in params if k in OPTION_KEYS}
+        if "decoder" not in params:
+            keys.discard("eps")
+        return frozenset(keys)
 
     def reference(self, case: Case) -> dict[str, np.ndarray]:
         """The oracle's outputs on a case."""
@@ -692,6 +719,86 @@ TABLE: tuple[Operation, ...] = (
         torch_batchtopk.batchtopk_loss_gradients,
         cases_batchtopk.batchtopk_loss_cases,
         lambda c, out: dict(bounds_gradients.loss_gradients(*_sae(c), c.options["l1_coefficient"], _c(c))),
+    ),
+    # --- Gated SAE (gated.md) ---
+    Operation(
+        "gated_encode",
+        "(f, π_gate): f = 1[π_gate > 0] · ReLU(π_mag), W_enc rescaled by exp(r_mag) on the magnitude path",
+        ("GATE-1", "GATE-2", "GATE-8"),
+        cases_gated.ENCODE_ARRAYS,
+        ("f", "pi_gate"),
+        oracle_gated.gated_encode,
+        torch_gated.gated_encode,
+        cases_gated.gated_encode_cases,
+        lambda c, out: bounds_gated.case_encode(c.arrays, c.options["encode"]),
+    ),
+    Operation(
+        "gated_total_loss",
+        "reconstruction + λ · sparsity of ReLU(π_gate) + the auxiliary reconstruction (decoder detached)",
+        ("GATE-3", "GATE-4", "GATE-8"),
+        ("x", *cases_gated.PARAMS),
+        ("loss",),
+        oracle_gated.gated_total_loss,
+        torch_gated.gated_total_loss,
+        cases_gated.gated_loss_cases,
+        lambda c, out: {
+            "loss": bounds_gated.total_loss(
+                c.arrays["x"], cases_gated._params(c.arrays), c.options["l1_coefficient"], _c(c)
+            )
+        },
+    ),
+    Operation(
+        "gated_loss_gradients",
+        "∂L/∂(W_enc, b_gate, r_mag, b_mag, W_dec, b_dec); the gate's step passes no gradient",
+        ("GATE-4", "GATE-5", "GATE-6", "GATE-8"),
+        ("x", *cases_gated.PARAMS),
+        cases_gated.PARAMS,
+        oracle_gated.gated_loss_gradients,
+        torch_gated.gated_loss_gradients,
+        cases_gated.gated_loss_cases,
+        lambda c, out: dict(
+            bounds_gated.loss_gradients(
+                c.arrays["x"],
+                cases_gated._params(c.arrays),
+                c.options["l1_coefficient"],
+                _c(c),
+                c.options["aux_decoder"],
+            )
+        ),
+    ),
+    # --- AuxK (auxk.md): z is an input, so the selection is exact; ties across the k-th excluded ---
+    Operation(
+        "auxk_latents",
+        "v(z) at the min(k_aux, n_dead) largest dead pre-activations per example, 0 elsewhere",
+        ("AUXK-1", "AUXK-2", "AUXK-3"),
+        ("z", "dead"),
+        ("a",),
+        oracle_auxk.auxk_latents,
+        torch_auxk.auxk_latents,
+        cases_auxk.auxk_latent_cases,
+        _exact("a"),
+    ),
+    Operation(
+        "auxk_loss",
+        "s · Σ (ê − sg(x − x_hat))² / D over the top dead latents, every AuxK convention",
+        ("AUXK-4", "AUXK-5", "AUXK-6", "AUXK-7", "AUXK-9"),
+        cases_auxk.ARRAYS,
+        ("loss",),
+        oracle_auxk.auxk_loss,
+        torch_auxk.auxk_loss,
+        cases_auxk.auxk_loss_cases,
+        lambda c, out: bounds_auxk.case_loss(c.arrays, c.options),
+    ),
+    Operation(
+        "auxk_loss_gradients",
+        "∂L_aux/∂(z, W_dec, b_dec, x_hat): exact zeros where detached or not decoded",
+        ("AUXK-5", "AUXK-8", "AUXK-9"),
+        cases_auxk.ARRAYS,
+        ("z", "W_dec", "b_dec", "x_hat"),
+        oracle_auxk.auxk_loss_gradients,
+        torch_auxk.auxk_loss_gradients,
+        cases_auxk.auxk_loss_cases,
+        lambda c, out: bounds_auxk.case_loss_gradients(c.arrays, c.options),
     ),
 )
 

@@ -26,6 +26,19 @@ settings.register_profile(
 settings.register_profile("thorough", max_examples=2000, deadline=None, suppress_health_check=_SLOW_DATA)
 
 
+def resolve(name: str | None = None) -> str:
+    """`name`, or `$REFSAE_PROFILE`, or `dev`; `ValueError` for an unknown one."""
+    chosen = name or os.environ.get("REFSAE_PROFILE", "dev")
+    if chosen not in PROFILES:
+        raise ValueError(f"unknown hypothesis profile {chosen!r}; expected one of {', '.join(PROFILES)}")
+    return chosen
+
+
+def get(name: str | None = None) -> settings:
+    """The settings of profile `name` (resolved as `resolve` does), without loading it globally."""
+    return settings.get_profile(resolve(name))
+
+
 def load(name: str | None = None) -> str:
     """Load profile `name` (or `$REFSAE_PROFILE`, or `dev`) and return its name."""
     chosen = name or os.environ.get("REFSAE_PROFILE", "dev")

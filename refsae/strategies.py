@@ -25,7 +25,15 @@ import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from refsae.conventions import DECODER, ENCODE, RECONSTRUCTION, SPARSITY, Conventions
+from refsae.conventions import (
+    DECODER,
+    DEFAULT_EPS,
+    ENCODE,
+    RECONSTRUCTION,
+    SPARSITY,
+    Conventions,
+    pinned_value,
+)
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
@@ -76,8 +84,11 @@ def shapes(
     max_inst: int = 3,
 ) -> st.SearchStrategy[Shape]:
     """Shapes with d_in, d_sae in 1..max_dim, batch in min_batch..max_batch, and an instance axis
-    always (True), never (False) or sometimes (None) (STR-5)."""
+    always (True), never (False) or sometimes (None) (STR-5); never while `instances=False` is pinned
+    (a library without an instance axis, CONF-2) unless the row needs one."""
     dims = st.integers(1, max_dim)
+    if instance_axis is None and pinned_value("instances") is False:
+        instance_axis = False
     inst: st.SearchStrategy[int | None]
     several = st.integers(min(2, max_inst), max_inst)  # n_inst >= 2 is where instance bugs show
     if instance_axis is None:
@@ -187,19 +198,36 @@ def latents(shape: Shape, dtype: str) -> st.SearchStrategy[np.ndarray]:
     )
 
 
+def convention(axis: str, allowed: tuple[str, ...]) -> st.SearchStrategy[str]:
+    """One name of `axis` among `allowed`; only the pinned name while one is pinned
+    (conventions.pinned, CONF-3) and allowed here (a row that does not depend on the axis may
+    restrict it freely)."""
+    value = pinned_value(axis)
+    return st.just(str(value)) if value in allowed else st.sampled_from(allowed)
+
+
+def epsilons(allowed: tuple[float, ...] = (DEFAULT_EPS, 1e-3, 0.5)) -> st.SearchStrategy[float]:
+    """The normalised decoder's eps: one of `allowed`, or the pinned eps (CONF-3)."""
+    value = pinned_value("eps")
+    return st.just(float(value)) if isinstance(value, float) else st.sampled_from(allowed)
+
+
 def conventions(
     encode: tuple[str, ...] = ENCODE,
     decoder: tuple[str, ...] = DECODER,
     reconstruction: tuple[str, ...] = RECONSTRUCTION,
     sparsity: tuple[str, ...] = SPARSITY,
 ) -> st.SearchStrategy[Conventions]:
-    """Every combination of the named conventions, eps fixed at its default."""
+    """Every combination of the named conventions (the pinned ones only, while pinned); eps at its
+    default or the pinned eps."""
+    eps = pinned_value("eps")
     return st.builds(
         Conventions,
-        encode=st.sampled_from(encode),
-        decoder=st.sampled_from(decoder),
-        reconstruction=st.sampled_from(reconstruction),
-        sparsity=st.sampled_from(sparsity),
+        encode=convention("encode", encode),
+        decoder=convention("decoder", decoder),
+        reconstruction=convention("reconstruction", reconstruction),
+        sparsity=convention("sparsity", sparsity),
+        eps=st.just(float(eps) if isinstance(eps, float) else DEFAULT_EPS),
     )
 
 

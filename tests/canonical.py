@@ -32,6 +32,9 @@ SHAPES: dict[str, tuple[int, ...]] = {
     "indices": (BATCH, K),
     "theta": (D_SAE,),
     "threshold": (),
+    "b_gate": (D_SAE,),
+    "r_mag": (D_SAE,),
+    "b_mag": (D_SAE,),
 }
 """Shapes by array name; a dotted name (`grad.W_enc`) takes the shape of the part after the dot."""
 
@@ -45,6 +48,14 @@ MASKS = ("latents", "dead")
 LOSS_OPTIONS: dict[str, Any] = {
     "l1_coefficient": 0.5,
     "conventions": Conventions(decoder="normalised", reconstruction="fvu", sparsity="l1_decoder_norm"),
+}
+
+AUXK_OPTIONS: dict[str, Any] = {
+    "k_aux": K,
+    "scale": "dead_fraction",
+    "normalisation": "input_variance",
+    "decoder": "normalised",
+    "eps": 1e-3,
 }
 
 OPTIONS: dict[str, dict[str, Any]] = {
@@ -80,6 +91,12 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "bandwidth": 0.5,
         "conventions": LOSS_OPTIONS["conventions"],
     },
+    "gated_encode": {"encode": "tied"},
+    "gated_total_loss": {**LOSS_OPTIONS, "aux_decoder": "detached"},
+    "gated_loss_gradients": {**LOSS_OPTIONS, "aux_decoder": "attached"},
+    "auxk_latents": {"k_aux": K, "values": "raw"},
+    "auxk_loss": AUXK_OPTIONS,
+    "auxk_loss_gradients": {**AUXK_OPTIONS, "residual": "attached", "aux_decode": "with_b_dec"},
 }
 
 

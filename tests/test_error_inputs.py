@@ -76,7 +76,7 @@ def test_non_finite_input_raises_value_error_naming_the_array(
 def test_an_empty_batch_raises_value_error(op: ops.Operation, side: str) -> None:
     """NOT-6."""
     case = canonical_case(op)
-    emptied = {k: v[:0] for k, v in case.arrays.items() if k in {"x", "x_hat", "f"}}
+    emptied = {k: v[:0] for k, v in case.arrays.items() if k in {"x", "x_hat", "f", "z"}}
     with pytest.raises(ValueError, match="empty batch"):
         _run(op, side, _with(case, **emptied))
 

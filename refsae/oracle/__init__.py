@@ -4,6 +4,7 @@ This package never imports torch (NOT-4). Every function cites the spec clauses 
 """
 
 from refsae.conventions import Conventions
+from refsae.oracle.auxk import auxk_latents, auxk_loss, auxk_loss_gradients
 from refsae.oracle.batchtopk_activation import (
     batchtopk,
     batchtopk_inference,
@@ -15,6 +16,12 @@ from refsae.oracle.batchtopk_activation import (
 from refsae.oracle.constraints import remove_parallel_component, renormalise_rows
 from refsae.oracle.dead import dead_by_fire_fraction, dead_by_steps, fire_counts, update_steps_since_fired
 from refsae.oracle.forward import decode, decoder_directions, encode, forward, pre_activations
+from refsae.oracle.gated_activation import (
+    gated_encode,
+    gated_loss_gradients,
+    gated_pre_activations,
+    gated_total_loss,
+)
 from refsae.oracle.gradients import Gradients, loss_gradients
 from refsae.oracle.init import b_dec_mean, geometric_median
 from refsae.oracle.jumprelu_activation import jumprelu, jumprelu_loss_gradients, jumprelu_total_loss
@@ -39,6 +46,9 @@ __all__ = [
     "Gradients",
     "adam_reset_latents",
     "adam_step",
+    "auxk_latents",
+    "auxk_loss",
+    "auxk_loss_gradients",
     "b_dec_mean",
     "batchtopk",
     "batchtopk_inference",
@@ -56,6 +66,10 @@ __all__ = [
     "explained_variance",
     "fire_counts",
     "forward",
+    "gated_encode",
+    "gated_loss_gradients",
+    "gated_pre_activations",
+    "gated_total_loss",
     "geometric_median",
     "jumprelu",
     "jumprelu_loss_gradients",

@@ -1,5 +1,6 @@
 """`refsae.torch`: the SAE operations in PyTorch (CPU and CUDA; float64, float32, bfloat16, float16)."""
 
+from refsae.torch.auxk import auxk_latents, auxk_loss, auxk_loss_gradients
 from refsae.torch.batchtopk_activation import (
     batchtopk,
     batchtopk_inference,
@@ -26,6 +27,12 @@ from refsae.torch.functional import (
     total_loss,
     total_variance,
 )
+from refsae.torch.gated_activation import (
+    gated_encode,
+    gated_loss_gradients,
+    gated_pre_activations,
+    gated_total_loss,
+)
 from refsae.torch.init import b_dec_mean, geometric_median
 from refsae.torch.jumprelu_activation import jumprelu, jumprelu_loss_gradients, jumprelu_total_loss
 from refsae.torch.model import SAE, SAEConfig
@@ -46,6 +53,9 @@ __all__ = [
     "SAEConfig",
     "adam_reset_latents",
     "adam_step",
+    "auxk_latents",
+    "auxk_loss",
+    "auxk_loss_gradients",
     "b_dec_mean",
     "batchtopk",
     "batchtopk_inference",
@@ -63,6 +73,10 @@ __all__ = [
     "explained_variance",
     "fire_counts",
     "forward",
+    "gated_encode",
+    "gated_loss_gradients",
+    "gated_pre_activations",
+    "gated_total_loss",
     "geometric_median",
     "jumprelu",
     "jumprelu_loss_gradients",

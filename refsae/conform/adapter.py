@@ -1,0 +1,99 @@
+"""The adapter protocol: how a library plugs into the conformance suite (CONF-1, CONF-2).
+
+An adapter is a class with one method per operation it provides, named as the operation's row in
+the table (`refsae.ops`), taking the row's arrays positionally in the row's order (canonical layout:
+`W_enc (d_in, d_sae)`, `W_dec (d_sae, d_in)` whose rows are the dictionary vectors, batch first) and
+its non-convention options by keyword, and returning the row's outputs (one array, a tuple in the
+row's output order, or a mapping by output name). Arrays arrive as torch tensors of the case's dtype
+on `device`; the adapter converts them to the library's layout (transposes, `nn.Linear` weights,
+component axes), calls the library and converts back. What it does not define is `unsupported`.
+
+A fixed-convention library (most) does not receive the convention options (`encode=`, `decoder=`,
+`eps=`, `reconstruction=`, `sparsity=`, `conventions=`): the suite detects which convention it follows
+(CONF-3). `configurable = True` declares that the methods take them, as refsae.torch's functions do.
+
+    class MyLibrary(Adapter):
+        library = "my-library"                       # pip distribution, for the version
+        claims = {"encode": "tied"}                   # what its docs say (checked, CONF-4)
+
+        def encode(self, x, W_enc, b_enc, b_dec):     # the `encode` row's arrays
+            sae = mylib.SAE(d_in=x.shape[-1], d_sae=W_enc.shape[1]).to(x.dtype)
+            load(sae, W_enc=W_enc, b_enc=b_enc, b_dec=b_dec)
+            return sae.encode(x)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any, ClassVar
+
+import numpy as np
+
+from refsae import ops
+from refsae.cases import Case
+from refsae.conventions import DEFAULT_EPS
+from refsae.implementations import to_numpy, to_tensor
+
+
+class Adapter:
+    """Base class of adapters; see the module docstring. Subclasses set the class attributes below."""
+
+    name: ClassVar[str] = ""
+    """The target's name in reports (defaults to the class name)."""
+    library: ClassVar[str] = ""
+    """The library's pip distribution name (its version goes in the report)."""
+    dtypes: ClassVar[tuple[str, ...]] = ("float64", "float32")
+    """The dtypes the library is checked in."""
+    claims: ClassVar[Mapping[str, str]] = {}
+    """Convention axis -> name the library documents; detection must agree (CONF-4)."""
+    configurable: ClassVar[bool] = False
+    """True: the methods take refsae's convention keywords (no detection; every convention checked)."""
+    instances: ClassVar[bool] = False
+    """True: the methods accept an instance axis (x (batch, n_inst, d_in), W_enc (n_inst, d_in, d_sae)
+    …, notation.md NOT-2); False (most libraries): cases are drawn without one."""
+    eps: ClassVar[float] = DEFAULT_EPS
+    """The library's eps in `W_dec_j / (‖W_dec_j‖ + eps)` if it normalises in the forward pass."""
+    device: str = "cpu"
+
+    @property
+    def target(self) -> str:
+        return self.name or type(self).__name__
+
+    def library_version(self) -> str:
+        """The installed version of `library` ("" when not installed or not named)."""
+        if not self.library:
+            return ""
+        try:
+            return metadata.version(self.library)
+        except metadata.PackageNotFoundError:
+            return ""
+
+    def supports(self, operation: str) -> bool:
+        return operation in ops.BY_NAME and callable(getattr(self, operation, None))
+
+    def operations(self) -> tuple[str, ...]:
+        """The table's rows this adapter provides, in table order."""
+        return tuple(op.name for op in ops.TABLE if self.supports(op.name))
+
+    def options_for(self, op: ops.Operation, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The options the method receives: all of them when configurable, else the non-convention ones."""
+        if self.configurable:
+            return dict(options)
+        hidden = op.convention_options()
+        return {k: v for k, v in options.items() if k not in hidden}
+
+    def to_array(self, a: np.ndarray, dtype: str) -> Any:
+        """A canonical array as the method receives it (a torch tensor; override for other frameworks)."""
+        return to_tensor(a, dtype, self.device)
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        """An output back to float64 NumPy."""
+        return to_numpy(value)
+
+    def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
+        """Call the method of `operation` on `case` (the checker's `Implementation` protocol)."""
+        op = ops.get(operation)
+        arrays = {k: self.to_array(v, case.dtype) for k, v in case.arrays.items()}
+        result = op.call(getattr(self, operation), arrays, self.options_for(op, case.options))
+        return {k: self.to_numpy(v) for k, v in result.items()}

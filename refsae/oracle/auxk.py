@@ -1,0 +1,224 @@
+"""The AuxK auxiliary loss (Gao et al. 2024, *Scaling and evaluating sparse autoencoders*, A.2),
+AUXK-1..AUXK-9: the dead latents model the residual that the live ones left.
+
+Per instance, with `dead` the dead-latent mask, n = #dead and k = min(k_aux, n):
+
+    S_b    = the k largest z_bj among dead j          (ties: the lower index first)
+    a_bj   = v(z_bj) for j ∈ S_b, 0 elsewhere         v = max(·, 0) ("relu") or identity ("raw")
+    e      = sg(x − x_hat)                            sg: stop-gradient ("detached")
+    ê      = a Ŵ  [+ b_dec, "with_b_dec"]
+                  [+ b_dec − sg(b_dec), "cancelled_b_dec": the value without, b_dec's gradient with]
+    N      = Σ_{b,d} (ê − e)²
+    L_aux  = s · N / D,   s = min(n / k_aux, 1) ("dead_fraction") or 1 ("none"),
+             D = Σ_{b,d} (e − mean_b e)²  ("residual_variance"),  Σ_{b,d} (x − mean_b x)²
+                 ("input_variance"),  or B ("sum")
+    L_aux  = 0 where no latent is dead;  the loss is Σ_inst L_aux.
+
+The normaliser D is a constant to the gradient under every convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from jaxtyping import Float64, Shaped
+
+from refsae._typecheck import typechecked
+from refsae.conventions import DECODER, DEFAULT_EPS, DecoderConvention, check_choice, check_eps
+from refsae.oracle import _validate
+from refsae.oracle.forward import decoder_directions
+from refsae.oracle.gradients import _normalisation_backward
+from refsae.oracle.losses import total_variance
+
+Values = Literal["relu", "raw"]
+AuxDecode = Literal["without_b_dec", "with_b_dec", "cancelled_b_dec"]
+Scale = Literal["none", "dead_fraction"]
+Normalisation = Literal["residual_variance", "input_variance", "sum"]
+Residual = Literal["detached", "attached"]
+VALUES: tuple[str, ...] = ("relu", "raw")
+AUX_DECODE: tuple[str, ...] = ("without_b_dec", "with_b_dec", "cancelled_b_dec")
+SCALE: tuple[str, ...] = ("none", "dead_fraction")
+NORMALISATION: tuple[str, ...] = ("residual_variance", "input_variance", "sum")
+RESIDUAL: tuple[str, ...] = ("detached", "attached")
+
+
+def check_k_aux(k_aux: int) -> None:
+    """`k_aux` is an integer >= 1 (AUXK-1)."""
+    if isinstance(k_aux, bool) or not isinstance(k_aux, int) or k_aux < 1:
+        raise ValueError(f"k_aux must be an integer >= 1, got {k_aux!r}")
+
+
+def check_dead(dead: np.ndarray) -> np.ndarray:
+    """The dead mask is 0/1 or boolean (AUXK-1); returned as bool."""
+    if dead.dtype.kind not in "biu" or not np.isin(dead, (0, 1)).all():
+        raise ValueError("dead must be a 0/1 or boolean mask of shape (*inst, d_sae)")
+    return dead.astype(bool)
+
+
+def _selected(z: np.ndarray, dead: np.ndarray, k_aux: int) -> np.ndarray:
+    """The canonical selection among dead latents (AUXK-2): by z descending, lower index first, at
+    most min(k_aux, n_dead) per example; per instance."""
+    n_dead = dead.sum(axis=-1)  # (*inst)
+    order = np.argsort(np.where(dead, -z, np.inf), axis=-1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(z.shape[-1]), axis=-1)
+    selected: np.ndarray = (rank < np.minimum(k_aux, n_dead)[..., None]) & dead
+    return selected
+
+
+@typechecked
+def auxk_latents(
+    z: Float64[np.ndarray, "batch *inst d_sae"],
+    dead: Shaped[np.ndarray, "*inst d_sae"],
+    *,
+    k_aux: int,
+    values: Values = "relu",
+) -> Float64[np.ndarray, "batch *inst d_sae"]:
+    """The auxiliary latents a (AUXK-2, AUXK-3): v(z) at the min(k_aux, n_dead) largest dead z of
+    each example, 0 elsewhere.
+
+    >>> import numpy as np
+    >>> z, dead = np.array([[5.0, 1.0, -1.0, 2.0]]), np.array([0, 1, 1, 1])
+    >>> auxk_latents(z, dead, k_aux=2).tolist()          # latent 0 is live: never selected
+    [[0.0, 1.0, 0.0, 2.0]]
+    >>> auxk_latents(z, dead, k_aux=3, values="raw").tolist()
+    [[0.0, 1.0, -1.0, 2.0]]
+    """
+    check_k_aux(k_aux)
+    check_choice("values", values, VALUES)
+    _validate.nonempty_batch(z, "z")
+    _validate.finite(z=z)
+    mask = _selected(z, check_dead(dead), k_aux)
+    return np.where(mask, np.maximum(z, 0.0) if values == "relu" else z, 0.0)
+
+
+@dataclass(frozen=True)
+class AuxKOptions:
+    """The keyword options of `auxk_loss`, checked on construction (AUXK-1..AUXK-7)."""
+
+    k_aux: int
+    values: Values = "relu"
+    aux_decode: AuxDecode = "without_b_dec"
+    scale: Scale = "none"
+    normalisation: Normalisation = "residual_variance"
+    residual: Residual = "detached"
+    decoder: DecoderConvention = "constrained"
+    eps: float = DEFAULT_EPS
+
+    def __post_init__(self) -> None:
+        check_k_aux(self.k_aux)
+        check_choice("values", self.values, VALUES)
+        check_choice("aux_decode", self.aux_decode, AUX_DECODE)
+        check_choice("scale", self.scale, SCALE)
+        check_choice("normalisation", self.normalisation, NORMALISATION)
+        check_choice("residual", self.residual, RESIDUAL)
+        check_choice("decoder", self.decoder, DECODER)
+        check_eps(self.eps)
+
+
+def _terms(
+    x: np.ndarray,
+    x_hat: np.ndarray,
+    z: np.ndarray,
+    W_dec: np.ndarray,
+    b_dec: np.ndarray,
+    dead: np.ndarray,
+    o: AuxKOptions,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """a, Ŵ, ê − e, the scale s (*inst), the normaliser D (*inst) and the gradient mask of z."""
+    _validate.nonempty_batch(x)
+    _validate.finite(x=x, x_hat=x_hat, z=z, W_dec=W_dec, b_dec=b_dec)
+    is_dead = check_dead(dead)
+    a = auxk_latents(z, dead, k_aux=o.k_aux, values=o.values)
+    W_hat = decoder_directions(W_dec, decoder=o.decoder, eps=o.eps)
+    e = x - x_hat
+    e_hat = np.einsum("b...j,...ji->b...i", a, W_hat)
+    if o.aux_decode == "with_b_dec":
+        e_hat = e_hat + b_dec
+    n_dead = is_dead.sum(axis=-1)
+    s = np.minimum(n_dead / o.k_aux, 1.0) if o.scale == "dead_fraction" else np.ones(n_dead.shape)
+    s = np.where(n_dead > 0, s, 0.0)  # no dead latent: no loss (AUXK-6)
+    if o.normalisation == "sum":
+        D = np.full(n_dead.shape, float(x.shape[0]))
+    else:
+        D = np.asarray(total_variance(e if o.normalisation == "residual_variance" else x))
+        if np.any((D == 0.0) & (n_dead > 0)):
+            raise ValueError(
+                f"the {o.normalisation} normaliser is zero (e.g. a batch of 1): AuxK is undefined"
+            )
+    D = np.where(D > 0, D, 1.0)
+    mask = _selected(z, is_dead, o.k_aux) & ((z > 0) | (o.values == "raw"))
+    return a, W_hat, e_hat - e, s, D, mask
+
+
+@typechecked
+def auxk_loss(
+    x: Float64[np.ndarray, "batch *inst d_in"],
+    x_hat: Float64[np.ndarray, "batch *inst d_in"],
+    z: Float64[np.ndarray, "batch *inst d_sae"],
+    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
+    b_dec: Float64[np.ndarray, "*inst d_in"],
+    dead: Shaped[np.ndarray, "*inst d_sae"],
+    *,
+    k_aux: int,
+    values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec",
+    scale: Scale = "none",
+    normalisation: Normalisation = "residual_variance",
+    residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
+) -> Float64[np.ndarray, ""]:
+    """Σ_inst s · Σ_{b,d} (ê − e)² / D (AUXK-1..AUXK-7); the defaults are Gao et al.'s as OpenAI's
+    code computes it.
+
+    >>> import numpy as np
+    >>> x, x_hat = np.array([[1.0, 0.0], [0.0, 0.0]]), np.zeros((2, 2))   # e = x: D = 0.5
+    >>> z, dead = np.array([[0.5, 3.0], [0.0, 0.0]]), np.array([1, 0])
+    >>> float(auxk_loss(x, x_hat, z, np.eye(2), np.zeros(2), dead, k_aux=1))  # ê_0 = (0.5, 0): N = 0.25
+    0.5
+    """
+    o = AuxKOptions(k_aux, values, aux_decode, scale, normalisation, residual, decoder, eps)
+    _, _, diff, s, D, _ = _terms(x, x_hat, z, W_dec, b_dec, dead, o)
+    return np.asarray((s * (diff**2).sum(axis=(0, -1)) / D).sum())
+
+
+@typechecked
+def auxk_loss_gradients(
+    x: Float64[np.ndarray, "batch *inst d_in"],
+    x_hat: Float64[np.ndarray, "batch *inst d_in"],
+    z: Float64[np.ndarray, "batch *inst d_sae"],
+    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
+    b_dec: Float64[np.ndarray, "*inst d_in"],
+    dead: Shaped[np.ndarray, "*inst d_sae"],
+    *,
+    k_aux: int,
+    values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec",
+    scale: Scale = "none",
+    normalisation: Normalisation = "residual_variance",
+    residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
+) -> dict[str, np.ndarray]:
+    """∂L_aux/∂(z, W_dec, b_dec, x_hat) (AUXK-8), derived by hand:
+
+    g_ê    = 2 s (ê − e) / D
+    ∂z     = (g_ê Ŵᵀ) ⊙ 1[j selected ∧ (z > 0 or "raw")]       (the selection passes nothing)
+    ∂Ŵ     = aᵀ g_ê → ∂W_dec by GRAD-5
+    ∂b_dec = Σ_b g_ê ("with_b_dec", "cancelled_b_dec"), else 0
+    ∂x_hat = g_ê ("attached": e = x − x_hat), else 0 ("detached")
+    """
+    o = AuxKOptions(k_aux, values, aux_decode, scale, normalisation, residual, decoder, eps)
+    a, W_hat, diff, s, D, mask = _terms(x, x_hat, z, W_dec, b_dec, dead, o)
+    g = 2.0 * (s / D)[..., None] * diff
+    G_hat = np.einsum("b...j,b...i->...ji", a, g)
+    zero_bias = np.zeros_like(b_dec)
+    return {
+        "z": np.where(mask, np.einsum("b...i,...ji->b...j", g, W_hat), 0.0),
+        "W_dec": G_hat if decoder == "constrained" else _normalisation_backward(W_dec, G_hat, eps),
+        "b_dec": zero_bias if aux_decode == "without_b_dec" else g.sum(axis=0),
+        "x_hat": g if residual == "attached" else np.zeros_like(x_hat),
+    }
