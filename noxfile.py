@@ -6,6 +6,8 @@ pip call: any other torch version drags several GB of CUDA packages onto a CPU m
     nox -s tests typecheck lint docs     # what CI runs (.ci/run)
     nox -s check                         # the main job: refsae.torch against the oracle, per operation
     nox -s tests_cuda                    # the same suite on CUDA; skips with a message without a GPU
+    nox -s "conformance(library='sae_lens')"   # one peer library's conformance report (each its own venv)
+    nox -s conformance_page selftest bench     # the published page, the suite's self-test, benchmarks
 
 `REFSAE_PROFILE` (dev | ci | thorough) picks the hypothesis profile; sessions default to ci.
 """
@@ -90,12 +92,19 @@ def check(session: nox.Session) -> None:
 
 
 LIBRARIES: dict[str, tuple[str, ...]] = {
+    "refsae": ("refsae",),
     "sae_lens": ("sae_lens", "sae_lens.topk", "sae_lens.batchtopk", "sae_lens.jumprelu", "sae_lens.gated"),
     "sparse_autoencoder": ("sparse_autoencoder",),
-    "dictionary_learning": ("dictionary_learning", "dictionary_learning.topk"),
+    "dictionary_learning": (
+        "dictionary_learning",
+        "dictionary_learning.topk",
+        "dictionary_learning.batchtopk",
+        "dictionary_learning.jumprelu",
+        "dictionary_learning.gated",
+    ),
     "sparsify": ("sparsify",),
     "saev": ("saev",),
-    "overcomplete": ("overcomplete", "overcomplete.topk"),
+    "overcomplete": ("overcomplete", "overcomplete.topk", "overcomplete.batchtopk", "overcomplete.jumprelu"),
 }
 """The peer libraries and their built-in targets (refsae.conform.targets.BUILTIN; a test keeps the two
 in step; nox cannot import refsae, which needs torch). Each library has conformance/NAME/
@@ -111,8 +120,11 @@ def conformance(session: nox.Session, library: str) -> None:
     findings are the product; posargs go to `refsae conform`."""
     folder = f"conformance/{library}"
     session.install("torch==2.13.0")
-    session.install("-c", f"{folder}/constraints.txt", "-r", f"{folder}/requirements.txt")
-    session.install("-c", f"{folder}/constraints.txt", "-e", ".")
+    if library == "refsae":  # refsae's own target: its own pins, nothing else to install
+        _install(session, extras="dev")
+    else:
+        session.install("-c", f"{folder}/constraints.txt", "-r", f"{folder}/requirements.txt")
+        session.install("-c", f"{folder}/constraints.txt", "-e", ".")
     if os.path.exists(f"{folder}/uninstall.txt"):
         with open(f"{folder}/uninstall.txt") as fh:
             names = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
@@ -136,6 +148,34 @@ def conformance(session: nox.Session, library: str) -> None:
 
 @nox.session
 def conformance_page(session: nox.Session) -> None:
-    """Regenerate specs/conformance.md from conformance/reports/*.json (no library needed)."""
+    """Regenerate specs/conformance.md from conformance/reports/*.json and conformance/*/findings.toml
+    (no library needed; run the conformance sessions first)."""
     _install(session)
     session.run("python", "-m", "refsae.conform.page", "conformance/reports", "specs/conformance.md")
+
+
+@nox.session
+def selftest(session: nox.Session) -> None:
+    """The suite's power (CONF-8): every mutant flagged, no false alarm of the correct adapter under
+    the ci profile and 20 other seeds; writes conformance/selftest.md."""
+    _install(session)
+    seeds = session.posargs[0] if session.posargs else "20"
+    session.run(
+        "python",
+        "-m",
+        "refsae.conform.selftest",
+        "--seeds",
+        seeds,
+        "--markdown",
+        "conformance/selftest.md",
+        env=_env(),
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: the wall time of a full ci-profile conformance run of one adapter (CONF-5's goal:
+    under 120 s on 2 cores); writes benchmarks/results/conform.json. Timings are noisy: compare runs
+    made together."""
+    _install(session)
+    session.run("python", "benchmarks/bench_conform.py", *session.posargs, env=_env())

@@ -76,7 +76,7 @@ def _parts(
 def _scale(dead: np.ndarray, o: AuxKOptions) -> Bound:
     """s: 0 without dead latents, 1 (exact) or min(n_dead/k_aux, 1) rounded once."""
     n_dead = check_dead(dead).sum(axis=-1)
-    if o.scale == "none":
+    if o.scale == "unscaled":
         return Bound(np.where(n_dead > 0, 1.0, 0.0), 0, 0)
     return Bound(np.where(n_dead > 0, np.minimum(n_dead / o.k_aux, 1.0), 0.0), 0, 1)
 

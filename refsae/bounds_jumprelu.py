@@ -47,9 +47,11 @@ def loss_gradients(
     l0_coefficient: float,
     bandwidth: float,
     c: Conventions,
+    parametrisation: str = "theta",
 ) -> dict[str, Bound]:
     """The four gradients (GRAD's bounds with the mask z > θ) and the threshold's: the batch sum of
-    g_f · (θ/ε) · K, plus λ/(Bε) times the number of kernel hits, the two added by autograd."""
+    g_f · (θ/ε) · K, plus λ/(Bε) times the number of kernel hits, the two added by autograd; under
+    `log_theta` that times θ (an exact input), one more rounding."""
     z = oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     out = bg.loss_gradients(x, W_enc, b_enc, W_dec, b_dec, 0.0, c, active=z > theta)
     K = (np.abs(z - theta) < bandwidth / 2).astype(np.float64)
@@ -58,4 +60,6 @@ def loss_gradients(
     through_f = add(term.magnitude.sum(axis=0), term, k_acc=x.shape[0], k_store=1)
     through_l0 = Bound(l0_coefficient / (x.shape[0] * bandwidth) * K.sum(axis=0), x.shape[0], 3)
     out["threshold"] = add(through_f.magnitude + through_l0.magnitude, through_f, through_l0, k_store=1)
+    if parametrisation == "log_theta":
+        out["threshold"] = mul(np.abs(theta) * out["threshold"].magnitude, out["threshold"], k_store=1)
     return out

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from refsae import bounds_auxk
 from refsae import strategies as rs
 from refsae.cases import EPSILONS, Case, _finish
+from refsae.conventions import DECODER
 from refsae.oracle import auxk as oracle_auxk
 from refsae.tolerances import allowed_error, magnitude_floor
 
@@ -54,7 +55,7 @@ def _arrays(draw: st.DrawFn, dtype: str, *, full: bool) -> tuple[dict[str, np.nd
     fraction = draw(st.sampled_from((0.0, 0.3, 0.7, 1.0)))
     dead = (rng.uniform(size=(*shape.inst, shape.d_sae)) < fraction).astype(np.int64)
     k_aux: int = draw(st.integers(1, shape.d_sae + 2))
-    values: str = draw(st.sampled_from(oracle_auxk.VALUES))
+    values: str = draw(rs.convention("values", oracle_auxk.VALUES))
     assume(_no_tie_across_the_kth(z, dead.astype(bool), k_aux, values))
     arrays = {"z": z, "dead": dead}
     if full:
@@ -88,12 +89,12 @@ def auxk_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
     options: dict[str, Any] = {
         "k_aux": k_aux,
         "values": values,
-        "aux_decode": draw(st.sampled_from(oracle_auxk.AUX_DECODE)),
-        "scale": draw(st.sampled_from(oracle_auxk.SCALE)),
-        "normalisation": draw(st.sampled_from(oracle_auxk.NORMALISATION)),
-        "residual": draw(st.sampled_from(oracle_auxk.RESIDUAL)),
-        "decoder": draw(st.sampled_from(("constrained", "normalised"))),
-        "eps": draw(st.sampled_from(EPSILONS)),
+        "aux_decode": draw(rs.convention("aux_decode", oracle_auxk.AUX_DECODE)),
+        "scale": draw(rs.convention("scale", oracle_auxk.SCALE)),
+        "normalisation": draw(rs.convention("normalisation", oracle_auxk.NORMALISATION)),
+        "residual": draw(rs.convention("residual", oracle_auxk.RESIDUAL)),
+        "decoder": draw(rs.convention("decoder", DECODER)),
+        "eps": draw(rs.epsilons(EPSILONS)),
     }
     o = oracle_auxk.AuxKOptions(**options)
     a = arrays

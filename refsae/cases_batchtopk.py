@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from refsae import strategies as rs
 from refsae.cases import Case
 from refsae.cases_topk import _k, topk_loss_cases
+from refsae.conventions import OPERATION_AXES
 
 batchtopk_loss_cases = partial(topk_loss_cases, across_batch=True)
 
@@ -50,7 +51,7 @@ def threshold_cases(draw: st.DrawFn, dtype: str) -> Case:
     )
     options = {
         "n_batches": draw(st.integers(0, 1000)),
-        "update": draw(st.sampled_from(("mean", "ema"))),
+        "update": draw(rs.convention("update", OPERATION_AXES["update"])),
         "beta": draw(st.sampled_from((0.0, 0.5, 0.99))),
     }
     return Case({"threshold": threshold, "f": f}, options, dtype)

@@ -92,7 +92,7 @@ def gated_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
     options: dict[str, Any] = {
         "l1_coefficient": lam,
         "conventions": c,
-        "aux_decoder": draw(st.sampled_from(AUX_DECODER)),
+        "aux_decoder": draw(rs.convention("aux_decoder", AUX_DECODER)),
     }
     f, a_gate, _, _, _, _ = bgt._latents(a["x"], _params(a), c)
     magnitudes = [f.magnitude, a_gate.magnitude]

@@ -2,6 +2,7 @@
 
 - `jumprelu_cases`: z and θ > 0 drawn directly; some θ_j are copied from a z value, so that
   z = θ exactly occurs (strictness, JUMP-1). The output is a copy: exact.
+- `jumprelu_gradient_cases`: those, with the threshold's parametrisation (JUMP-5) drawn too.
 - `jumprelu_loss_cases`: a full SAE case, a power-of-two bandwidth ε near the typical |z| (so the
   kernel windows hold some examples: the threshold's pseudo-gradient is not trivially 0), and θ moved
   to the nearest value at which every |z − θ| and every ||z − θ| − ε/2| exceeds twice the error of
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from refsae import bounds, oracle
 from refsae import strategies as rs
 from refsae.cases import Case, _finish, backward_magnitudes, loss_cases
-from refsae.conventions import Conventions
+from refsae.conventions import OPERATION_AXES, Conventions
 from refsae.tolerances import SMALLEST_NORMAL, Bound, allowed_error, magnitude_floor
 
 
@@ -73,3 +74,11 @@ def jumprelu_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
     magnitudes = [f.magnitude, x_hat.magnitude, numerator, np.abs(z) / bandwidth]
     magnitudes += backward_magnitudes({k: v for k, v in a.items() if k != "theta"}, 0.0, c)
     return _finish(Case(a, options, dtype), magnitudes)
+
+
+@st.composite
+def jumprelu_gradient_cases(draw: st.DrawFn, dtype: str) -> Case:
+    """`jumprelu_loss_cases` with `parametrisation` drawn (θ or log θ stored, JUMP-5)."""
+    case = draw(jumprelu_loss_cases(dtype))
+    parametrisation = draw(rs.convention("parametrisation", OPERATION_AXES["parametrisation"]))
+    return Case(case.arrays, {**case.options, "parametrisation": parametrisation}, dtype)

@@ -4,6 +4,7 @@
                  [--device cpu|cuda]
     refsae conform TARGET [--profile dev|ci|thorough] [--max-examples N] [--ops NAME,...]
                    [--json PATH] [--markdown PATH] [--quiet]
+    refsae rows [NAME ...]
     refsae clauses [--root DIR]
 
 `check` checks refsae.torch against the oracle, one row per (operation, dtype); `conform` runs the
@@ -14,6 +15,7 @@ nothing fails, 1 when something fails, 2 on a usage error.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from collections.abc import Sequence
@@ -47,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     con.add_argument("--json", default=None, metavar="PATH", help="write the JSON report here")
     con.add_argument("--markdown", default=None, metavar="PATH", help="write the Markdown report here")
     con.add_argument("--quiet", action="store_true", help="no progress lines")
+    rows = sub.add_parser("rows", help="every row of the table as an adapter method receives it (CONF-1)")
+    rows.add_argument("names", nargs="*", help="rows to show (default: all)")
     cl = sub.add_parser("clauses", help="the clause index: every spec clause and the tests citing it")
     cl.add_argument("--root", default=".", help="project root holding specs/ and tests/ (default: .)")
     return parser
@@ -63,6 +67,28 @@ def run_clauses(args: argparse.Namespace) -> int:
     index = clauses.build(root)
     print(clauses.report(index))
     return 0 if index.complete else 1
+
+
+def run_rows(args: argparse.Namespace) -> int:
+    """Print each row as an adapter's method: its arrays (positional, canonical layout), its options
+    (keywords; convention options marked, CONF-3), its outputs and clauses."""
+    for name in args.names:
+        if name not in ops.BY_NAME:
+            raise SystemExit(f"refsae rows: no operation {name!r}; known: {', '.join(ops.BY_NAME)}")
+    for op in ops.TABLE:
+        if args.names and op.name not in args.names:
+            continue
+        signature = inspect.signature(op.oracle)
+        conventions = op.convention_options()
+        options = [
+            f"{p.name}=…" + (" [convention]" if p.name in conventions else "")
+            for p in signature.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        print(f"{op.name}({', '.join(op.arrays)}{', *, ' if options else ''}{', '.join(options)})")
+        print(f"    -> {', '.join(op.outputs)}    {op.summary}")
+        print(f"    clauses {', '.join(op.clauses)}; dtypes {', '.join(op.dtypes)}")
+    return 0
 
 
 def run_conform(args: argparse.Namespace) -> int:
@@ -164,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if exc.code in (0, None) else 2
     try:
-        commands = {"clauses": run_clauses, "check": run_check, "conform": run_conform}
+        commands = {"clauses": run_clauses, "check": run_check, "conform": run_conform, "rows": run_rows}
         return commands[args.command](args)
     except SystemExit as exc:
         print(exc, file=sys.stderr)

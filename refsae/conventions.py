@@ -32,12 +32,29 @@ SPARSITY: tuple[str, ...] = get_args(SparsityConvention)
 
 DEFAULT_EPS = 1e-8
 
-AXES: dict[str, tuple[str, ...]] = {
+CORE_AXES: dict[str, tuple[str, ...]] = {
     "encode": ENCODE,
     "decoder": DECODER,
     "reconstruction": RECONSTRUCTION,
     "sparsity": SPARSITY,
 }
+"""The axes of the `Conventions` bundle, in canonical order (the first name is the default)."""
+
+OPERATION_AXES: dict[str, tuple[str, ...]] = {
+    "update": ("mean", "ema"),  # batchtopk.md BTOPK-5: the inference threshold's estimate
+    "parametrisation": ("theta", "log_theta"),  # jumprelu.md JUMP-5: the stored threshold parameter
+    "aux_decoder": ("detached", "attached"),  # gated.md GATE-4: the auxiliary reconstruction's decoder
+    "values": ("relu", "raw"),  # auxk.md AUXK-3
+    "aux_decode": ("without_b_dec", "with_b_dec", "cancelled_b_dec"),  # AUXK-4
+    "residual": ("detached", "attached"),  # AUXK-4
+    "scale": ("unscaled", "dead_fraction"),  # AUXK-5
+    "normalisation": ("residual_variance", "input_variance", "sum"),  # AUXK-7
+}
+"""Conventions of single operations, passed as keyword options of their functions (the first name is
+the default). The case strategies draw them with `refsae.strategies.convention`, so that the
+conformance suite can pin and detect them like the bundle's (CONF-3)."""
+
+AXES: dict[str, tuple[str, ...]] = {**CORE_AXES, **OPERATION_AXES}
 """Every convention axis and its names, in canonical order (the first name is the default)."""
 
 CLAUSES: dict[tuple[str, str], str] = {
@@ -54,6 +71,10 @@ CLAUSES: dict[tuple[str, str], str] = {
 """The clause defining each (axis, name): the conformance suite reports the clause of a convention
 other than the detected one as `unsupported`, not `fail` (CONF-4)."""
 
+ABSENT_PARAMETERS: tuple[str, ...] = ("b_dec",)
+"""Parameters a library may not have (CONF-11): while pinned `absent`, the strategies draw them as
+exact zeros."""
+
 OPTION_KEYS: frozenset[str] = frozenset({*AXES, "eps", "conventions"})
 """Keyword options of the table's functions that carry conventions (a fixed-convention library's
 adapter does not receive them, CONF-2)."""
@@ -66,11 +87,15 @@ _PINNED: ContextVar[Mapping[str, object]] = ContextVar(
 @contextmanager
 def pinned(**axes: object) -> Iterator[None]:
     """While active, the case strategies draw only the given name on each given axis (and `eps`, when
-    given, for the normalised decoder; `instances=False`: shapes without an instance axis): the
-    conformance suite checks a fixed-convention library under the conventions it follows (CONF-3)."""
+    given, for the normalised decoder; `instances=False`: shapes without an instance axis;
+    `absent=("b_dec",)`: those parameters drawn as zeros, CONF-11): the conformance suite checks a
+    fixed-convention library under the conventions it follows (CONF-3)."""
     for axis, value in axes.items():
         if axis == "eps":
             check_eps(value)  # type: ignore[arg-type]
+        elif axis == "absent":
+            if not (isinstance(value, tuple) and all(v in ABSENT_PARAMETERS for v in value)):
+                raise ValueError(f"absent must be a tuple of {', '.join(ABSENT_PARAMETERS)}, got {value!r}")
         elif axis == "instances":
             if not isinstance(value, bool):
                 raise ValueError(f"instances must be True or False, got {value!r}")

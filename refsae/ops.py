@@ -44,7 +44,7 @@ from refsae import (
 )
 from refsae import torch as rt
 from refsae.cases import Case
-from refsae.conventions import AXES, OPTION_KEYS, Conventions
+from refsae.conventions import AXES, CORE_AXES, OPTION_KEYS, Conventions
 from refsae.oracle import auxk as oracle_auxk
 from refsae.oracle import batchtopk_activation as oracle_batchtopk
 from refsae.oracle import gated_activation as oracle_gated
@@ -85,6 +85,12 @@ def as_outputs(result: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return {names[0]: result}
 
 
+def _keyword_only(fn: Callable[..., Any]) -> frozenset[str]:
+    """The keyword-only parameters of `fn` (options; arrays are positional)."""
+    params = inspect.signature(fn).parameters.values()
+    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
 BoundsFn = Callable[[Case, dict[str, np.ndarray]], dict[str, Bound | None]]
 """(case, oracle outputs) -> a `Bound` per output, or None where the result must be exact."""
 
@@ -107,6 +113,10 @@ class Operation:
     """Optional: compare through a float64 function of the outputs instead of the outputs themselves
     (e.g. the objective at a returned minimiser, where any minimiser is valid). Applied to both sides;
     `bounds` then describes the projected outputs."""
+    edge_clauses: tuple[tuple[str, Callable[[Case], bool]], ...] = ()
+    """Clauses about an edge case (a zero decoder row, an instance with no dead latent), each with the
+    predicate telling whether a case exercises it: a failure confined to such cases is the edge
+    clause's alone, and the row's other clauses are judged on the other cases (CONF-10)."""
 
     def call(
         self, fn: Callable[..., Any], arrays: Mapping[str, Any], options: Mapping[str, Any]
@@ -130,16 +140,15 @@ class Operation:
     @property
     def convention_axes(self) -> tuple[str, ...]:
         """The convention axes the result depends on, read off the oracle's keyword parameters: a
-        `conventions` bundle covers every axis, `encode=`, `decoder=` … one each (CONF-3)."""
-        params = inspect.signature(self.oracle).parameters
-        if "conventions" in params:
-            return tuple(AXES)
-        return tuple(axis for axis in AXES if axis in params)
+        `conventions` bundle covers the four core axes, `encode=`, `aux_decoder=` … one each (CONF-3)."""
+        params = _keyword_only(self.oracle)
+        bundle = CORE_AXES if "conventions" in params else {}
+        return tuple(axis for axis in AXES if axis in params or axis in bundle)
 
     def convention_options(self) -> frozenset[str]:
         """The keyword options carrying this row's conventions: its axes, `conventions`, and `eps`
         where it is the normalised decoder's (Adam's `eps` is a hyperparameter, not a convention)."""
-        params = inspect.signature(self.oracle).parameters
+        params = _keyword_only(self.oracle)
         keys = {k for k in params if k in OPTION_KEYS}
         if "decoder" not in params:
             keys.discard("eps")
@@ -178,6 +187,16 @@ def _z(case: Case) -> np.ndarray:
     """The oracle's pre-activations of a full-SAE case."""
     x, W_enc, b_enc, _, b_dec = _sae(case)
     return np.asarray(oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=_c(case).encode))
+
+
+def _zero_row(case: Case) -> bool:
+    """The case's W_dec has a zero row (CON-2, PAR-3, DEC-4)."""
+    return bool(np.any(np.all(case.arrays["W_dec"] == 0, axis=-1)))
+
+
+def _no_dead_latent(case: Case) -> bool:
+    """Some instance of the case has no dead latent (AUXK-6)."""
+    return bool(np.any(np.all(case.arrays["dead"] == 0, axis=-1)))
 
 
 def _exact(*names: str) -> BoundsFn:
@@ -321,6 +340,7 @@ TABLE: tuple[Operation, ...] = (
         rt.renormalise_rows,
         lambda dtype: cases.row_cases(dtype, with_grad=False),
         lambda c, out: {"W_dec": bounds_gradients.renormalise_rows(c.arrays["W_dec"])},
+        edge_clauses=(("CON-2", _zero_row),),
     ),
     Operation(
         "remove_parallel_component",
@@ -336,6 +356,7 @@ TABLE: tuple[Operation, ...] = (
                 c.arrays["W_dec"], c.arrays["grad_W_dec"]
             )
         },
+        edge_clauses=(("PAR-3", _zero_row),),
     ),
     Operation(
         "l0",
@@ -649,10 +670,15 @@ TABLE: tuple[Operation, ...] = (
         ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"),
         oracle_jumprelu.jumprelu_loss_gradients,
         torch_jumprelu.jumprelu_loss_gradients,
-        cases_jumprelu.jumprelu_loss_cases,
+        cases_jumprelu.jumprelu_gradient_cases,
         lambda c, out: dict(
             bounds_jumprelu.loss_gradients(
-                *_sae(c), c.arrays["theta"], c.options["l0_coefficient"], c.options["bandwidth"], _c(c)
+                *_sae(c),
+                c.arrays["theta"],
+                c.options["l0_coefficient"],
+                c.options["bandwidth"],
+                _c(c),
+                c.options.get("parametrisation", "theta"),
             )
         ),
     ),
@@ -788,6 +814,7 @@ TABLE: tuple[Operation, ...] = (
         torch_auxk.auxk_loss,
         cases_auxk.auxk_loss_cases,
         lambda c, out: bounds_auxk.case_loss(c.arrays, c.options),
+        edge_clauses=(("AUXK-6", _no_dead_latent),),
     ),
     Operation(
         "auxk_loss_gradients",

@@ -176,7 +176,11 @@ def sae_params(draw: st.DrawFn, shape: Shape, dtype: str) -> dict[str, np.ndarra
     W_dec = draw(arrays((*inst, shape.d_sae, shape.d_in), dtype, d_scale / math.sqrt(shape.d_in)))
     W_dec = _repair_rows(W_dec, d_scale, d_scale / 8.0, dtype)
     b_dec = draw(arrays((*inst, shape.d_in), dtype, draw(scales(dtype))))
-    return {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
+    params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
+    absent = pinned_value("absent")
+    for name in absent if isinstance(absent, tuple) else ():
+        params[name] = np.zeros_like(params[name])  # a library without it (CONF-11)
+    return params
 
 
 @st.composite

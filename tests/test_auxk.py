@@ -237,7 +237,7 @@ class _Mutant(TorchImplementation):
 @pytest.mark.parametrize(
     ("operation", "force", "output"),
     [
-        ("auxk_loss", {"scale": "none"}, "loss"),
+        ("auxk_loss", {"scale": "unscaled"}, "loss"),
         ("auxk_loss", {"aux_decode": "with_b_dec"}, "loss"),
         ("auxk_loss_gradients", {"residual": "attached"}, "x_hat"),
     ],

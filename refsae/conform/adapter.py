@@ -8,9 +8,12 @@ row's output order, or a mapping by output name). Arrays arrive as torch tensors
 on `device`; the adapter converts them to the library's layout (transposes, `nn.Linear` weights,
 component axes), calls the library and converts back. What it does not define is `unsupported`.
 
-A fixed-convention library (most) does not receive the convention options (`encode=`, `decoder=`,
-`eps=`, `reconstruction=`, `sparsity=`, `conventions=`): the suite detects which convention it follows
-(CONF-3). `configurable = True` declares that the methods take them, as refsae.torch's functions do.
+Conventions (CONF-3): a method receives the convention options its signature names (`encode=`,
+`aux_decoder=`, … ; `conventions=` stands for the four core axes, and `eps=` comes with `decoder=`),
+and is then checked under every name of those axes. The axes it does not name are the library's
+fixed choice: the method never receives them, and the suite detects which named convention the
+library follows. `configurable = True` declares that every method takes every convention option,
+as refsae.torch's functions do.
 
     class MyLibrary(Adapter):
         library = "my-library"                       # pip distribution, for the version
@@ -24,6 +27,7 @@ A fixed-convention library (most) does not receive the convention options (`enco
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any, ClassVar
@@ -32,7 +36,7 @@ import numpy as np
 
 from refsae import ops
 from refsae.cases import Case
-from refsae.conventions import DEFAULT_EPS
+from refsae.conventions import CORE_AXES, DEFAULT_EPS
 from refsae.implementations import to_numpy, to_tensor
 
 
@@ -48,10 +52,13 @@ class Adapter:
     claims: ClassVar[Mapping[str, str]] = {}
     """Convention axis -> name the library documents; detection must agree (CONF-4)."""
     configurable: ClassVar[bool] = False
-    """True: the methods take refsae's convention keywords (no detection; every convention checked)."""
+    """True: every method takes every convention keyword (no detection; every convention checked)."""
     instances: ClassVar[bool] = False
     """True: the methods accept an instance axis (x (batch, n_inst, d_in), W_enc (n_inst, d_in, d_sae)
     …, notation.md NOT-2); False (most libraries): cases are drawn without one."""
+    absent: ClassVar[tuple[str, ...]] = ()
+    """Parameters the library does not have (`("b_dec",)`: no decoder bias): the cases draw them as
+    exact zeros, and the report says so (CONF-11). The methods still receive them (zeros)."""
     eps: ClassVar[float] = DEFAULT_EPS
     """The library's eps in `W_dec_j / (‖W_dec_j‖ + eps)` if it normalises in the forward pass."""
     device: str = "cpu"
@@ -76,12 +83,33 @@ class Adapter:
         """The table's rows this adapter provides, in table order."""
         return tuple(op.name for op in ops.TABLE if self.supports(op.name))
 
-    def options_for(self, op: ops.Operation, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The options the method receives: all of them when configurable, else the non-convention ones."""
+    def accepts(self, op: ops.Operation) -> frozenset[str]:
+        """The convention axes of `op` that the method takes as keywords (checked under every name,
+        never detected): every axis when `configurable`, else those its signature names."""
+        axes = frozenset(op.convention_axes)
         if self.configurable:
-            return dict(options)
-        hidden = op.convention_options()
-        return {k: v for k, v in options.items() if k not in hidden}
+            return axes
+        method = getattr(self, op.name, None)
+        if not callable(method):
+            return frozenset()
+        kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        named = {p.name for p in inspect.signature(method).parameters.values() if p.kind in kinds}
+        bundle = set(CORE_AXES) if "conventions" in named else set()
+        return axes & (named | bundle)
+
+    def options_for(self, op: ops.Operation, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The options the method receives: the non-convention ones and those of `accepts(op)`."""
+        accepted = self.accepts(op)
+        core = set(CORE_AXES) & set(op.convention_axes)
+
+        def given(key: str) -> bool:
+            if key not in op.convention_options():
+                return True
+            if key == "conventions":
+                return core <= accepted
+            return ("decoder" if key == "eps" else key) in accepted
+
+        return {k: v for k, v in options.items() if given(k)}
 
     def to_array(self, a: np.ndarray, dtype: str) -> Any:
         """A canonical array as the method receives it (a torch tensor; override for other frameworks)."""

@@ -1,14 +1,17 @@
 """Convention detection (CONF-3, CONF-4).
 
-For an operation whose result depends on convention axes that are not known yet, every combination
-of their names is probed: a few examples drawn under that combination (`conventions.pinned`), no
-shrinking, in one dtype. The combinations on which the implementation agrees with the oracle
-within tolerance are its matches: one match is the detected convention; several (the examples could
-not tell them apart) are resolved by the claim, else by canonical order, and said; none is `none`.
+For an operation whose result depends on convention axes that are neither known yet nor taken as
+keywords by the adapter, every combination of their candidate names is probed: a few examples drawn
+under that combination (`conventions.pinned`), no shrinking, in one dtype. The combinations on
+which the implementation agrees with the oracle within tolerance are its matches. An axis on which
+all matches agree is settled; an axis on which they differ (the examples of this row cannot tell
+the names apart, e.g. `residual=` does not change a loss value) keeps the matching names as its
+candidates for a later row to settle; no match at all is `none`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -16,16 +19,20 @@ from hypothesis import settings
 
 from refsae.check import check
 from refsae.conform.adapter import Adapter
-from refsae.conventions import AXES, pinned
+from refsae.conventions import pinned
 from refsae.ops import Operation
 
 PROBE_EXAMPLES = 8
 """Examples per probed combination: the named conventions differ on almost every generic case
-(sum vs mean by the factor d_in, tied vs untied by b_dec W_enc …), so a few suffice."""
+(sum vs mean by the factor d_in, tied vs untied by b_dec W_enc …), so a few suffice; a wrong
+combination usually fails on its first example, so probing costs about one example per combination
+plus `PROBE_EXAMPLES` per match."""
 
 
 @dataclass
 class Detection:
+    """The matches of one probe over `axes`."""
+
     axes: tuple[str, ...]
     matches: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
@@ -34,41 +41,41 @@ class Detection:
     def found(self) -> bool:
         return bool(self.matches)
 
-    def choose(self, claims: dict[str, str]) -> dict[str, str]:
-        """The claimed match if there is one, else the first in canonical order."""
-        for m in self.matches:
-            if all(claims.get(a, v) == v for a, v in m.items()):
-                return m
-        return self.matches[0]
+    def names(self, axis: str) -> tuple[str, ...]:
+        """The names of `axis` among the matches, in canonical order of first appearance."""
+        return tuple(dict.fromkeys(m[axis] for m in self.matches))
 
     def note(self) -> str:
-        if len(self.matches) <= 1:
+        """Say which names the examples could not tell apart (empty when each axis is settled)."""
+        open_ = [a for a in self.axes if len(self.names(a)) > 1]
+        if not open_:
             return ""
-        alternatives = " or ".join(",".join(f"{a}={v}" for a, v in m.items()) for m in self.matches)
-        return f"the examples could not tell {alternatives} apart"
+        alternatives = "; ".join(f"{a}: {' or '.join(self.names(a))}" for a in open_)
+        return f"the examples of this row could not tell apart {alternatives}"
 
 
 def detect(
     op: Operation,
     adapter: Adapter,
-    known: dict[str, str],
+    fixed: Mapping[str, object],
+    candidates: Mapping[str, tuple[str, ...]],
     dtype: str,
     *,
     examples: int = PROBE_EXAMPLES,
     profile: settings | None = None,
+    seed: int | None = None,
 ) -> Detection:
-    """Probe every combination of `op`'s axes not in `known` (known ones stay pinned)."""
-    free = tuple(a for a in op.convention_axes if a not in known)
-    fixed = {a: known[a] for a in op.convention_axes if a in known}
-    detection = Detection(free)
-    for combo in product(*(AXES[a] for a in free)):
-        names = dict(zip(free, combo, strict=True))
-        instances = {} if adapter.instances else {"instances": False}
-        with pinned(**fixed, **names, eps=adapter.eps, **instances):
-            outcome = check(op, adapter, dtype, max_examples=examples, shrink=False, profile=profile)
-        if outcome.status == "error":
-            detection.error = outcome.failure
-            return detection
-        if outcome.status == "pass":
+    """Probe every combination of `candidates` (axis -> names) with the `fixed` pins held."""
+    axes = tuple(candidates)
+    detection = Detection(axes)
+    for combo in product(*(candidates[a] for a in axes)):
+        names = dict(zip(axes, combo, strict=True))
+        with pinned(**fixed, **names):
+            outcome = check(
+                op, adapter, dtype, max_examples=examples, shrink=False, profile=profile, seed=seed
+            )
+        if outcome.status == "error":  # an exception: kept, and said if nothing matches
+            detection.error = detection.error or outcome.failure
+        elif outcome.status == "pass":
             detection.matches.append(names)
     return detection

@@ -119,6 +119,11 @@ def renormalise_columns(W_dec: Tensor) -> Tensor:
     return W_dec / torch.where(norms > 0, norms, torch.ones_like(norms))
 
 
+def renormalise_zero_rows_to_nan(W_dec: Tensor) -> Tensor:
+    norms: Tensor = torch.linalg.vector_norm(W_dec, dim=-1, keepdim=True)
+    return W_dec / norms
+
+
 def l0_per_latent_mean(f: Tensor) -> Tensor:
     return (f != 0).to(torch.float64).mean(dim=(0, -1))
 
@@ -187,6 +192,29 @@ def batchtopk_per_example(z: Tensor, *, k: int) -> Tensor:
     return rt.topk(z, k=k)
 
 
+def decode_sparse_without_b_dec(
+    values: Tensor, indices: Tensor, W_dec: Tensor, b_dec: Tensor, **kw: Any
+) -> Tensor:
+    return rt.decode_sparse(values, indices, W_dec, torch.zeros_like(b_dec), **kw)
+
+
+def jumprelu_threshold_gradient_without_theta(*args: Tensor, **kw: Any) -> dict[str, Tensor]:
+    out = rt.jumprelu_loss_gradients(*args, **kw)
+    reconstruction = rt.jumprelu_loss_gradients(*args, **{**kw, "l0_coefficient": 0.0})["threshold"]
+    out["threshold"] = out["threshold"] - reconstruction + reconstruction / args[-1]
+    return out
+
+
+def gated_magnitude_uses_gate_bias(
+    x: Tensor, W_enc: Tensor, b_gate: Tensor, r_mag: Tensor, b_mag: Tensor, b_dec: Tensor, **kw: Any
+) -> tuple[Tensor, Tensor]:
+    return rt.gated_encode(x, W_enc, b_gate, r_mag, b_gate, b_dec, **kw)
+
+
+def auxk_selects_among_all_latents(z: Tensor, dead: Tensor, **kw: Any) -> Tensor:
+    return rt.auxk_latents(z, torch.ones_like(dead), **kw)
+
+
 MUTANTS: dict[str, Mutant] = {
     m.name: m
     for m in (
@@ -241,6 +269,12 @@ MUTANTS: dict[str, Mutant] = {
         Mutant(
             "renormalise_columns", "renormalise_rows", "unit columns instead of rows", renormalise_columns
         ),
+        Mutant(
+            "renormalise_zero_rows_to_nan",
+            "renormalise_rows",
+            "divides by the norm with no guard: a zero row becomes NaN",
+            renormalise_zero_rows_to_nan,
+        ),
         Mutant("l0_per_latent_mean", "l0", "averages over latents instead of counting", l0_per_latent_mean),
         Mutant(
             "fire_counts_counts_zeros", "fire_counts", "counts f >= 0 as firing", fire_counts_counts_zeros
@@ -273,6 +307,30 @@ MUTANTS: dict[str, Mutant] = {
             "batchtopk",
             "k per example instead of k·B per batch",
             batchtopk_per_example,
+        ),
+        Mutant(
+            "decode_sparse_without_b_dec",
+            "decode_sparse",
+            "the sparse decode forgets b_dec",
+            decode_sparse_without_b_dec,
+        ),
+        Mutant(
+            "jumprelu_threshold_gradient_without_theta",
+            "jumprelu_loss_gradients",
+            "the reconstruction's pseudo-gradient of θ without its θ factor (−g·K/ε instead of −θ·g·K/ε)",
+            jumprelu_threshold_gradient_without_theta,
+        ),
+        Mutant(
+            "gated_magnitude_uses_gate_bias",
+            "gated_encode",
+            "the magnitude path adds b_gate instead of b_mag",
+            gated_magnitude_uses_gate_bias,
+        ),
+        Mutant(
+            "auxk_selects_among_all_latents",
+            "auxk_latents",
+            "the auxiliary top-k ignores the dead mask",
+            auxk_selects_among_all_latents,
         ),
     )
 }

@@ -17,7 +17,7 @@ import numpy as np
 from refsae import ops
 from refsae.cases import Case
 from refsae.conform.adapter import Adapter
-from refsae.conventions import Conventions
+from refsae.conventions import AXES, CORE_AXES, Conventions
 from refsae.tolerances import DTYPES
 
 
@@ -45,11 +45,19 @@ class RefsaeAdapter(Adapter):
         return {k: self.to_numpy(v) for k, v in result.items()}
 
 
-def fixed_options(op: ops.Operation, options: Mapping[str, Any], c: Conventions) -> dict[str, Any]:
-    """`options` with every convention option of `op` replaced by the one of `c`."""
+def fixed_options(
+    op: ops.Operation, options: Mapping[str, Any], c: Conventions, others: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """`options` with every convention option of `op` replaced by the one of `c` (core axes, eps) or
+    of `others` (an operation's own axes; default: the first name)."""
     out = dict(options)
     for key in op.convention_options():
-        out[key] = c if key == "conventions" else getattr(c, key)
+        if key == "conventions":
+            out[key] = c
+        elif key in CORE_AXES or key == "eps":
+            out[key] = getattr(c, key)
+        else:
+            out[key] = (others or {}).get(key, AXES[key][0])
     return out
 
 
@@ -59,21 +67,28 @@ class FixedRefsae(RefsaeAdapter):
     configurable: ClassVar[bool] = False
     dtypes: ClassVar[tuple[str, ...]] = ("float64", "float32")
     conventions: ClassVar[Conventions] = Conventions()
+    others: ClassVar[Mapping[str, str]] = {}
+    """The operations' own conventions (`aux_decoder`, `values` …); default: each axis's first name."""
 
     @property
     def target(self) -> str:
         return self.name or f"refsae[{self.conventions.label()}]"
 
+    def accepts(self, op: ops.Operation) -> frozenset[str]:
+        """None: the conventions are fixed (`fixed_options`), as in a library; the suite detects them."""
+        return frozenset()
+
     def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
         op = ops.get(operation)
         arrays = {k: self.to_array(v, case.dtype) for k, v in case.arrays.items()}
-        options = fixed_options(op, self.options_for(op, case.options), self.conventions)
+        options = fixed_options(op, self.options_for(op, case.options), self.conventions, self.others)
         result = op.call(self.function(operation), arrays, options)
         return {k: self.to_numpy(v) for k, v in result.items()}
 
 
-def fixed(conventions: Conventions, name: str = "") -> FixedRefsae:
-    """A `FixedRefsae` with `conventions` (and `name`)."""
-    cls = type("FixedRefsae", (FixedRefsae,), {"conventions": conventions, "name": name})
+def fixed(conventions: Conventions, name: str = "", others: Mapping[str, str] | None = None) -> FixedRefsae:
+    """A `FixedRefsae` with `conventions`, the operations' own conventions `others`, and `name`."""
+    body = {"conventions": conventions, "name": name, "others": dict(others or {})}
+    cls = type("FixedRefsae", (FixedRefsae,), body)
     adapter: FixedRefsae = cls()
     return adapter

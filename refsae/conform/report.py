@@ -38,6 +38,8 @@ class Report:
     """Detected name per convention axis (`none` where the library matches none)."""
     claims: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    absent: list[str] = field(default_factory=list)
+    """Parameters the library does not have, drawn as zeros (CONF-11)."""
 
     @property
     def summary(self) -> dict[str, int]:
@@ -74,6 +76,9 @@ class Report:
         if self.conventions:
             detected = ", ".join(f"{k}=`{v}`" for k, v in self.conventions.items())
             lines += [f"Detected conventions: {detected}.", ""]
+        if self.absent:
+            names = ", ".join(f"`{a}`" for a in self.absent)
+            lines += [f"The library has no {names}: every case draws it as 0 (CONF-11).", ""]
         if self.claims:
             lines += ["Claimed: " + ", ".join(f"{k}=`{v}`" for k, v in self.claims.items()) + ".", ""]
         lines += [

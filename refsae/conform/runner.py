@@ -36,10 +36,17 @@ class RowVerdict:
     outcomes: list[Outcome] = field(default_factory=list)
     message: str = ""
     reproduction: str = ""
+    confined: set[str] | None = None
+    """The edge clauses a failure is confined to (CONF-10): the row passes on every other case; None
+    when the failure is not confined (or the row does not fail)."""
 
 
 class Engine:
-    """Runs operations for one adapter, caching each verdict (the pytest plugin asks lazily)."""
+    """Runs operations for one adapter, caching each verdict (the pytest plugin asks lazily).
+
+    Convention state: `known` (axis -> the detected name, or `none` when nothing matched) and
+    `candidates` (axis -> the names a row's examples could not tell apart, for a later row to settle).
+    """
 
     def __init__(
         self,
@@ -48,13 +55,18 @@ class Engine:
         profile: str | None = None,
         max_examples: int | None = None,
         progress: Callable[[str], None] | None = None,
+        seed: int | None = None,
+        shrink: bool = True,
     ) -> None:
         self.adapter = adapter
         self.profile = profiles.resolve(profile)
         self.settings = profiles.get(profile)
         self.examples = max_examples or EXAMPLES[self.profile]
         self.progress = progress or (lambda _: None)
+        self.seed = seed
+        self.shrink = shrink
         self.known: dict[str, str] = {}
+        self.candidates: dict[str, tuple[str, ...]] = {}
         self.detections: dict[str, Detection] = {}
         self.verdicts: dict[str, RowVerdict] = {}
         self.claims = dict(adapter.claims)
@@ -62,49 +74,102 @@ class Engine:
     def _dtypes(self, op: ops.Operation) -> list[str]:
         return [d for d in self.adapter.dtypes if d in op.dtypes]
 
+    def _free(self, op: ops.Operation) -> list[str]:
+        """`op`'s axes that are neither taken by the adapter nor settled yet."""
+        accepted = self.adapter.accepts(op)
+        return [a for a in op.convention_axes if a not in accepted and a not in self.known]
+
     def _settle(self, op: ops.Operation) -> RowVerdict | None:
-        """Detect `op`'s unknown axes; a verdict when detection itself decides the row (error)."""
-        free = [a for a in op.convention_axes if a not in self.known]
-        if self.adapter.configurable or not free:
+        """Detect `op`'s unsettled axes; a verdict when detection itself decides the row (error)."""
+        if not self._free(op):
             return None
-        # Rows with fewer unknown axes first: settle each axis on the simplest row that shows it.
+        # Smaller rows first: a row with fewer axes whose unsettled ones are all `op`'s settles them
+        # on the simplest case that shows them (`encode` on `encode` before `total_loss` needs it).
         for other in sorted(self._supported(), key=lambda o: len(o.convention_axes)):
-            if other is op or not set(other.convention_axes) & set(free) or other.name in self.detections:
+            mine, theirs = set(self._free(op)), set(self._free(other))
+            if other is op or other.name in self.detections or not theirs or not theirs <= mine:
                 continue
             if len(other.convention_axes) < len(op.convention_axes):
                 self._detect(other)
-                if all(a in self.known for a in op.convention_axes):
+                if not self._free(op):
                     return None
         return self._detect(op)
 
     def _detect(self, op: ops.Operation) -> RowVerdict | None:
         dtypes = self._dtypes(op)
-        if op.name in self.detections or not dtypes:
+        free = self._free(op)
+        if op.name in self.detections or not dtypes or not free:
             return None
-        self.progress(f"detecting the conventions of {op.name}")
-        d = detect(op, self.adapter, self.known, dtypes[0], profile=self.settings)
+        pins = self._pins(op)
+        space = {a: self.candidates.get(a, AXES[a]) for a in free}
+        fixed = {k: v for k, v in pins.items() if k not in space}
+        # In the adapter's first dtype; where nothing matches there, in the next (a library that
+        # computes in float32 whatever the dtype matches nothing in float64, and is then checked in
+        # float64 under what it follows in float32).
+        for dtype in dtypes:
+            self.progress(f"detecting the conventions of {op.name} ({', '.join(free)}) [{dtype}]")
+            d = detect(op, self.adapter, fixed, space, dtype, profile=self.settings, seed=self.seed)
+            if d.found:
+                break
         self.detections[op.name] = d
-        if d.error is not None:
-            return RowVerdict(op.name, "error", "", message=d.error)
-        if d.found:
-            self.known.update(d.choose(self.claims))
-        else:
-            for a in d.axes:
-                self.known.setdefault(a, "none")
+        if not d.found:
+            if d.error is not None:
+                return RowVerdict(op.name, "error", message=d.error)
+            for a in free:  # an axis an earlier row narrowed down keeps its candidates
+                if a not in self.candidates:
+                    self.known[a] = "none"
+            return None
+        for a in free:
+            names = d.names(a)
+            if len(names) == 1:
+                self.known[a] = names[0]
+                self.candidates.pop(a, None)
+            else:
+                self.candidates[a] = names
         return None
 
     def _supported(self) -> list[ops.Operation]:
         return [op for op in ops.TABLE if self.adapter.supports(op.name)]
 
+    def _pick(self, axis: str) -> str:
+        """The name `axis` is checked under: the detected one, else the claimed one (if it is still a
+        candidate), else the first candidate, else the claim or the canonical default."""
+        name = self.known.get(axis, "none")
+        if name != "none":
+            return name
+        names = self.candidates.get(axis, AXES[axis])
+        claim = self.claims.get(axis)
+        return claim if claim in names else names[0]
+
     def _pins(self, op: ops.Operation) -> dict[str, object]:
-        instances: dict[str, object] = {} if self.adapter.instances else {"instances": False}
-        if self.adapter.configurable:
-            return instances
-        pins: dict[str, object] = {"eps": self.adapter.eps, **instances}
+        pins: dict[str, object] = {} if self.adapter.instances else {"instances": False}
+        if self.adapter.absent:
+            pins["absent"] = tuple(self.adapter.absent)
+        accepted = self.adapter.accepts(op)
+        if "decoder" not in accepted:
+            pins["eps"] = self.adapter.eps
         for a in op.convention_axes:
-            name = self.known.get(a, "none")
-            pins[a] = name if name != "none" else self.claims.get(a, AXES[a][0])
+            if a not in accepted:
+                pins[a] = self._pick(a)
         return pins
+
+    def names(self, op: ops.Operation) -> dict[str, str]:
+        """The convention of each of `op`'s axes as detected so far: a name, `a|b` (not yet told
+        apart), `none` (matches no named convention) or `any` (the adapter takes the option)."""
+        accepted = self.adapter.accepts(op)
+        out = {}
+        for a in op.convention_axes:
+            if a in accepted:
+                out[a] = "any"
+            elif a in self.candidates:
+                out[a] = "|".join(self.candidates[a])
+            else:
+                out[a] = self.known.get(a, "none")
+        return out
+
+    def convention(self, op: ops.Operation) -> str:
+        """The `convention` field of `op`'s clauses (CONF-4)."""
+        return ", ".join(f"{a}={n}" for a, n in self.names(op).items())
 
     def verdict(self, operation: str) -> RowVerdict:
         """Detect, check and judge one operation (cached)."""
@@ -124,28 +189,40 @@ class Engine:
     def _check(self, op: ops.Operation) -> RowVerdict:
         v = RowVerdict(op.name)
         pins = self._pins(op)
-        names = (
-            {} if self.adapter.configurable else {a: self.known.get(a, "none") for a in op.convention_axes}
-        )
+        names = self.names(op)
         v.names = names
-        if self.adapter.configurable:
-            v.convention = "configurable" if op.convention_axes else ""
-        else:
-            v.convention = ", ".join(f"{a}={n}" for a, n in names.items())
+        v.convention = self.convention(op)
         unmatched = [a for a, n in names.items() if n == "none"]
-        contradicted = {a: n for a, n in names.items() if a in self.claims and n != self.claims[a]}
-        if contradicted:  # check under the claimed conventions: the counterexample shows the claim false
-            pins.update(self.claims)
+        contradicted = {
+            a: n
+            for a, n in names.items()
+            if a in self.claims and n not in ("any", "none") and self.claims[a] not in n.split("|")
+        }
+        for a in contradicted:  # checked under the claim: the counterexample shows the claim false
+            pins[a] = self.claims[a]
         for dtype in self._dtypes(op):
             self.progress(f"checking {op.name} [{dtype}]")
             with pinned(**pins):
-                outcome = check(op, self.adapter, dtype, max_examples=self.examples, profile=self.settings)
+                outcome = check(
+                    op,
+                    self.adapter,
+                    dtype,
+                    max_examples=self.examples,
+                    profile=self.settings,
+                    seed=self.seed,
+                    shrink=self.shrink and v.status == "pass",  # one shrunk counterexample a row
+                )
             v.outcomes.append(outcome)
+            if outcome.status != "pass":
+                self._confine(op, v, outcome, pins, dtype)
             if outcome.status != "pass" and v.status == "pass":
                 v.status = outcome.status
                 v.message = outcome.failure or ""
                 if outcome.counterexample is not None:
                     v.reproduction = snippet(self.adapter.target, op.name, outcome.counterexample)
+            elif outcome.status != "pass":  # the other dtypes' failures, first line each
+                first = (outcome.failure or "").splitlines()[0] if outcome.failure else outcome.status
+                v.message += f"\n[{dtype}] {first}"
         detection = self.detections.get(op.name)
         notes = [detection.note()] if detection is not None and detection.note() else []
         if unmatched:
@@ -161,36 +238,73 @@ class Engine:
             v.message = "; ".join(notes) + (f"\n{v.message}" if v.message else "")
         return v
 
+    def _confine(
+        self, op: ops.Operation, v: RowVerdict, outcome: Outcome, pins: dict[str, object], dtype: str
+    ) -> None:
+        """CONF-10: when the counterexample exercises edge clauses of the row, check the row again
+        without such cases; if it passes, the failure is confined to those clauses."""
+        case = outcome.counterexample
+        edges = [(c, p) for c, p in op.edge_clauses if case is not None and p(case)]
+        first = not v.outcomes[:-1] or all(o.status == "pass" for o in v.outcomes[:-1])
+        if not edges or (not first and v.confined is None):
+            v.confined = None
+            return
+        self.progress(f"checking {op.name} [{dtype}] without the cases of {', '.join(c for c, _ in edges)}")
+        with pinned(**pins):
+            rest = check(
+                op,
+                self.adapter,
+                dtype,
+                max_examples=self.examples,
+                profile=self.settings,
+                seed=self.seed,
+                shrink=False,
+                exclude=lambda c: any(p(c) for _, p in edges),
+            )
+        if rest.status == "pass":
+            v.confined = (v.confined or set()) | {c for c, _ in edges}
+        else:
+            v.confined = None
+
     def clause_results(self, operation: str) -> list[ClauseResult]:
-        """One result per clause `operation` cites."""
+        """One result per clause `operation` cites, with the conventions as detected by now. The
+        clause that defines a convention the implementation does not follow (CLAUSES) is
+        `unsupported` where the row passes under the one it follows (CONF-4)."""
         v = self.verdict(operation)
         op = ops.get(operation)
+        names = self.names(op)
         out = []
         for clause in op.clauses:
             status, message = v.status, v.message
+            if v.confined is not None and clause not in v.confined and status == "fail":
+                status = "pass"
+                message = f"passes on every case that does not exercise {', '.join(sorted(v.confined))}"
             owner = next(((a, n) for (a, n), c in CLAUSES.items() if c == clause), None)
-            if (
-                status == "pass"
-                and owner is not None
-                and v.names
-                and v.names.get(owner[0], owner[1]) != owner[1]
-            ):
-                status = "unsupported"
+            if status == "pass" and owner is not None and owner[0] in names:
                 axis, name = owner
-                message = f"{clause} defines {axis}={name}; the implementation follows {axis}={v.names[axis]}"
+                seen = names[axis]
+                if seen != "any" and name not in seen.split("|"):
+                    status = "unsupported"
+                    message = f"{clause} defines {axis}={name}; the implementation follows {axis}={seen}"
             out.append(
                 ClauseResult(
                     clause,
                     operation,
                     status,
                     examples=sum(o.examples for o in v.outcomes),
-                    convention=v.convention,
+                    convention=self.convention(op),
                     message=message,
                     reproduction=v.reproduction,
                     dtypes={o.dtype: o.status for o in v.outcomes},
                 )
             )
         return out
+
+    def conventions(self) -> dict[str, str]:
+        """Every axis detected or still open, as `names` spells it."""
+        out = dict(self.known)
+        out.update({a: "|".join(n) for a, n in self.candidates.items()})
+        return {a: out[a] for a in AXES if a in out}
 
     def report(self, operations: Iterable[str] | None = None) -> Report:
         start = time.perf_counter()
@@ -202,10 +316,13 @@ class Engine:
             refsae_version=__version__,
             profile=self.profile,
             claims=dict(self.claims),
+            absent=list(self.adapter.absent),
         )
+        for name in names:  # every verdict first: a later row may settle an earlier row's convention
+            self.verdict(name)
         for name in names:
             report.clauses.extend(self.clause_results(name))
-        report.conventions = dict(self.known)
+        report.conventions = self.conventions()
         report.seconds = time.perf_counter() - start
         return report
 
@@ -217,7 +334,13 @@ def conform(
     max_examples: int | None = None,
     operations: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    seed: int | None = None,
+    shrink: bool = True,
 ) -> Report:
-    """Run the conformance suite on `adapter` and return its report (the Python API, CONF-5)."""
-    engine = Engine(adapter, profile=profile, max_examples=max_examples, progress=progress)
+    """Run the conformance suite on `adapter` and return its report (the Python API, CONF-5);
+    `seed` draws other examples than the profile's (the self-test's false-alarm runs); `shrink=False`
+    reports each failure as first found (faster; the self-test's kill runs)."""
+    engine = Engine(
+        adapter, profile=profile, max_examples=max_examples, progress=progress, seed=seed, shrink=shrink
+    )
     return engine.report(operations)

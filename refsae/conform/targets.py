@@ -16,10 +16,15 @@ BUILTIN: dict[str, str] = {
     "sparse_autoencoder": "refsae.conform.adapters.sparse_autoencoder:SparseAutoencoder",
     "dictionary_learning": "refsae.conform.adapters.dictionary_learning:AutoEncoder",
     "dictionary_learning.topk": "refsae.conform.adapters.dictionary_learning:AutoEncoderTopK",
+    "dictionary_learning.batchtopk": "refsae.conform.adapters.dictionary_learning:BatchTopKSAE",
+    "dictionary_learning.jumprelu": "refsae.conform.adapters.dictionary_learning:JumpReluAutoEncoder",
+    "dictionary_learning.gated": "refsae.conform.adapters.dictionary_learning:GatedAutoEncoder",
     "sparsify": "refsae.conform.adapters.sparsify:SparseCoder",
     "saev": "refsae.conform.adapters.saev:SparseAutoencoder",
     "overcomplete": "refsae.conform.adapters.overcomplete:SAE",
     "overcomplete.topk": "refsae.conform.adapters.overcomplete:TopKSAE",
+    "overcomplete.batchtopk": "refsae.conform.adapters.overcomplete:BatchTopKSAE",
+    "overcomplete.jumprelu": "refsae.conform.adapters.overcomplete:JumpSAE",
 }
 """Built-in target names -> `module:factory`. The library adapters import their library only when
 loaded; each library's nox session installs it (`nox -s "conformance(library='sae_lens')"`)."""

@@ -9,7 +9,7 @@ Per instance, with `dead` the dead-latent mask, n = #dead and k = min(k_aux, n):
     ê      = a Ŵ  [+ b_dec, "with_b_dec"]
                   [+ b_dec − sg(b_dec), "cancelled_b_dec": the value without, b_dec's gradient with]
     N      = Σ_{b,d} (ê − e)²
-    L_aux  = s · N / D,   s = min(n / k_aux, 1) ("dead_fraction") or 1 ("none"),
+    L_aux  = s · N / D,   s = min(n / k_aux, 1) ("dead_fraction") or 1 ("unscaled"),
              D = Σ_{b,d} (e − mean_b e)²  ("residual_variance"),  Σ_{b,d} (x − mean_b x)²
                  ("input_variance"),  or B ("sum")
     L_aux  = 0 where no latent is dead;  the loss is Σ_inst L_aux.
@@ -26,7 +26,14 @@ import numpy as np
 from jaxtyping import Float64, Shaped
 
 from refsae._typecheck import typechecked
-from refsae.conventions import DECODER, DEFAULT_EPS, DecoderConvention, check_choice, check_eps
+from refsae.conventions import (
+    DECODER,
+    DEFAULT_EPS,
+    OPERATION_AXES,
+    DecoderConvention,
+    check_choice,
+    check_eps,
+)
 from refsae.oracle import _validate
 from refsae.oracle.forward import decoder_directions
 from refsae.oracle.gradients import _normalisation_backward
@@ -34,14 +41,14 @@ from refsae.oracle.losses import total_variance
 
 Values = Literal["relu", "raw"]
 AuxDecode = Literal["without_b_dec", "with_b_dec", "cancelled_b_dec"]
-Scale = Literal["none", "dead_fraction"]
+Scale = Literal["unscaled", "dead_fraction"]
 Normalisation = Literal["residual_variance", "input_variance", "sum"]
 Residual = Literal["detached", "attached"]
-VALUES: tuple[str, ...] = ("relu", "raw")
-AUX_DECODE: tuple[str, ...] = ("without_b_dec", "with_b_dec", "cancelled_b_dec")
-SCALE: tuple[str, ...] = ("none", "dead_fraction")
-NORMALISATION: tuple[str, ...] = ("residual_variance", "input_variance", "sum")
-RESIDUAL: tuple[str, ...] = ("detached", "attached")
+VALUES: tuple[str, ...] = OPERATION_AXES["values"]
+AUX_DECODE: tuple[str, ...] = OPERATION_AXES["aux_decode"]
+SCALE: tuple[str, ...] = OPERATION_AXES["scale"]
+NORMALISATION: tuple[str, ...] = OPERATION_AXES["normalisation"]
+RESIDUAL: tuple[str, ...] = OPERATION_AXES["residual"]
 
 
 def check_k_aux(k_aux: int) -> None:
@@ -101,7 +108,7 @@ class AuxKOptions:
     k_aux: int
     values: Values = "relu"
     aux_decode: AuxDecode = "without_b_dec"
-    scale: Scale = "none"
+    scale: Scale = "unscaled"
     normalisation: Normalisation = "residual_variance"
     residual: Residual = "detached"
     decoder: DecoderConvention = "constrained"
@@ -165,7 +172,7 @@ def auxk_loss(
     k_aux: int,
     values: Values = "relu",
     aux_decode: AuxDecode = "without_b_dec",
-    scale: Scale = "none",
+    scale: Scale = "unscaled",
     normalisation: Normalisation = "residual_variance",
     residual: Residual = "detached",
     decoder: DecoderConvention = "constrained",
@@ -197,7 +204,7 @@ def auxk_loss_gradients(
     k_aux: int,
     values: Values = "relu",
     aux_decode: AuxDecode = "without_b_dec",
-    scale: Scale = "none",
+    scale: Scale = "unscaled",
     normalisation: Normalisation = "residual_variance",
     residual: Residual = "detached",
     decoder: DecoderConvention = "constrained",

@@ -21,14 +21,14 @@ import numpy as np
 from jaxtyping import Bool, Float64
 
 from refsae._typecheck import typechecked
-from refsae.conventions import Conventions, check_choice, check_coefficient
+from refsae.conventions import OPERATION_AXES, Conventions, check_choice, check_coefficient
 from refsae.oracle import _validate
 from refsae.oracle.forward import decode, pre_activations
 from refsae.oracle.gradients import Gradients, gradients_given_mask
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss
 
 ThresholdUpdate = Literal["mean", "ema"]
-THRESHOLD_UPDATES: tuple[str, ...] = ("mean", "ema")
+THRESHOLD_UPDATES: tuple[str, ...] = OPERATION_AXES["update"]
 
 
 def check_batch_k(k: int, d_sae: int) -> None:

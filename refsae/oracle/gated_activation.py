@@ -27,14 +27,14 @@ import numpy as np
 from jaxtyping import Float64
 
 from refsae._typecheck import typechecked
-from refsae.conventions import Conventions, EncodeConvention, check_choice, check_coefficient
+from refsae.conventions import OPERATION_AXES, Conventions, EncodeConvention, check_choice, check_coefficient
 from refsae.oracle import _validate
 from refsae.oracle.forward import decode, decoder_directions
 from refsae.oracle.gradients import _normalisation_backward, _reconstruction_scale
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss
 
 AuxDecoder = Literal["detached", "attached"]
-AUX_DECODER: tuple[str, ...] = ("detached", "attached")
+AUX_DECODER: tuple[str, ...] = OPERATION_AXES["aux_decoder"]
 
 
 def _encoder_input(x: np.ndarray, b_dec: np.ndarray, encode: str) -> np.ndarray:

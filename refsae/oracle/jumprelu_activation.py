@@ -21,14 +21,14 @@ import numpy as np
 from jaxtyping import Float64
 
 from refsae._typecheck import typechecked
-from refsae.conventions import Conventions, check_choice, check_coefficient
+from refsae.conventions import OPERATION_AXES, Conventions, check_choice, check_coefficient
 from refsae.oracle import _validate
 from refsae.oracle.forward import decode, decoder_directions, pre_activations
 from refsae.oracle.gradients import _reconstruction_scale, gradients_given_mask
 from refsae.oracle.losses import reconstruction_loss
 
 Parametrisation = Literal["theta", "log_theta"]
-PARAMETRISATIONS: tuple[str, ...] = ("theta", "log_theta")
+PARAMETRISATIONS: tuple[str, ...] = OPERATION_AXES["parametrisation"]
 
 
 def check_bandwidth(bandwidth: float) -> None:

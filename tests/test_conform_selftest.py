@@ -1,0 +1,77 @@
+"""The suite's power, tested (specs/conformance-suite.md, CONF-8): every deliberately wrong
+implementation is flagged, the correct one never is."""
+
+from __future__ import annotations
+
+import pytest
+
+from refsae import ops
+from refsae.cases import Case
+from refsae.check import check
+from refsae.conform import selftest
+from refsae.conform.mutants import MUTANTS, correct
+
+
+def test_there_are_at_least_fifteen_mutants_each_a_described_bug_in_a_row_of_the_table() -> None:
+    """CONF-8."""
+    assert len(MUTANTS) >= 15
+    for m in MUTANTS.values():
+        assert m.operation in ops.BY_NAME and m.bug
+        assert correct().supports(m.operation)
+    assert len({m.operation for m in MUTANTS.values()}) >= 15  # spread over the table, not one row
+
+
+@pytest.mark.parametrize("name", list(MUTANTS))
+def test_the_suite_flags_the_mutant(name: str) -> None:
+    """CONF-8: the mutant's row fails or errors (the kill rate is 100 %)."""
+    kill = selftest.kill(MUTANTS[name])
+    assert kill.flagged, (kill.statuses, kill.convention)
+
+
+def test_the_correct_adapter_passes_every_row_under_the_profile() -> None:
+    """CONF-8: no false alarm on any row of the table (the `ci` profile in CI)."""
+    assert selftest.false_alarm_run() == []
+
+
+def test_the_correct_adapter_passes_every_row_under_another_seed() -> None:
+    """CONF-8: other examples than the profile's (nox -s selftest runs 20 seeds)."""
+    assert selftest.false_alarm_run(seed=1) == []
+
+
+def test_a_seed_draws_other_examples_than_the_profile() -> None:
+    """CONF-5: `seed` replaces the profile's randomness (the false-alarm runs are not the same run)."""
+    seen: dict[int | None, list[float]] = {}
+
+    class Recording:
+        name = "recording"
+
+        def __init__(self, key: int | None) -> None:
+            self.key = key
+
+        def supports(self, operation: str) -> bool:
+            return True
+
+        def run(self, operation: str, case: Case) -> dict[str, object]:
+            seen.setdefault(self.key, []).append(float(case.arrays["x"].sum()))
+            return ops.get(operation).reference(case)  # type: ignore[return-value]
+
+    for key in (None, 1, 2):
+        check(ops.get("encode"), Recording(key), "float64", max_examples=5, seed=key)  # type: ignore[arg-type]
+    assert seen[None] != seen[1] != seen[2]
+    check(ops.get("encode"), Recording(3), "float64", max_examples=5, seed=1)  # type: ignore[arg-type]
+    assert seen[3] == seen[1]  # and a seed is reproducible
+
+
+def test_the_selftest_report_states_the_kill_rate_and_the_false_alarms() -> None:
+    """CONF-8: the Markdown of `nox -s selftest`."""
+    result = selftest.SelfTest(
+        kills=[
+            selftest.Kill("a", "encode", "bug a", True, ["fail"], "encode=none"),
+            selftest.Kill("b", "decode", "bug b", False, ["pass"], "decoder=constrained"),
+        ],
+        false_alarms={"profile": [], "seed 1": ["ENC-1 (encode)"]},
+    )
+    text = result.markdown()
+    assert (
+        "1/2 = 50%" in text and "**missed**" in text and "False alarms in run seed 1: ENC-1 (encode)" in text
+    )
