@@ -39,10 +39,7 @@ class Case:
     def reproduction(self) -> str:
         """Python source that rebuilds the case (NumPy literals at full float64 precision)."""
         with np.printoptions(precision=17, threshold=1_000_000, floatmode="unique"):
-            lines = [
-                "import numpy as np",
-                "from refsae.conventions import DECODER, ENCODE, RECONSTRUCTION, SPARSITY, Conventions",
-            ]
+            lines = ["import numpy as np", "from refsae.conventions import Conventions"]
             if any("." in name for name in self.arrays):
                 lines.append("arrays = {}")
             for name, a in self.arrays.items():

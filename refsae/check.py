@@ -39,6 +39,8 @@ class Outcome:
     worst_ratio: float = 0.0
     worst: str = ""
     failure: str | None = None
+    exception: str = ""
+    """The failure's exception as `Type: message`, without hypothesis's notes (the case)."""
     counterexample: Case | None = None
     """The shrunk failing case (hypothesis replays it last), when the check failed."""
     clauses: tuple[str, ...] = field(default_factory=tuple)
@@ -142,6 +144,7 @@ def check(
     except Exception as exc:  # the failure is the outcome; hypothesis already shrank it
         outcome.status = "fail" if isinstance(exc, AssertionError) else "error"
         notes = "\n".join(getattr(exc, "__notes__", []))
-        outcome.failure = f"{type(exc).__name__}: {exc}\n{notes}".strip()
+        outcome.exception = f"{type(exc).__name__}: {exc}"
+        outcome.failure = f"{outcome.exception}\n{notes}".strip()
         outcome.counterexample = last[0]
     return outcome

@@ -17,6 +17,7 @@ from itertools import product
 
 from hypothesis import settings
 
+from refsae.cases import Case
 from refsae.check import check
 from refsae.conform.adapter import Adapter
 from refsae.conventions import pinned
@@ -36,6 +37,8 @@ class Detection:
     axes: tuple[str, ...]
     matches: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    counterexample: Case | None = None
+    """The case of `error` (as found, unshrunk)."""
 
     @property
     def found(self) -> bool:
@@ -75,7 +78,8 @@ def detect(
                 op, adapter, dtype, max_examples=examples, shrink=False, profile=profile, seed=seed
             )
         if outcome.status == "error":  # an exception: kept, and said if nothing matches
-            detection.error = detection.error or outcome.failure
+            if detection.error is None:
+                detection.error, detection.counterexample = outcome.exception, outcome.counterexample
         elif outcome.status == "pass":
             detection.matches.append(names)
     return detection

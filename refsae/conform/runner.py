@@ -114,7 +114,9 @@ class Engine:
         self.detections[op.name] = d
         if not d.found:
             if d.error is not None:
-                return RowVerdict(op.name, "error", message=d.error)
+                case = d.counterexample
+                repro = snippet(self.adapter.target, op.name, case) if case is not None else ""
+                return RowVerdict(op.name, "error", message=d.error, reproduction=repro)
             for a in free:  # an axis an earlier row narrowed down keeps its candidates
                 if a not in self.candidates:
                     self.known[a] = "none"
@@ -217,11 +219,11 @@ class Engine:
                 self._confine(op, v, outcome, pins, dtype)
             if outcome.status != "pass" and v.status == "pass":
                 v.status = outcome.status
-                v.message = outcome.failure or ""
+                v.message = outcome.exception  # the case itself is in the reproduction
                 if outcome.counterexample is not None:
                     v.reproduction = snippet(self.adapter.target, op.name, outcome.counterexample)
             elif outcome.status != "pass":  # the other dtypes' failures, first line each
-                first = (outcome.failure or "").splitlines()[0] if outcome.failure else outcome.status
+                first = outcome.exception.splitlines()[0] if outcome.exception else outcome.status
                 v.message += f"\n[{dtype}] {first}"
         detection = self.detections.get(op.name)
         notes = [detection.note()] if detection is not None and detection.note() else []

@@ -9,6 +9,16 @@ from refsae._typecheck import typechecked
 from refsae.oracle import _validate
 
 
+def row_scale(v: np.ndarray) -> np.ndarray:
+    """A power of two 2^(e−1) with max_i |v_i| < 2^e per row (last axis), 1 for a zero row (CON-4).
+    Dividing by it is exact, and keeps the row's squares from underflowing: ‖v‖ of a row of 1e-161
+    squares to a subnormal in float64 (1e-23 in float32), which would lose the norm, or all of it."""
+    m = np.max(np.abs(v), axis=-1, keepdims=True)
+    _, e = np.frexp(m)
+    scale: np.ndarray = np.where(m > 0, np.ldexp(1.0, e - 1), 1.0)
+    return scale
+
+
 @typechecked
 def renormalise_rows(
     W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
@@ -20,8 +30,9 @@ def renormalise_rows(
     [[0.6, 0.8], [0.0, 0.0]]
     """
     _validate.finite(W_dec=W_dec)
-    n = np.linalg.norm(W_dec, axis=-1, keepdims=True)
-    out: np.ndarray = np.where(n > 0, W_dec / np.where(n > 0, n, 1.0), 0.0)
+    w = W_dec / row_scale(W_dec)  # exact (CON-4)
+    n = np.linalg.norm(w, axis=-1, keepdims=True)
+    out: np.ndarray = np.where(n > 0, w / np.where(n > 0, n, 1.0), 0.0)
     return out
 
 
@@ -38,9 +49,8 @@ def remove_parallel_component(
     [[0.0, 7.0]]
     """
     _validate.finite(W_dec=W_dec, grad_W_dec=grad_W_dec)
-    sq = np.sum(W_dec * W_dec, axis=-1, keepdims=True)
-    coeff = np.where(
-        sq > 0, np.sum(grad_W_dec * W_dec, axis=-1, keepdims=True) / np.where(sq > 0, sq, 1.0), 0.0
-    )
-    out: np.ndarray = grad_W_dec - coeff * W_dec
+    w = W_dec / row_scale(W_dec)  # exact; the scale cancels in (g·w / ‖w‖²) w (CON-4)
+    sq = np.sum(w * w, axis=-1, keepdims=True)
+    coeff = np.where(sq > 0, np.sum(grad_W_dec * w, axis=-1, keepdims=True) / np.where(sq > 0, sq, 1.0), 0.0)
+    out: np.ndarray = grad_W_dec - coeff * w
     return out

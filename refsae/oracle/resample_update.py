@@ -19,6 +19,7 @@ from jaxtyping import Float64, Shaped
 
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
+from refsae.oracle.constraints import row_scale
 from refsae.oracle.optimizer import Arrays, check_parameter_maps
 
 
@@ -56,6 +57,7 @@ def _apply(
 
 
 def _unit_rows(v: np.ndarray, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    v = v / row_scale(v)  # exact; a tiny direction is still a direction (CON-4)
     norms = np.linalg.norm(v, axis=-1)
     ok = dead & (norms > 0)
     direction = np.where(ok[..., None], v / np.where(norms > 0, norms, 1.0)[..., None], 0.0)

@@ -211,12 +211,23 @@ def autograd_gradients(
     return dict(zip(leaves, grads, strict=True))
 
 
+def row_scale(v: Tensor) -> Tensor:
+    """A power of two 2^(e−1) with max_i |v_i| < 2^e per row (last axis, kept), 1 for a zero row:
+    dividing by it is exact and keeps the row's squares from underflowing (CON-4; torch's
+    `vector_norm` does not rescale: the norm of a float32 row of 1e-23 comes out 0)."""
+    m = v.abs().amax(dim=-1, keepdim=True)
+    _, e = torch.frexp(m)
+    scale = torch.pow(2.0, (e - 1).to(torch.float64)).to(v.dtype)
+    return torch.where(m > 0, scale, torch.ones_like(scale))
+
+
 @typechecked
 def renormalise_rows(W_dec: Float[Tensor, "*inst d_sae d_in"]) -> Float[Tensor, "*inst d_sae d_in"]:
     """Rows divided by their norm (CON-1); zero rows stay zero (CON-2)."""
     _validate.check(W_dec=W_dec)
-    n = torch.linalg.vector_norm(W_dec, dim=-1, keepdim=True)
-    return torch.where(n > 0, W_dec / torch.where(n > 0, n, torch.ones_like(n)), torch.zeros_like(W_dec))
+    w = W_dec / row_scale(W_dec)  # exact (CON-4)
+    n = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+    return torch.where(n > 0, w / torch.where(n > 0, n, torch.ones_like(n)), torch.zeros_like(W_dec))
 
 
 @typechecked
@@ -226,10 +237,11 @@ def remove_parallel_component(
 ) -> Float[Tensor, "*inst d_sae d_in"]:
     """g_j − (g_j·w_j / ‖w_j‖²) w_j (PAR-1, PAR-2); zero rows keep their gradient (PAR-3)."""
     _validate.check(W_dec=W_dec, grad_W_dec=grad_W_dec)
-    sq = (W_dec * W_dec).sum(dim=-1, keepdim=True)
-    dot = (grad_W_dec * W_dec).sum(dim=-1, keepdim=True)
+    w = W_dec / row_scale(W_dec)  # exact; the scale cancels (CON-4)
+    sq = (w * w).sum(dim=-1, keepdim=True)
+    dot = (grad_W_dec * w).sum(dim=-1, keepdim=True)
     coeff = torch.where(sq > 0, dot / torch.where(sq > 0, sq, torch.ones_like(sq)), torch.zeros_like(sq))
-    return grad_W_dec - coeff * W_dec
+    return grad_W_dec - coeff * w
 
 
 @typechecked

@@ -20,6 +20,7 @@ from refsae._typecheck import typechecked
 from refsae.conventions import Conventions
 from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters
 from refsae.torch._validate import finite, same_dtype_and_device
+from refsae.torch.functional import row_scale
 from refsae.torch.model import SAE, SAEConfig
 from refsae.torch.optimizer import check_parameter_maps
 
@@ -95,6 +96,7 @@ def training_step(
 
 
 def _unit_rows(v: Tensor, dead: Tensor) -> tuple[Tensor, Tensor]:
+    v = v / row_scale(v)  # exact; a tiny direction is still a direction (CON-4)
     norms = torch.linalg.vector_norm(v, dim=-1)
     ok = dead & (norms > 0)
     safe = torch.where(norms > 0, norms, torch.ones_like(norms))
