@@ -311,3 +311,25 @@ def test_a_library_without_b_dec_is_checked_with_b_dec_zero_and_the_report_says_
     assert report.summary["fail"] == report.summary["error"] == 0
     assert report.conventions["encode"] == "tied|untied" and max(seen) == 0.0
     assert report.absent == ["b_dec"] and "has no `b_dec`" in report.to_markdown()
+
+
+def test_every_builtin_target_is_run_by_its_librarys_nox_session() -> None:
+    """CONF-7: noxfile.LIBRARIES and targets.BUILTIN name the same targets; every peer library has its
+    requirements and constraints (torch pinned to the CPU build) in conformance/LIBRARY/."""
+    import importlib.util
+    from pathlib import Path
+
+    from refsae.conform.targets import BUILTIN
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", root / "noxfile.py")
+    assert spec is not None and spec.loader is not None
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+    assert {t for targets in noxfile.LIBRARIES.values() for t in targets} == set(BUILTIN)
+    for library in noxfile.LIBRARIES:
+        if library == "refsae":
+            continue
+        folder = root / "conformance" / library
+        assert (folder / "requirements.txt").is_file(), library
+        assert "torch==2.13.0" in (folder / "constraints.txt").read_text(), library

@@ -89,3 +89,24 @@ def test_the_encode_bound_is_respected_and_not_vacuous_on_a_worked_example() -> 
     ratio = np.abs(computed - exact) / allowed
     assert ratio.max() <= 1.0
     assert ratio.max() >= 0.05, "the bound is more than 20× the largest error seen: too loose to be useful"
+
+
+def test_bfloat16_matrix_products_flush_subnormal_results_and_the_floor_covers_the_flush() -> None:
+    """TOL-8: measured, not assumed: the flush happens in bfloat16 (not in float32), and the floor
+    of a stored bfloat16 result allows an error of ν, so a flushed result passes."""
+    import torch
+
+    from refsae.tolerances import FLUSHES_SUBNORMALS, SMALLEST_NORMAL, Bound, allowed_error, magnitude_floor
+
+    n = 64
+    nu = SMALLEST_NORMAL["bfloat16"]
+    u = torch.full((n, 16), -nu, dtype=torch.float64)
+    g = torch.full((n, 23), 0.3 / n, dtype=torch.float64)
+    exact = float((u.T @ g)[0, 0])
+    flushed = float((u.bfloat16().T @ g.bfloat16())[0, 0])
+    kept = float((u.float().T @ g.float())[0, 0])
+    assert flushed == 0.0 and exact != 0.0 and kept != 0.0  # float32 keeps a subnormal result
+    assert "bfloat16" in FLUSHES_SUBNORMALS and "float32" not in FLUSHES_SUBNORMALS
+    with magnitude_floor("bfloat16"):
+        b = Bound(np.array([abs(exact)]), k_acc=n, k_store=1)
+    assert allowed_error(b, "bfloat16")[0] >= abs(exact - flushed)
