@@ -88,7 +88,7 @@ def _summary_table(reports: list[Report]) -> list[str]:
     ]
     for r in reports:
         s = r.summary
-        conv = ", ".join(f"{a}=`{n}`" for a, n in r.conventions.items()) or "—"
+        conv = ", ".join(f"{a}=`{n}`" for a, n in r.conventions.items()).replace("|", "\\|") or "—"
         if r.absent:
             conv += "; no " + ", ".join(f"`{a}` (drawn as 0)" for a in r.absent)
         lines.append(

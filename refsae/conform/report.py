@@ -87,9 +87,9 @@ class Report:
         ]
         for c in self.clauses:
             dtypes = ", ".join(f"{d}: {st}" for d, st in c.dtypes.items())
-            lines.append(
-                f"| {c.clause} | {c.operation} | {c.status} | {c.convention} | {c.examples} | {dtypes} |"
-            )
+            convention = c.convention.replace("|", "\\|")  # `a|b` inside a table cell
+            row = (c.clause, c.operation, c.status, convention, str(c.examples), dtypes)
+            lines.append("| " + " | ".join(row) + " |")
         seen: set[str] = set()
         for c in self.clauses:
             if c.status in ("fail", "error") and c.operation not in seen:
