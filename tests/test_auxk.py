@@ -249,3 +249,16 @@ def test_the_checker_flags_plausible_auxk_bugs(operation: str, force: dict[str, 
     outcome = check(ops.get(operation), _Mutant(operation, force), "float32", max_examples=100, shrink=False)
     assert outcome.status == "fail", outcome
     assert outcome.failure is not None and f"differs from the oracle at {output}" in outcome.failure
+
+
+def test_no_dead_latent_gives_zero_gradients_in_float16_whatever_the_residual_variance() -> None:
+    """AUXK-6: with no dead latent the normaliser must not matter; a residual variance of 4.8e-7 would
+    overflow the backward's 1/D in float16 and 0 · inf would be NaN (found by the ci profile)."""
+    x = torch.tensor([[1.0, 1.0], [1.0, 1.0009765625]], dtype=torch.float16)
+    x_hat = torch.zeros_like(x)
+    z = torch.tensor([[0.5, 2.0], [1.0, 0.25]], dtype=torch.float16)
+    W_dec = torch.tensor([[0.5, 0.25], [0.125, 1.0]], dtype=torch.float16, requires_grad=True)
+    b_dec = torch.zeros(2, dtype=torch.float16, requires_grad=True)
+    grads = rt.auxk_loss_gradients(x, x_hat, z, W_dec, b_dec, torch.zeros(2, dtype=torch.bool), k_aux=1)
+    for name, g in grads.items():
+        assert torch.equal(g, torch.zeros_like(g)), name

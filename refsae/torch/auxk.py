@@ -84,7 +84,9 @@ def auxk_loss(
         D = total_variance(e.detach() if normalisation == "residual_variance" else x)
         if bool(((D == 0) & (n_dead > 0)).any()):
             raise ValueError(f"the {normalisation} normaliser is zero (e.g. a batch of 1): AuxK is undefined")
-        D = torch.where(D > 0, D, torch.ones_like(D))
+        # D = 1 where no latent is dead (AUXK-6: s = 0, and D must not matter: a tiny variance would
+        # overflow the backward's 1/D in float16, and 0 · inf is NaN; found by the ci profile)
+        D = torch.where((D > 0) & (n_dead > 0), D, torch.ones_like(D))
     loss: Tensor = (s * ((e_hat - e) ** 2).sum(dim=(0, -1)) / D).sum()
     return loss
 
