@@ -129,7 +129,7 @@ def conformance(session: nox.Session, library: str) -> None:
         with open(f"{folder}/uninstall.txt") as fh:
             names = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
         if names:
-            session.run("pip", "uninstall", "-y", *names)
+            session.run_install("pip", "uninstall", "-y", *names)  # part of installing (--install-only too)
     for target in LIBRARIES[library]:
         session.run(
             "refsae",
