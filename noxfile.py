@@ -174,8 +174,18 @@ def selftest(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: the wall time of a full ci-profile conformance run of one adapter (CONF-5's goal:
-    under 120 s on 2 cores); writes benchmarks/results/conform.json. Timings are noisy: compare runs
-    made together."""
-    _install(session)
-    session.run("python", "benchmarks/bench_conform.py", *session.posargs, env=_env())
+    """Benchmarks (PERF-4): the training step against its GEMM floor, SAELens' step (installed here,
+    with conformance/sae_lens/'s pins) and a naive step, on CPU and, where one is visible, CUDA; then
+    the wall time of a full ci-profile conformance run (CONF-5). Writes benchmarks/results/step-*.json
+    and conform.json and prints the ratios. Timings are noisy: compare ratios of one run.
+    `nox -s bench -- --config relu_4096x512x4096` passes arguments to bench_step.py."""
+    session.install("torch==2.13.0")
+    folder = "conformance/sae_lens"
+    session.install("-c", f"{folder}/constraints.txt", "-r", f"{folder}/requirements.txt")
+    session.install("-c", f"{folder}/constraints.txt", "-e", ".")
+    session.run("python", "benchmarks/bench_step.py", *session.posargs, env=_env())
+    probe = "import torch; print(torch.cuda.is_available())"
+    if (session.run("python", "-c", probe, silent=True) or "").strip() == "True":
+        session.run("python", "benchmarks/bench_step.py", "--device", "cuda", *session.posargs, env=_env())
+    if not session.posargs:
+        session.run("python", "benchmarks/bench_conform.py", env=_env())

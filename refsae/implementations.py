@@ -42,11 +42,12 @@ def to_numpy(t: object) -> np.ndarray:
 
 
 class TorchImplementation:
-    """refsae.torch on one device."""
+    """refsae.torch on one device; with `fast=True`, the rows' fast paths (`Operation.fast`, PERF-1)."""
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", *, fast: bool = False) -> None:
         self.device = device
-        self.name = f"refsae.torch[{device}]"
+        self.fast = fast
+        self.name = f"refsae.torch{'.fast' if fast else ''}[{device}]"
         if torch.device(device).type == "cuda":
             # TOL-3 assumes float32 accumulation; cuBLAS may reduce half-precision GEMMs in half
             # precision unless told not to.
@@ -54,9 +55,10 @@ class TorchImplementation:
             torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
 
     def supports(self, operation: str) -> bool:
-        return operation in ops.BY_NAME
+        return operation in ops.BY_NAME and (not self.fast or ops.BY_NAME[operation].fast is not None)
 
     def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
         op = ops.get(operation)
         tensors = {k: to_tensor(v, case.dtype, self.device) for k, v in case.arrays.items()}
-        return {k: to_numpy(v) for k, v in op.call(op.torch, tensors, case.options).items()}
+        fn = op.fast if self.fast and op.fast is not None else op.torch
+        return {k: to_numpy(v) for k, v in op.call(fn, tensors, case.options).items()}

@@ -12,6 +12,7 @@ the clause index all read this table; adding an operation is adding a row.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,7 +56,10 @@ from refsae.oracle.optimizer import PARAMETERS
 from refsae.tolerances import DTYPES, Bound, leaf
 from refsae.torch import auxk as torch_auxk
 from refsae.torch import batchtopk_activation as torch_batchtopk
+from refsae.torch import fused as torch_fused
+from refsae.torch import fused_topk as torch_fused_topk
 from refsae.torch import gated_activation as torch_gated
+from refsae.torch import inplace as torch_inplace
 from refsae.torch import jumprelu_activation as torch_jumprelu
 from refsae.torch import optimizer as torch_optimizer
 from refsae.torch import topk_activation as torch_topk
@@ -114,6 +118,9 @@ class Operation:
     (e.g. the objective at a returned minimiser, where any minimiser is valid). Applied to both sides;
     `bounds` then describes the projected outputs."""
     edge_clauses: tuple[tuple[str, Callable[[Case], bool]], ...] = ()
+    fast: Callable[..., Any] | None = None
+    """refsae.torch's fast path for the row, where it has one (a hand-written backward in reused
+    buffers): checked against the oracle on the same cases and bounds as `torch` (PERF-1)."""
     """Clauses about an edge case (a zero decoder row, an instance with no dead latent), each with the
     predicate telling whether a case exercises it: a failure confined to such cases is the edge
     clause's alone, and the row's other clauses are judged on the other cases (CONF-10)."""
@@ -329,6 +336,7 @@ TABLE: tuple[Operation, ...] = (
         rt.loss_gradients,
         lambda dtype: cases.loss_cases(dtype, kink_margin=True, backward=True),
         lambda c, out: dict(bounds_gradients.loss_gradients(*_sae(c), c.options["l1_coefficient"], _c(c))),
+        fast=torch_fused.fused_loss_gradients,
     ),
     Operation(
         "renormalise_rows",
@@ -341,6 +349,7 @@ TABLE: tuple[Operation, ...] = (
         lambda dtype: cases.row_cases(dtype, with_grad=False),
         lambda c, out: {"W_dec": bounds_gradients.renormalise_rows(c.arrays["W_dec"])},
         edge_clauses=(("CON-2", _zero_row),),
+        fast=torch_inplace.renormalised,
     ),
     Operation(
         "remove_parallel_component",
@@ -357,6 +366,7 @@ TABLE: tuple[Operation, ...] = (
             )
         },
         edge_clauses=(("PAR-3", _zero_row),),
+        fast=torch_inplace.parallel_removed,
     ),
     Operation(
         "l0",
@@ -467,7 +477,7 @@ TABLE: tuple[Operation, ...] = (
         ("x", *(f"{g}.{k}" for g in ("param", "exp_avg", "exp_avg_sq") for k in PARAMETERS)),
         (*(f"{g}.{k}" for g in ("param", "exp_avg", "exp_avg_sq") for k in PARAMETERS), "loss"),
         oracle.training_step,
-        rt.training_step,
+        functools.partial(rt.training_step, backward="autograd"),
         cases_training.training_cases,
         lambda c, out: dict(
             bounds_training.training_step(
@@ -475,6 +485,7 @@ TABLE: tuple[Operation, ...] = (
             )
         ),
         ADAM_DTYPES,
+        fast=functools.partial(rt.training_step, backward="fused"),
     ),
     # --- dead latents (dead-latents.md) and resampling probabilities (resampling.md) ---
     # Integer-input rows run in float64 only: the case dtype converts float arrays, and they have none.
@@ -621,6 +632,7 @@ TABLE: tuple[Operation, ...] = (
         torch_topk.topk_loss_gradients,
         cases_topk.topk_loss_cases,
         lambda c, out: dict(bounds_gradients.loss_gradients(*_sae(c), c.options["l1_coefficient"], _c(c))),
+        fast=torch_fused_topk.topk_fused_loss_gradients,
     ),
     # --- JumpReLU (jumprelu.md) ---
     Operation(

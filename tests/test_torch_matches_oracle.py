@@ -27,3 +27,17 @@ def test_torch_operation_matches_the_oracle_within_the_tolerance_rule(
         f"only {outcome.examples} valid examples of {wanted}: the strategy filters too much"
     )
     assert outcome.worst_ratio <= 1.0
+
+
+FAST_ROWS = [(op, dtype) for op in ops.TABLE if op.fast is not None for dtype in op.dtypes]
+
+
+@pytest.mark.parametrize(("op", "dtype"), FAST_ROWS, ids=[f"{op.name}-{dtype}" for op, dtype in FAST_ROWS])
+def test_fast_path_matches_the_oracle_on_the_rows_own_cases_and_bounds(
+    op: ops.Operation, dtype: str, device: str
+) -> None:
+    """PERF-1: a fast path is held to exactly what its row's reference torch function is held to."""
+    outcome = check(op, TorchImplementation(device, fast=True), dtype)
+    assert outcome.status == "pass", outcome.failure
+    assert outcome.examples >= settings().max_examples
+    assert outcome.worst_ratio <= 1.0

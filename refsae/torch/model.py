@@ -16,7 +16,11 @@ from torch import Tensor, nn
 
 from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, check_coefficient
+from refsae.oracle.topk_activation import check_k
 from refsae.torch import functional as F
+from refsae.torch.fused import Workspace
+from refsae.torch.inplace import parallel_removed, remove_parallel_component_, renormalise_rows_
+from refsae.torch.topk_activation import topk, topk_total_loss
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class SAEConfig:
     l1_coefficient: float = 1e-3
     conventions: Conventions = field(default_factory=Conventions)
     parallel_grad_hook: bool = False
+    k: int | None = None
+    """TopK activation with this k (TOPK-3) instead of ReLU; the loss then decodes sparsely (TOPK-6)."""
     dtype: torch.dtype = torch.float32
     device: str | torch.device = "cpu"
 
@@ -44,10 +50,13 @@ class SAEConfig:
         if self.n_inst is not None and not (isinstance(self.n_inst, int) and self.n_inst >= 1):
             raise ValueError(f"n_inst must be None or an integer >= 1, got {self.n_inst!r}")
         check_coefficient("l1_coefficient", self.l1_coefficient)
+        if self.k is not None:
+            check_k(self.k, self.d_sae)
 
 
 class SAE(nn.Module):
-    """A ReLU sparse autoencoder whose every computation is a `refsae.torch.functional` call."""
+    """A ReLU (or, with `config.k`, TopK) sparse autoencoder whose every computation is a
+    `refsae.torch` function call."""
 
     def __init__(self, config: SAEConfig, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -61,15 +70,21 @@ class SAE(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros((*inst, config.d_sae), dtype=dtype, device=device))
         self.b_dec = nn.Parameter(torch.zeros((*inst, config.d_in), dtype=dtype, device=device))
         self._hook = None
+        self.workspace = Workspace()
+        """Buffers of the fused backward, kept between training steps (PERF-2)."""
         if config.parallel_grad_hook:
             self._hook = self.W_dec.register_hook(self._parallel_hook)  # type: ignore[no-untyped-call]
 
     def _parallel_hook(self, grad: Tensor) -> Tensor:
-        return F.remove_parallel_component(self.W_dec.detach(), grad)
+        return parallel_removed(self.W_dec.detach(), grad)
 
     @typechecked
     def encode(self, x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, "batch *inst d_sae"]:
-        return F.encode(x, self.W_enc, self.b_enc, self.b_dec, encode=self.config.conventions.encode)
+        encode = self.config.conventions.encode
+        if self.config.k is not None:
+            z = F.pre_activations(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
+            return topk(z, k=self.config.k)
+        return F.encode(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
 
     @typechecked
     def decode(self, f: Float[Tensor, "batch *inst d_sae"]) -> Float[Tensor, "batch *inst d_in"]:
@@ -85,7 +100,18 @@ class SAE(nn.Module):
 
     @typechecked
     def loss(self, x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, ""]:
-        """The total loss of LOSS-6 under the config's conventions."""
+        """The total loss of LOSS-6 (TOPK-6 for a TopK SAE) under the config's conventions."""
+        if self.config.k is not None:
+            return topk_total_loss(
+                x,
+                self.W_enc,
+                self.b_enc,
+                self.W_dec,
+                self.b_dec,
+                k=self.config.k,
+                l1_coefficient=self.config.l1_coefficient,
+                conventions=self.config.conventions,
+            )
         return F.total_loss(
             x,
             self.W_enc,
@@ -103,9 +129,9 @@ class SAE(nn.Module):
         if self._hook is not None:
             raise RuntimeError("the parallel-gradient hook is registered; removing twice is a no-op at best")
         if self.W_dec.grad is not None:
-            self.W_dec.grad.copy_(F.remove_parallel_component(self.W_dec, self.W_dec.grad))
+            remove_parallel_component_(self.W_dec, self.W_dec.grad)
 
     @torch.no_grad()
     def constrain_(self) -> None:
         """Renormalise the rows of W_dec in place (CON-1); call after `optimizer.step()` (CON-3)."""
-        self.W_dec.copy_(F.renormalise_rows(self.W_dec))
+        renormalise_rows_(self.W_dec)

@@ -17,29 +17,72 @@ from jaxtyping import Float, Shaped
 from torch import Tensor
 
 from refsae._typecheck import typechecked
-from refsae.conventions import Conventions
+from refsae.conventions import Conventions, check_choice
 from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters
 from refsae.torch._validate import finite, same_dtype_and_device
 from refsae.torch.functional import row_scale
+from refsae.torch.fused import fused_loss_and_gradients
+from refsae.torch.fused_topk import topk_fused_loss_and_gradients
+from refsae.torch.inplace import remove_parallel_component_
 from refsae.torch.model import SAE, SAEConfig
 from refsae.torch.optimizer import check_parameter_maps
 
 TensorMap = Mapping[str, Tensor]
 
 
-def train_step_(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor) -> Tensor:
+BACKWARDS = ("fused", "autograd")
+
+
+def train_step_(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor, *, backward: str = "fused") -> Tensor:
     """One step in the specified order (STEP-1); parallel removal and the constraint only under the
-    `constrained` decoder (STEP-2). Returns the loss before the step."""
-    optimizer.zero_grad(set_to_none=True)
-    loss = sae.loss(x)
-    loss.backward()  # type: ignore[no-untyped-call]
+    `constrained` decoder (STEP-2). Returns the loss before the step.
+
+    `backward="fused"` (default) computes the loss and all four gradients by the hand-written backward
+    of `refsae.torch.fused` (ReLU; into the parameters' existing `.grad` tensors) or
+    `refsae.torch.fused_topk` (TopK SAEs) in the model's workspace (PERF-1..PERF-3); `"autograd"` runs
+    `sae.loss(x).backward()`. Both are checked against the oracle."""
+    check_choice("backward", backward, BACKWARDS)
     constrained = sae.config.conventions.decoder == "constrained"
-    if constrained and sae._hook is None:
-        sae.remove_parallel_grad_()
+    if backward == "autograd":
+        optimizer.zero_grad(set_to_none=True)
+        loss = sae.loss(x)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if constrained and sae._hook is None:
+            sae.remove_parallel_grad_()
+    else:
+        loss = _fused_backward(sae, x)
+        if constrained:  # a registered hook never fires without autograd: remove here either way (PAR-4)
+            _remove_parallel_in_place(sae)
     optimizer.step()
     if constrained:
         sae.constrain_()
     return loss.detach()
+
+
+def _fused_backward(sae: SAE, x: Tensor) -> Tensor:
+    params = {name: getattr(sae, name) for name in PARAMETERS}
+    args = (x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)
+    lam, c, ws = sae.config.l1_coefficient, sae.config.conventions, sae.workspace
+    if sae.config.k is not None:
+        loss, grads = topk_fused_loss_and_gradients(
+            *args, k=sae.config.k, l1_coefficient=lam, conventions=c, workspace=ws
+        )
+    else:
+        out = {n: p.grad for n, p in params.items() if p.grad is not None and p.grad.shape == p.shape}
+        loss, grads = fused_loss_and_gradients(
+            *args, l1_coefficient=lam, conventions=c, workspace=ws, out=out
+        )
+    for name, p in params.items():
+        if p.grad is not grads[name]:
+            p.grad = grads[name]
+    return loss
+
+
+@torch.no_grad()
+def _remove_parallel_in_place(sae: SAE) -> None:
+    grad = sae.W_dec.grad
+    assert grad is not None
+    remove_parallel_component_(sae.W_dec, grad)
 
 
 def training_step(
@@ -56,6 +99,7 @@ def training_step(
     adam_eps: float = 1e-8,
     weight_decay: float = 0.0,
     order: str = "specified",
+    backward: str = "fused",
 ) -> dict[str, Any]:
     """Functional twin of `train_step_` with the oracle's signature (the `specified` order only)."""
     if order != "specified":
@@ -86,7 +130,7 @@ def training_step(
             "exp_avg": exp_avg[name].detach().clone(),
             "exp_avg_sq": exp_avg_sq[name].detach().clone(),
         }
-    loss = train_step_(sae, optimizer, x)
+    loss = train_step_(sae, optimizer, x, backward=backward)
     return {
         "param": {n: getattr(sae, n).detach() for n in PARAMETERS},
         "exp_avg": {n: optimizer.state[getattr(sae, n)]["exp_avg"] for n in PARAMETERS},
