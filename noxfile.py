@@ -176,9 +176,10 @@ def selftest(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (PERF-4): the training step against its GEMM floor, SAELens' step (installed here,
     with conformance/sae_lens/'s pins) and a naive step, on CPU and, where one is visible, CUDA; then
-    the wall time of a full ci-profile conformance run (CONF-5). Writes benchmarks/results/step-*.json
-    and conform.json and prints the ratios. Timings are noisy: compare ratios of one run.
-    `nox -s bench -- --config relu_4096x512x4096` passes arguments to bench_step.py."""
+    the wall time of a full ci-profile conformance run (CONF-5). Writes benchmarks/results/step-*.json,
+    README.md's performance table and conform.json, and prints the ratios. Timings are noisy: compare
+    ratios of one run. `nox -s bench -- --config relu_4096x512x4096` passes arguments to bench_step.py
+    (then only that is run, and nothing is written)."""
     session.install("torch==2.13.0")
     folder = "conformance/sae_lens"
     session.install("-c", f"{folder}/constraints.txt", "-r", f"{folder}/requirements.txt")
@@ -187,5 +188,6 @@ def bench(session: nox.Session) -> None:
     probe = "import torch; print(torch.cuda.is_available())"
     if (session.run("python", "-c", probe, silent=True) or "").strip() == "True":
         session.run("python", "benchmarks/bench_step.py", "--device", "cuda", *session.posargs, env=_env())
-    if not session.posargs:
+    if not session.posargs:  # a full run: README's table follows the new results
+        session.run("python", "benchmarks/bench_step.py", "--readme", env=_env())
         session.run("python", "benchmarks/bench_conform.py", env=_env())

@@ -44,6 +44,21 @@ def _params(dtype: torch.dtype = torch.float64, seed: int = 0) -> dict[str, torc
     }
 
 
+def _bench() -> Any:
+    """benchmarks/bench_step.py as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_step.py"
+    spec = importlib.util.spec_from_file_location("bench_step", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_step"] = bench
+    spec.loader.exec_module(bench)
+    return bench
+
+
 def _buffers(ws: Workspace) -> set[int]:
     return {t.untyped_storage().data_ptr() for t in ws._buffers.values()}
 
@@ -209,17 +224,9 @@ def test_the_benchmark_runs_every_implementation_and_derives_its_ratios_from_its
     """PERF-4: `benchmarks/bench_step.py` on the tiny configurations writes, per configuration, the
     raw times of every implementation, ratios that are quotients of the medians, the model sizes and
     a peak per implementation; SAELens is either timed or skipped with the reason."""
-    import importlib.util
     import json
-    import sys
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_step.py"
-    spec = importlib.util.spec_from_file_location("bench_step", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_step"] = bench
-    spec.loader.exec_module(bench)
+    bench = _bench()
     out = tmp_path / "step.json"
     argv = ["--config", "tiny", "--config", "tiny_topk", "--reps", "3", "--warmup", "1", "--out", str(out)]
     assert bench.main(argv) == 0
@@ -239,3 +246,13 @@ def test_the_benchmark_runs_every_implementation_and_derives_its_ratios_from_its
         assert set(result["peak_bytes"]) == set(seconds) - {"floor"}
         assert all(isinstance(v, int) for v in result["peak_bytes"].values())
         assert result["model_bytes"]["activation"] == result["batch"] * result["d_sae"] * 4
+
+
+def test_the_readme_performance_table_is_the_committed_results() -> None:
+    """PERF-4: README.md's table is `bench_step.py --readme` of benchmarks/results/step-*.json (which
+    `nox -s bench` rewrites together), so the quoted ratios are the committed measurements."""
+    bench = _bench()
+    readme = bench.README.read_text(encoding="utf-8")
+    block = readme.split(bench.START, 1)[1].split(bench.END, 1)[0]
+    assert block.strip() == bench.readme_block().strip()
+    assert "step-cpu.json" in block

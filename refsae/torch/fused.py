@@ -133,7 +133,7 @@ def fused_loss_and_gradients(
                       l1_coefficient, c, ws, out)
 
 
-def _target(out: dict[str, Tensor], name: str, like: Tensor) -> Tensor | None:
+def target(out: dict[str, Tensor], name: str, like: Tensor) -> Tensor | None:
     t = out.get(name)
     if t is None:
         return None
@@ -182,14 +182,14 @@ def _fused(
 
     # backward: g_xhat = c r (in place), ∂L/∂Ŵ = fᵀ g_xhat, g_f, masked in place into g_z
     g = r.mul_(2 / denominator if isinstance(denominator, float) else (2 / denominator)[..., None, None])
-    G_hat = _mm(f.mT, g, out=_target(out, "W_dec", W_dec) if c.decoder == "constrained" else None)
-    grad_b_dec = torch.sum(g, dim=-2, out=_target(out, "b_dec", b_dec))
+    G_hat = _mm(f.mT, g, out=target(out, "W_dec", W_dec) if c.decoder == "constrained" else None)
+    grad_b_dec = torch.sum(g, dim=-2, out=target(out, "b_dec", b_dec))
     bias = torch.broadcast_to(
         torch.as_tensor(penalty_per_latent, dtype=x.dtype, device=x.device), b_enc.shape
     )
     g_z = _masked_latent_gradient(bias, g, W_hat, f, ws)
-    grad_b_enc = torch.sum(g_z, dim=-2, out=_target(out, "b_enc", b_enc))
-    grad_W_enc = _mm(u.mT, g_z, out=_target(out, "W_enc", W_enc))
+    grad_b_enc = torch.sum(g_z, dim=-2, out=target(out, "b_enc", b_enc))
+    grad_W_enc = _mm(u.mT, g_z, out=target(out, "W_enc", W_enc))
     if c.encode == "tied":
         grad_b_dec.sub_(_mm(W_enc, grad_b_enc[..., None])[..., 0])  # − W_enc (Σ_b g_z) (GRAD-4)
 
@@ -198,7 +198,7 @@ def _fused(
         unit_scale = torch.where(norms > 0, f_sum * (lam / batch) / torch.where(norms > 0, norms, 1), 0)
         grad_W_dec.add_(W_dec * unit_scale[..., None])
     if c.decoder != "constrained" and "W_dec" in out:
-        grad_W_dec = _target(out, "W_dec", W_dec).copy_(grad_W_dec)  # type: ignore[union-attr]
+        grad_W_dec = target(out, "W_dec", W_dec).copy_(grad_W_dec)  # type: ignore[union-attr]
     return loss, {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
 
 

@@ -39,6 +39,7 @@ from refsae.torch.fused import (
     normalisation_backward,
     reconstruction_denominator,
     row_norms,
+    target,
 )
 
 
@@ -93,6 +94,7 @@ def _one_instance(
     lam: float,
     c: Conventions,
     ws: Workspace,
+    out: dict[str, Tensor],
 ) -> tuple[Tensor, dict[str, Tensor]]:
     batch, d_in, d_sae = x.shape[0], x.shape[-1], W_enc.shape[-1]
     u = torch.sub(x, b_dec, out=ws.get("u", (batch, d_in), x)) if c.encode == "tied" else x
@@ -117,8 +119,8 @@ def _one_instance(
     g_z = g_f.mul_(active)
     flat = idx.reshape(-1)
     grad_b_enc = torch.zeros_like(b_enc).index_add_(0, flat, g_z.reshape(-1))
-    enc_rows = bags.weight_gradient(u, g_z)
-    grad_W_enc = enc_rows.mT.contiguous()  # (d_sae, d_in) rows → (d_in, d_sae)
+    enc_rows = bags.weight_gradient(u, g_z)  # (d_sae, d_in): rows of ∂L/∂W_encᵀ
+    grad_W_enc = out["W_enc"].copy_(enc_rows.mT) if "W_enc" in out else enc_rows.mT.contiguous()
     grad_b_dec = g.sum(dim=0)
     if c.encode == "tied":
         grad_b_dec.sub_(W_enc @ grad_b_enc)
@@ -142,10 +144,12 @@ def topk_fused_loss_and_gradients(
     l1_coefficient: float = 0.0,
     conventions: Conventions = Conventions(),
     workspace: Workspace | None = None,
+    out: dict[str, Tensor] | None = None,
 ) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
     """(TopK total loss of TOPK-6, its gradients keyed W_enc, b_enc, W_dec, b_dec) with the sparse
     backward above, every convention (PERF-3). No (batch, d_sae) tensor but the encoder's output, which
-    lives in `workspace` between calls; no autograd graph is left behind."""
+    lives in `workspace` between calls; no autograd graph is left behind. `out["W_enc"]`, when given
+    (without instances), receives W_enc's gradient in place (the transposition writes into it)."""
     check_coefficient("l1_coefficient", l1_coefficient)
     check_k(k, W_enc.shape[-1])
     c = conventions
@@ -161,9 +165,11 @@ def topk_fused_loss_and_gradients(
     p = [t.detach() for t in (W_enc, b_enc, W_dec, b_dec)]
     with torch.no_grad():
         if x.dim() == 2:
-            return _one_instance(x.detach(), p[0], p[1], p[2], p[3], k, l1_coefficient, c, ws)
+            given = target(out or {}, "W_enc", W_enc)
+            into = {} if given is None else {"W_enc": given}
+            return _one_instance(x.detach(), p[0], p[1], p[2], p[3], k, l1_coefficient, c, ws, into)
         parts = [
-            _one_instance(x[:, i].detach(), p[0][i], p[1][i], p[2][i], p[3][i], k, l1_coefficient, c, ws)
+            _one_instance(x[:, i].detach(), p[0][i], p[1][i], p[2][i], p[3][i], k, l1_coefficient, c, ws, {})
             for i in range(x.shape[1])
         ]
     loss = torch.stack([part[0] for part in parts]).sum()

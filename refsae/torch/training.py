@@ -63,12 +63,12 @@ def _fused_backward(sae: SAE, x: Tensor) -> Tensor:
     params = {name: getattr(sae, name) for name in PARAMETERS}
     args = (x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)
     lam, c, ws = sae.config.l1_coefficient, sae.config.conventions, sae.workspace
+    out = {n: p.grad for n, p in params.items() if p.grad is not None and p.grad.shape == p.shape}
     if sae.config.k is not None:
         loss, grads = topk_fused_loss_and_gradients(
-            *args, k=sae.config.k, l1_coefficient=lam, conventions=c, workspace=ws
+            *args, k=sae.config.k, l1_coefficient=lam, conventions=c, workspace=ws, out=out
         )
     else:
-        out = {n: p.grad for n, p in params.items() if p.grad is not None and p.grad.shape == p.shape}
         loss, grads = fused_loss_and_gradients(
             *args, l1_coefficient=lam, conventions=c, workspace=ws, out=out
         )
