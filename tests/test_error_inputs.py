@@ -1,5 +1,5 @@
 """Bad input gets a clear error, in the oracle and in refsae.torch alike (NOT-3, NOT-5..NOT-7,
-DEC-5, LOSS-7, LOSS-8, MET-2). Every row of the operation table is covered."""
+DEC-5, LOSS-7, LOSS-8, MET-2). Every row of the operation table is covered, fast paths included."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def _run(op: ops.Operation, side: str, case: Case) -> Any:
     if side == "oracle":
         return op.call(op.oracle, case.arrays, case.options)
     tensors = {k: torch.from_numpy(np.array(v)) for k, v in case.arrays.items()}
-    return op.call(op.torch, tensors, case.options)
+    fn = op.fast if side == "fast" else op.torch
+    assert fn is not None
+    return op.call(fn, tensors, case.options)
 
 
 def _with(case: Case, **arrays: np.ndarray) -> Case:
@@ -34,7 +36,9 @@ def _with(case: Case, **arrays: np.ndarray) -> Case:
 
 
 def _rows(predicate: Callable[[ops.Operation], bool]) -> list[tuple[ops.Operation, str]]:
-    return [(op, side) for op in ops.TABLE if predicate(op) for side in SIDES]
+    """Each row on each side, and on its fast path where it has one (PERF-1)."""
+    fast = [(op, "fast") for op in ops.TABLE if op.fast is not None and predicate(op)]
+    return [(op, side) for op in ops.TABLE if predicate(op) for side in SIDES] + fast
 
 
 def _ids(rows: list[tuple[ops.Operation, str]]) -> list[str]:

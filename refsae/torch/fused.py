@@ -25,12 +25,7 @@ from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.conventions import (
-    DECODER,
-    ENCODE,
-    RECONSTRUCTION,
-    SPARSITY,
     Conventions,
-    check_choice,
     check_coefficient,
 )
 from refsae.torch import _validate
@@ -116,21 +111,21 @@ def fused_loss_and_gradients(
     `workspace` holds the (batch, d_sae) buffers between calls (a fresh one when None); `out` maps a
     parameter name to a tensor of the gradient's shape to write it into (e.g. the parameter's
     existing `.grad`). The inputs are never written to. No autograd graph is built."""
-    check_coefficient("l1_coefficient", l1_coefficient)
+    check_inputs(x, W_enc, b_enc, W_dec, b_dec, l1_coefficient)
     c = conventions
-    for axis, value, allowed in (
-        ("encode", c.encode, ENCODE),
-        ("decoder", c.decoder, DECODER),
-        ("reconstruction", c.reconstruction, RECONSTRUCTION),
-        ("sparsity", c.sparsity, SPARSITY),
-    ):
-        check_choice(axis, value, allowed)
-    _validate.check(batch=x, x=x, W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec)
     ws = Workspace() if workspace is None else workspace
     out = {} if out is None else out
     with torch.no_grad():
         return _fused(x.detach(), W_enc.detach(), b_enc.detach(), W_dec.detach(), b_dec.detach(),
                       l1_coefficient, c, ws, out)
+
+
+def check_inputs(x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, lam: float) -> None:
+    """The value checks of a fused entry point (shapes are its annotations', conventions are checked
+    when a `Conventions` is made): λ >= 0 and finite (LOSS-7); one dtype and device, a non-empty batch,
+    finite values (NOT-5..NOT-7)."""
+    check_coefficient("l1_coefficient", lam)
+    _validate.check(batch=x, x=x, W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec)
 
 
 def target(out: dict[str, Tensor], name: str, like: Tensor) -> Tensor | None:

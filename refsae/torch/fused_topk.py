@@ -23,19 +23,13 @@ from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.conventions import (
-    DECODER,
-    ENCODE,
-    RECONSTRUCTION,
-    SPARSITY,
     Conventions,
-    check_choice,
-    check_coefficient,
 )
 from refsae.oracle.topk_activation import check_k
-from refsae.torch import _validate
 from refsae.torch.functional import decoder_directions
 from refsae.torch.fused import (
     Workspace,
+    check_inputs,
     normalisation_backward,
     reconstruction_denominator,
     row_norms,
@@ -150,17 +144,9 @@ def topk_fused_loss_and_gradients(
     backward above, every convention (PERF-3). No (batch, d_sae) tensor but the encoder's output, which
     lives in `workspace` between calls; no autograd graph is left behind. `out["W_enc"]`, when given
     (without instances), receives W_enc's gradient in place (the transposition writes into it)."""
-    check_coefficient("l1_coefficient", l1_coefficient)
     check_k(k, W_enc.shape[-1])
+    check_inputs(x, W_enc, b_enc, W_dec, b_dec, l1_coefficient)
     c = conventions
-    for axis, value, allowed in (
-        ("encode", c.encode, ENCODE),
-        ("decoder", c.decoder, DECODER),
-        ("reconstruction", c.reconstruction, RECONSTRUCTION),
-        ("sparsity", c.sparsity, SPARSITY),
-    ):
-        check_choice(axis, value, allowed)
-    _validate.check(batch=x, x=x, W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec)
     ws = Workspace() if workspace is None else workspace
     p = [t.detach() for t in (W_enc, b_enc, W_dec, b_dec)]
     with torch.no_grad():

@@ -46,29 +46,29 @@ def _rowdot(a: Tensor, b: Tensor) -> Tensor:
 
 
 @typechecked
-@torch.no_grad()
 def renormalise_rows_(W_dec: Float[Tensor, "*inst d_sae d_in"]) -> Float[Tensor, "*inst d_sae d_in"]:
-    """`renormalise_rows` in place (CON-1, CON-2); returns `W_dec`."""
+    """`renormalise_rows` in place (CON-1, CON-2); returns `W_dec` (a parameter too: no graph)."""
     _validate.check(W_dec=W_dec)
-    if not squares_are_safe(W_dec):
-        return W_dec.copy_(renormalise_rows(W_dec))
-    n = torch.linalg.vector_norm(W_dec, dim=-1, keepdim=True)
-    return W_dec.div_(n.masked_fill_(n == 0, 1))  # a zero row stays zero (CON-2)
+    with torch.no_grad():
+        if not squares_are_safe(W_dec):
+            return W_dec.copy_(renormalise_rows(W_dec))
+        n = torch.linalg.vector_norm(W_dec, dim=-1, keepdim=True)
+        return W_dec.div_(n.masked_fill_(n == 0, 1))  # a zero row stays zero (CON-2)
 
 
 @typechecked
-@torch.no_grad()
 def remove_parallel_component_(
     W_dec: Float[Tensor, "*inst d_sae d_in"], grad_W_dec: Float[Tensor, "*inst d_sae d_in"]
 ) -> Float[Tensor, "*inst d_sae d_in"]:
     """`remove_parallel_component` in place on `grad_W_dec` (PAR-1..PAR-3); returns it."""
     _validate.check(W_dec=W_dec, grad_W_dec=grad_W_dec)
-    if not squares_are_safe(W_dec):
-        return grad_W_dec.copy_(remove_parallel_component(W_dec, grad_W_dec))
-    sq = _rowdot(W_dec, W_dec)
-    dot = _rowdot(grad_W_dec, W_dec)
-    coeff = torch.where(sq > 0, dot / sq.masked_fill(sq == 0, 1), 0)  # zero rows keep their gradient
-    return grad_W_dec.addcmul_(W_dec, coeff[..., None], value=-1)
+    with torch.no_grad():
+        if not squares_are_safe(W_dec):
+            return grad_W_dec.copy_(remove_parallel_component(W_dec, grad_W_dec))
+        sq = _rowdot(W_dec, W_dec)
+        dot = _rowdot(grad_W_dec, W_dec)
+        coeff = torch.where(sq > 0, dot / sq.masked_fill(sq == 0, 1), 0)  # zero rows keep their gradient
+        return grad_W_dec.addcmul_(W_dec, coeff[..., None], value=-1)
 
 
 def renormalised(W_dec: Tensor) -> Tensor:
