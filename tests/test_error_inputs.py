@@ -206,3 +206,20 @@ def test_torch_rejects_sparse_tensors() -> None:
     """NOT-7: hypothesis-torch would happily draw sparse layouts; refsae.torch refuses them clearly."""
     with pytest.raises((TypeError, jaxtyping.TypeCheckError)):
         rt.renormalise_rows(torch.eye(3).to_sparse())
+
+
+def test_no_typechecked_function_has_another_decorator_under_the_check() -> None:
+    """NOT-3: `@typechecked` directly above another decorator (e.g. `@torch.no_grad()`) decorates a
+    `functools.wraps` wrapper, and in a module with `from __future__ import annotations` beartype then
+    checked nothing (measured on refsae.torch.inplace: wrong shapes reached the kernels). Such
+    functions put the context manager inside their body instead."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "refsae"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines[:-1]):
+            if line.strip() == "@typechecked" and lines[i + 1].lstrip().startswith("@"):
+                offenders.append(f"{path.relative_to(root.parent)}:{i + 1}")
+    assert not offenders, offenders
