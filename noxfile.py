@@ -60,6 +60,7 @@ def tests_cuda(session: nox.Session) -> None:
         session.skip("no CUDA device: torch.cuda.is_available() is False on this machine")
     session.run("pytest", "-q", "tests", *session.posargs, env=_env(REFSAE_DEVICE="cuda"))
     session.run("refsae", "check", "--device", "cuda", env=_env())
+    session.run("refsae", "check", "--device", "cuda", "--fast", env=_env())
 
 
 @nox.session
@@ -89,6 +90,7 @@ def check(session: nox.Session) -> None:
     """The main job: refsae.torch against the oracle, one table row per operation and dtype."""
     _install(session, extras="dev")
     session.run("refsae", "check", *session.posargs, env=_env())
+    session.run("refsae", "check", "--fast", *session.posargs, env=_env())  # the fast paths (PERF-1)
 
 
 LIBRARIES: dict[str, tuple[str, ...]] = {

@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--ops", default=None, help="comma-separated operation names (default: all)")
     chk.add_argument("--dtypes", default=None, help=f"comma-separated dtypes (default: {','.join(DTYPES)})")
     chk.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    chk.add_argument(
+        "--fast",
+        action="store_true",
+        help="check the rows' fast paths instead (PERF-1); rows without one are left out",
+    )
     con = sub.add_parser("conform", help="the conformance suite: check a library's SAE clause by clause")
     con.add_argument("target", help="a built-in adapter (refsae, sae_lens, ...) or module:factory")
     con.add_argument("--profile", choices=profiles.PROFILES, default=None, help="dev | ci | thorough")
@@ -162,7 +167,11 @@ def run_check(args: argparse.Namespace) -> int:
             raise SystemExit(
                 f"refsae check: device {args.device!r} is not available (cpu, or cuda with a GPU)"
             )
-    impl = TorchImplementation(args.device)
+    impl = TorchImplementation(args.device, fast=args.fast)
+    if args.fast:
+        selected = [op for op in selected if op.fast is not None]
+        if not selected:
+            raise SystemExit("refsae check: none of the selected operations has a fast path")
     print(f"refsae {__version__}: {impl.name} against refsae.oracle, profile {profile}", flush=True)
     print("worst ratio = max over examples and elements of |torch − oracle| / allowed error (pass <= 1)\n")
     print("| operation | dtype | examples | worst ratio | result | seconds |")

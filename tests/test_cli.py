@@ -25,9 +25,21 @@ def test_check_prints_one_passing_row_per_operation_and_dtype(capsys: pytest.Cap
     assert len(rows) == 4 and "all operations pass" in out
 
 
+def test_check_fast_runs_the_fast_paths_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """PERF-1, CHK-3: `--fast` checks `Operation.fast` of the selected rows and leaves out the others."""
+    argv = ["check", "--fast", "--ops", "encode,loss_gradients", "--dtypes", "float32", "--max-examples", "5"]
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "refsae.torch.fast[cpu]" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "PASS" in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["loss_gradients"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
+        ["check", "--fast", "--ops", "encode"],
         ["check", "--ops", "nope"],
         ["check", "--dtypes", "float8"],
         ["check", "--max-examples", "0"],
