@@ -8,6 +8,8 @@ For each configuration, in one process and one run (ratios are only meaningful w
 - `refsae`: `refsae.torch.train_step_` (fused backward, the default) with `torch.optim.Adam(fused=True)`;
   forward, loss, backward, parallel-gradient removal, Adam, unit-norm constraint;
 - `refsae_autograd`: the same step with `backward="autograd"`;
+- `compiled`: that autograd step with `sae.loss` compiled by `torch.compile` (inductor; compilation
+  happens in the warm-up);
 - `naive`: seed 003's formulation (two nn.Linear, summed-over-d_in squared error, L1, autograd,
   `torch.optim.Adam()`); for TopK, `dense_decode`: the same TopK SAE decoding a dense (batch, d_sae) f;
 - `sae_lens`: SAELens' own `SAETrainer._train_step` on its `StandardTrainingSAE` / `TopKTrainingSAE`
@@ -138,6 +140,28 @@ def build_refsae_autograd(cfg: Config, dtype: torch.dtype, device: str) -> Calla
     return _refsae(cfg, dtype, device, "autograd")
 
 
+def build_compiled(cfg: Config, dtype: torch.dtype, device: str) -> Callable[[], Any]:
+    """refsae's autograd step with its loss (forward and, through AOTAutograd, backward) compiled by
+    `torch.compile` (inductor); removal, Adam and the constraint as in the step. The first calls
+    compile: the warm-up absorbs them."""
+    from refsae.torch import SAE, SAEConfig
+
+    config = SAEConfig(cfg.d_in, cfg.d_sae, l1_coefficient=L1, k=cfg.k, dtype=dtype, device=device)
+    sae = SAE(config, generator=torch.Generator().manual_seed(0))
+    opt = _adam(sae.parameters(), device)
+    x = _x(cfg, dtype, device)
+    loss = torch.compile(sae.loss)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss(x).backward()  # type: ignore[no-untyped-call]
+        sae.remove_parallel_grad_()
+        opt.step()
+        sae.constrain_()
+
+    return step
+
+
 class SeedSAE(nn.Module):
     """Seed 003's SparseAutoEncoder: nn.Linear encoder and decoder, ReLU."""
 
@@ -220,6 +244,7 @@ BUILDERS: dict[str, Callable[[Config, torch.dtype, str], Callable[[], Any]]] = {
     "floor": build_floor,
     "refsae": build_refsae,
     "refsae_autograd": build_refsae_autograd,
+    "compiled": build_compiled,
     "naive": build_naive,
     "dense_decode": build_dense_decode,
     "sae_lens": build_sae_lens,
@@ -228,8 +253,8 @@ BUILDERS: dict[str, Callable[[Config, torch.dtype, str], Callable[[], Any]]] = {
 
 def implementations(cfg: Config) -> list[str]:
     if cfg.k is None:
-        return ["floor", "refsae", "refsae_autograd", "naive", "sae_lens"]
-    return ["floor", "refsae", "refsae_autograd", "dense_decode", "sae_lens"]
+        return ["floor", "refsae", "refsae_autograd", "compiled", "naive", "sae_lens"]
+    return ["floor", "refsae", "refsae_autograd", "compiled", "dense_decode", "sae_lens"]
 
 
 # --- memory ---------------------------------------------------------------------------------------------
@@ -293,13 +318,22 @@ def model_bytes(cfg: Config, dtype: torch.dtype) -> dict[str, int]:
 
 
 def run_config(
-    cfg: Config, dtype: torch.dtype, device: str, reps: int, warmup: int, memory: bool
+    cfg: Config,
+    dtype: torch.dtype,
+    device: str,
+    reps: int,
+    warmup: int,
+    memory: bool,
+    skip: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"config": cfg.name, "batch": cfg.batch, "d_in": cfg.d_in, "d_sae": cfg.d_sae}
     result.update({"k": cfg.k, "dtype": str(dtype).removeprefix("torch."), "device": device})
     times: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for impl in implementations(cfg):
+        if impl in skip:
+            skipped[impl] = "--skip"
+            continue
         try:
             step = BUILDERS[impl](cfg, dtype, device)
         except Exception as e:  # a library that is not installed or refuses the configuration
@@ -317,7 +351,7 @@ def run_config(
     for impl in med:
         if impl != "floor" and "floor" in med:
             ratios[f"{impl}/floor"] = med[impl] / med["floor"]
-    for other in ("sae_lens", "naive", "dense_decode", "refsae_autograd"):
+    for other in ("sae_lens", "naive", "dense_decode", "refsae_autograd", "compiled"):
         if other in med and "refsae" in med:
             ratios[f"{other}/refsae"] = med[other] / med["refsae"]
     result["ratios"] = ratios
@@ -365,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--skip", action="append", default=[], help="an implementation to leave out (repeatable)")
     p.add_argument(
         "--out",
         type=Path,
@@ -391,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = CONFIGS[name]
             print(f"{name} {dtype} {device}", file=sys.stderr)
             memory = not args.no_memory
-            results.append(run_config(cfg, getattr(torch, dtype), device, args.reps, args.warmup, memory))
+            skip = tuple(args.skip)
+            result = run_config(cfg, getattr(torch, dtype), device, args.reps, args.warmup, memory, skip)
+            results.append(result)
     report = {
         "environment": environment(device),
         "reps": args.reps,
@@ -440,8 +477,8 @@ def summary(report: dict[str, Any]) -> str:
     """The ratios as a Markdown table (also what README's performance section quotes)."""
     lines = [
         "| configuration | dtype | device | step (ms) | step / floor | SAELens / refsae "
-        "| naive or dense / refsae | peak / (params + Adam + activation) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| naive or dense / refsae | torch.compile / refsae | peak / (params + Adam + activation) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         s, q = r["seconds"], r["ratios"]
@@ -453,7 +490,7 @@ def summary(report: dict[str, Any]) -> str:
             mem = f"{r['peak_bytes']['refsae'] / (m['params'] + m['adam_state'] + m['activation']):.2f}"
         lines.append(
             f"| {r['config']} | {r['dtype']} | {r['device']} | {step} | {_fmt(q.get('refsae/floor'))} | "
-            f"{_fmt(q.get('sae_lens/refsae'))} | {_fmt(base)} | {mem} |"
+            f"{_fmt(q.get('sae_lens/refsae'))} | {_fmt(base)} | {_fmt(q.get('compiled/refsae'))} | {mem} |"
         )
     return "\n".join(lines)
 

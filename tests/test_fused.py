@@ -229,6 +229,7 @@ def test_the_benchmark_runs_every_implementation_and_derives_its_ratios_from_its
     bench = _bench()
     out = tmp_path / "step.json"
     argv = ["--config", "tiny", "--config", "tiny_topk", "--reps", "3", "--warmup", "1", "--out", str(out)]
+    argv += ["--skip", "compiled"]  # compiling takes tens of seconds; the builder is the eager step's
     assert bench.main(argv) == 0
     report = json.loads(out.read_text())
     assert report["environment"]["torch"] == torch.__version__
@@ -236,6 +237,7 @@ def test_the_benchmark_runs_every_implementation_and_derives_its_ratios_from_its
         seconds = result["seconds"]
         assert {"floor", "refsae", "refsae_autograd", baseline} <= set(seconds)
         assert "sae_lens" in seconds or "sae_lens" in result["skipped"]
+        assert result["skipped"]["compiled"] == "--skip"
         for impl, timing in seconds.items():
             assert len(timing["times_s"]) == 3
             assert timing["median_s"] == sorted(timing["times_s"])[1]
