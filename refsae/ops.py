@@ -118,12 +118,13 @@ class Operation:
     (e.g. the objective at a returned minimiser, where any minimiser is valid). Applied to both sides;
     `bounds` then describes the projected outputs."""
     edge_clauses: tuple[tuple[str, Callable[[Case], bool]], ...] = ()
-    fast: Callable[..., Any] | None = None
-    """refsae.torch's fast path for the row, where it has one (a hand-written backward in reused
-    buffers): checked against the oracle on the same cases and bounds as `torch` (PERF-1)."""
     """Clauses about an edge case (a zero decoder row, an instance with no dead latent), each with the
     predicate telling whether a case exercises it: a failure confined to such cases is the edge
     clause's alone, and the row's other clauses are judged on the other cases (CONF-10)."""
+    fast: Callable[..., Any] | None = None
+    """refsae.torch's fast path for the row, where it has one (a hand-written backward in reused
+    buffers, an in-place constraint): checked against the oracle on the same cases and bounds as
+    `torch` (PERF-1)."""
 
     def call(
         self, fn: Callable[..., Any], arrays: Mapping[str, Any], options: Mapping[str, Any]

@@ -136,15 +136,21 @@ def reconstruction_loss(
     """`sum` (LOSS-1), `mean` (LOSS-2) or `fvu` (LOSS-3) reconstruction loss."""
     check_choice("reconstruction", reconstruction, RECONSTRUCTION)
     _validate.check(batch=x, x=x, x_hat=x_hat)
-    squared = _batch_and_dim_sum((x_hat - x) ** 2)
+    return _batch_and_dim_sum((x_hat - x) ** 2) / reconstruction_denominator(x, reconstruction)
+
+
+def reconstruction_denominator(x: Tensor, reconstruction: str) -> Tensor | float:
+    """D in the reconstruction loss Σ r² / D: B (sum, LOSS-1), B·d_in (mean, LOSS-2), the total
+    variance per instance (fvu, LOSS-3, which is undefined where it is 0); g_xhat = (2/D) r (GRAD-2)."""
+    batch, d_in = x.shape[0], x.shape[-1]
     if reconstruction == "sum":
-        return squared / x.shape[0]
+        return float(batch)
     if reconstruction == "mean":
-        return squared / (x.shape[0] * x.shape[-1])
+        return float(batch * d_in)
     variance = total_variance(x)
     if bool((variance == 0).any()):
         raise ValueError("fvu is undefined for a batch whose total variance is zero (e.g. batch of 1)")
-    return squared / variance
+    return variance
 
 
 @typechecked

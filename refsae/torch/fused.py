@@ -29,9 +29,7 @@ from refsae.conventions import (
     check_coefficient,
 )
 from refsae.torch import _validate
-from refsae.torch.functional import decoder_directions, row_scale, total_variance
-
-GRADIENTS = ("W_enc", "b_enc", "W_dec", "b_dec")
+from refsae.torch.functional import decoder_directions, reconstruction_denominator, row_scale
 
 
 class Workspace:
@@ -76,20 +74,6 @@ def row_norms(W: Tensor) -> Tensor:
     s = row_scale(W)
     norms: Tensor = torch.linalg.vector_norm(W / s, dim=-1) * s[..., 0]
     return norms
-
-
-def reconstruction_denominator(x: Tensor, reconstruction: str) -> Tensor | float:
-    """D in the reconstruction loss Σ r² / D: B (sum), B·d_in (mean), the total variance per instance
-    (fvu), so that g_xhat = (2/D) r (GRAD-2)."""
-    batch, d_in = x.shape[0], x.shape[-1]
-    if reconstruction == "sum":
-        return float(batch)
-    if reconstruction == "mean":
-        return float(batch * d_in)
-    variance = total_variance(x)
-    if bool((variance == 0).any()):
-        raise ValueError("fvu is undefined for a batch whose total variance is zero (e.g. batch of 1)")
-    return variance
 
 
 @typechecked
@@ -189,9 +173,8 @@ def _fused(
         grad_b_dec.sub_(_mm(W_enc, grad_b_enc[..., None])[..., 0])  # − W_enc (Σ_b g_z) (GRAD-4)
 
     grad_W_dec = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
-    if norms is not None:  # + λ/B Σ_b f_bj W_j/‖W_j‖ (GRAD-6)
-        unit_scale = torch.where(norms > 0, f_sum * (lam / batch) / torch.where(norms > 0, norms, 1), 0)
-        grad_W_dec.add_(W_dec * unit_scale[..., None])
+    if norms is not None:
+        grad_W_dec.add_(decoder_norm_gradient(W_dec, norms, f_sum, lam / batch))
     if c.decoder != "constrained" and "W_dec" in out:
         grad_W_dec = target(out, "W_dec", W_dec).copy_(grad_W_dec)  # type: ignore[union-attr]
     return loss, {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
@@ -215,6 +198,13 @@ def _masked_latent_gradient(bias: Tensor, g: Tensor, W_hat: Tensor, f: Tensor, w
         f_rows = f[..., rows, :]
         torch.ops.aten.threshold_backward.grad_input(g_f, f_rows, 0, grad_input=f_rows)  # (GRAD-3)
     return f
+
+
+def decoder_norm_gradient(W_dec: Tensor, norms: Tensor, f_sum: Tensor, scale: float) -> Tensor:
+    """The l1_decoder_norm penalty's W_dec gradient, scale · Σ_b f_bj W_j/‖W_j‖, 0 where ‖W_j‖ = 0
+    (GRAD-6); `f_sum` is Σ_b f_bj, `scale` λ/B."""
+    unit_scale = torch.where(norms > 0, f_sum * scale / torch.where(norms > 0, norms, 1), 0)
+    return W_dec * unit_scale[..., None]
 
 
 def normalisation_backward(W_dec: Tensor, G_hat: Tensor, eps: float) -> Tensor:

@@ -26,12 +26,12 @@ from refsae.conventions import (
     Conventions,
 )
 from refsae.oracle.topk_activation import check_k
-from refsae.torch.functional import decoder_directions
+from refsae.torch.functional import decoder_directions, reconstruction_denominator
 from refsae.torch.fused import (
     Workspace,
     check_inputs,
+    decoder_norm_gradient,
     normalisation_backward,
-    reconstruction_denominator,
     row_norms,
     target,
 )
@@ -119,10 +119,9 @@ def _one_instance(
     if c.encode == "tied":
         grad_b_dec.sub_(W_enc @ grad_b_enc)
     grad_W_dec = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
-    if norms is not None:  # + λ/B Σ_b f_bj W_j/‖W_j‖ (GRAD-6)
-        f_sum = torch.zeros_like(b_enc).index_add_(0, flat, f.reshape(-1))
-        unit_scale = torch.where(norms > 0, f_sum * (lam / batch) / torch.where(norms > 0, norms, 1), 0)
-        grad_W_dec = grad_W_dec + W_dec * unit_scale[:, None]
+    if norms is not None:
+        f_sum = torch.zeros_like(b_enc).index_add_(0, flat, f.reshape(-1))  # Σ_b f_bj
+        grad_W_dec.add_(decoder_norm_gradient(W_dec, norms, f_sum, lam / batch))
     return loss, {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
 
 

@@ -52,7 +52,7 @@ def train_step_(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor, *, backwa
     else:
         loss = _fused_backward(sae, x)
         if constrained:  # a registered hook never fires without autograd: remove here either way (PAR-4)
-            _remove_parallel_in_place(sae)
+            remove_parallel_component_(sae.W_dec.detach(), sae.W_dec.grad)  # type: ignore[arg-type]
     optimizer.step()
     if constrained:
         sae.constrain_()
@@ -76,13 +76,6 @@ def _fused_backward(sae: SAE, x: Tensor) -> Tensor:
         if p.grad is not grads[name]:
             p.grad = grads[name]
     return loss
-
-
-@torch.no_grad()
-def _remove_parallel_in_place(sae: SAE) -> None:
-    grad = sae.W_dec.grad
-    assert grad is not None
-    remove_parallel_component_(sae.W_dec, grad)
 
 
 def training_step(
