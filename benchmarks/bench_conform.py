@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from refsae import profiles
+from refsae.checking import profiles
 from refsae.conform import conform, load
 
 RESULTS = Path(__file__).resolve().parent / "results" / "conform.json"

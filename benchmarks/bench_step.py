@@ -194,7 +194,7 @@ def build_naive(cfg: Config, dtype: torch.dtype, device: str) -> Callable[[], An
 def build_dense_decode(cfg: Config, dtype: torch.dtype, device: str) -> Callable[[], Any]:
     """The TopK SAE of refsae's step (same conventions, constraint, Adam), decoding a dense f."""
     from refsae.torch import SAE, SAEConfig
-    from refsae.torch.functional import remove_parallel_component, renormalise_rows
+    from refsae.torch.constraints import remove_parallel_component, renormalise_rows
 
     assert cfg.k is not None
     k = cfg.k

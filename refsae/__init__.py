@@ -2,8 +2,8 @@
 
 - `refsae.oracle`: the definitions, pure NumPy in float64 (never imports torch).
 - `refsae.torch`: a fast PyTorch implementation proven against the oracle.
-- `refsae.ops`: the operation table that drives the property tests and the `refsae check` job.
-- `refsae.strategies`: hypothesis strategies for SAE shapes, parameters and inputs.
+- `refsae.checking.table`: the operation table that drives the property tests and the `refsae check` job.
+- `refsae.checking.strategies`: hypothesis strategies for SAE shapes, parameters and inputs.
 
 See `specs/` for the numbered clauses every function cites.
 """

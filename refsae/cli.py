@@ -20,10 +20,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from refsae import __version__, ops, profiles
-from refsae.check import Outcome, check
-from refsae.implementations import TorchImplementation
-from refsae.tolerances import DTYPES
+from refsae import __version__
+from refsae.checking import profiles, table
+from refsae.checking.check import Outcome, check
+from refsae.checking.implementations import TorchImplementation
+from refsae.checking.tolerances import DTYPES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 def run_clauses(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from refsae import clauses
+    from refsae.checking import clauses
 
     root = Path(args.root)
     if not (root / "specs").is_dir():
@@ -78,9 +79,9 @@ def run_rows(args: argparse.Namespace) -> int:
     """Print each row as an adapter's method: its arrays (positional, canonical layout), its options
     (keywords; convention options marked, CONF-3), its outputs and clauses."""
     for name in args.names:
-        if name not in ops.BY_NAME:
-            raise SystemExit(f"refsae rows: no operation {name!r}; known: {', '.join(ops.BY_NAME)}")
-    for op in ops.TABLE:
+        if name not in table.BY_NAME:
+            raise SystemExit(f"refsae rows: no operation {name!r}; known: {', '.join(table.BY_NAME)}")
+    for op in table.TABLE:
         if args.names and op.name not in args.names:
             continue
         signature = inspect.signature(op.oracle)
@@ -109,8 +110,8 @@ def run_conform(args: argparse.Namespace) -> int:
         raise SystemExit(f"refsae conform: {exc}") from None
     names = None if args.ops is None else [n.strip() for n in args.ops.split(",") if n.strip()]
     for n in names or ():
-        if n not in ops.BY_NAME:
-            raise SystemExit(f"refsae conform: no operation {n!r}; known: {', '.join(ops.BY_NAME)}")
+        if n not in table.BY_NAME:
+            raise SystemExit(f"refsae conform: no operation {n!r}; known: {', '.join(table.BY_NAME)}")
     start = time.perf_counter()
 
     def progress(line: str) -> None:
@@ -145,13 +146,13 @@ def _row(o: Outcome, seconds: float) -> str:
 
 def run_check(args: argparse.Namespace) -> int:
     profile = profiles.load(args.profile)
-    names = ops.BY_NAME if args.ops is None else [n.strip() for n in args.ops.split(",") if n.strip()]
+    names = table.BY_NAME if args.ops is None else [n.strip() for n in args.ops.split(",") if n.strip()]
     dtypes = DTYPES if args.dtypes is None else tuple(d.strip() for d in args.dtypes.split(",") if d.strip())
     for d in dtypes:
         if d not in DTYPES:
             raise SystemExit(f"refsae check: unknown dtype {d!r}; expected one of {', '.join(DTYPES)}")
     try:
-        selected = [ops.get(n) for n in names]
+        selected = [table.get(n) for n in names]
     except KeyError as exc:
         raise SystemExit(f"refsae check: {exc.args[0]}") from None
     if args.max_examples is not None and args.max_examples < 1:

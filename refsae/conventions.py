@@ -51,7 +51,7 @@ OPERATION_AXES: dict[str, tuple[str, ...]] = {
     "normalisation": ("residual_variance", "input_variance", "sum"),  # AUXK-7
 }
 """Conventions of single operations, passed as keyword options of their functions (the first name is
-the default). The case strategies draw them with `refsae.strategies.convention`, so that the
+the default). The case strategies draw them with `refsae.checking.strategies.convention`, so that the
 conformance suite can pin and detect them like the bundle's (CONF-3)."""
 
 AXES: dict[str, tuple[str, ...]] = {**CORE_AXES, **OPERATION_AXES}

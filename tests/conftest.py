@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from refsae import profiles
+from refsae.checking import profiles
 
 PROFILE = profiles.load()
 DEVICE = os.environ.get("REFSAE_DEVICE", "cpu")

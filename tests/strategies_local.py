@@ -1,4 +1,4 @@
-"""Test-only composite strategies built from the public ones in `refsae.strategies`."""
+"""Test-only composite strategies built from the public ones in `refsae.checking.strategies`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from refsae import strategies as rs
+from refsae.checking import strategies as rs
 from refsae.conventions import Conventions
 
 SAECase = tuple[rs.Shape, np.ndarray, dict[str, Any]]

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import ops, oracle
+from refsae import oracle
 from refsae import torch as rt
-from refsae.check import check
-from refsae.implementations import TorchImplementation, to_numpy, to_tensor
+from refsae.checking import table
+from refsae.checking.check import check
+from refsae.checking.implementations import TorchImplementation, to_numpy, to_tensor
 
 
 def _case(seed: int, batch: int = 5, d_in: int = 3, d_sae: int = 6) -> dict[str, Any]:
@@ -229,7 +230,7 @@ class _Mutant(TorchImplementation):
     def run(self, operation: str, case: Any) -> dict[str, np.ndarray]:
         if operation != self.operation:
             return super().run(operation, case)
-        op = ops.get(operation)
+        op = table.get(operation)
         t = {k: to_tensor(v, case.dtype, self.device) for k, v in case.arrays.items()}
         return {k: to_numpy(v) for k, v in op.call(op.torch, t, {**case.options, **self.force}).items()}
 
@@ -246,7 +247,8 @@ class _Mutant(TorchImplementation):
 def test_the_checker_flags_plausible_auxk_bugs(operation: str, force: dict[str, Any], output: str) -> None:
     """AUXK-4, AUXK-5, CHK-2: a missing scale, an auxiliary decode with b_dec where the convention
     says without, and a residual left attached, are each rejected in float32."""
-    outcome = check(ops.get(operation), _Mutant(operation, force), "float32", max_examples=100, shrink=False)
+    op = table.get(operation)
+    outcome = check(op, _Mutant(operation, force), "float32", max_examples=100, shrink=False)
     assert outcome.status == "fail", outcome
     assert outcome.failure is not None and f"differs from the oracle at {output}" in outcome.failure
 

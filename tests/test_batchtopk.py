@@ -11,11 +11,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refsae import ops, oracle
-from refsae import strategies as rs
+from refsae import oracle
 from refsae import torch as rt
-from refsae.check import check
-from refsae.implementations import TorchImplementation
+from refsae.checking import strategies as rs
+from refsae.checking import table
+from refsae.checking.check import check
+from refsae.checking.implementations import TorchImplementation
 
 
 @given(st.data())
@@ -128,5 +129,5 @@ class _MinOverAllLatents(TorchImplementation):
 )
 def test_the_checker_flags_plausible_batchtopk_bugs(operation: str, impl: TorchImplementation) -> None:
     """BTOPK-1, BTOPK-4, CHK-2."""
-    outcome = check(ops.get(operation), impl, "float64", max_examples=100)
+    outcome = check(table.get(operation), impl, "float64", max_examples=100)
     assert outcome.status == "fail", outcome

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import ops
 from refsae import torch as rt
 from refsae.cases import Case
-from refsae.check import check
-from refsae.implementations import TorchImplementation, to_numpy, to_tensor
+from refsae.checking import table
+from refsae.checking.check import check
+from refsae.checking.implementations import TorchImplementation, to_numpy, to_tensor
 
 
 class Mutant(TorchImplementation):
@@ -32,7 +32,7 @@ class Mutant(TorchImplementation):
     def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
         if operation != self.operation:
             return super().run(operation, case)
-        op = ops.get(operation)
+        op = table.get(operation)
         tensors = {k: to_tensor(v, case.dtype, self.device) for k, v in case.arrays.items()}
         return {k: to_numpy(v) for k, v in op.call(self.fn, tensors, case.options).items()}
 
@@ -128,7 +128,7 @@ MUTANTS: list[tuple[str, Callable[..., Any], str]] = [
 def test_the_checker_flags_a_plausible_bug(
     operation: str, fn: Callable[..., Any], clause: str, dtype: str
 ) -> None:
-    op = ops.get(operation)
+    op = table.get(operation)
     if dtype not in op.dtypes:
         dtype = op.dtypes[0]
     assert clause in op.clauses or clause.split("-")[0] in {c.split("-")[0] for c in op.clauses}

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import ops
 from refsae.cases import Case
+from refsae.checking import table
+from refsae.checking.implementations import TorchImplementation, to_numpy, to_tensor
 from refsae.cli import main
-from refsae.implementations import TorchImplementation, to_numpy, to_tensor
 
 
 def test_check_prints_one_passing_row_per_operation_and_dtype(capsys: pytest.CaptureFixture[str]) -> None:
@@ -59,9 +59,9 @@ def test_check_exits_1_when_an_operation_fails(
     import dataclasses
 
     broken = dataclasses.replace(
-        ops.get("l0"), torch=lambda f: (f >= 0).sum(dim=(0, -1)).double() / f.shape[0]
+        table.get("l0"), torch=lambda f: (f >= 0).sum(dim=(0, -1)).double() / f.shape[0]
     )
-    monkeypatch.setitem(ops.BY_NAME, "l0", broken)
+    monkeypatch.setitem(table.BY_NAME, "l0", broken)
     code = main(["check", "--ops", "l0", "--dtypes", "float32", "--max-examples", "20"])
     out = capsys.readouterr().out
     assert code == 1 and "FAIL" in out and "import numpy as np" in out

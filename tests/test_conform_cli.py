@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from refsae import ops
+from refsae.checking import table
 from refsae.cli import main
 
 pytest_plugins = ["pytester"]
@@ -23,10 +23,10 @@ def test_refsae_conform_refsae_exits_0_with_every_clause_of_every_row_passing(
     out = capsys.readouterr().out
     assert code == 0, out
     report = json.loads(path.read_text())
-    assert len(report["clauses"]) == sum(len(op.clauses) for op in ops.TABLE)
+    assert len(report["clauses"]) == sum(len(op.clauses) for op in table.TABLE)
     assert {c["status"] for c in report["clauses"]} == {"pass"}
     assert report["summary"]["pass"] == len(report["clauses"])
-    assert all(set(c["dtypes"]) == set(ops.get(c["operation"]).dtypes) for c in report["clauses"])
+    assert all(set(c["dtypes"]) == set(table.get(c["operation"]).dtypes) for c in report["clauses"])
     assert "refsae: " in out and " 0 fail, 0 error" in out
 
 
@@ -57,7 +57,7 @@ def test_quiet_prints_no_progress(capsys: pytest.CaptureFixture[str]) -> None:
         ["conform", "no_such_library"],
         ["conform", "refsae.conform.mutants:no_such_factory"],
         ["conform", "no.such.module:factory"],
-        ["conform", "refsae.ops:TABLE"],  # not an adapter
+        ["conform", "refsae.checking.table:TABLE"],  # not an adapter
         ["conform", "refsae", "--ops", "encode,nope"],
         ["conform", "refsae", "--max-examples", "0"],
         ["conform", "refsae", "--profile", "fast"],

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from refsae import ops
 from refsae import torch as rt
 from refsae.cases import Case
+from refsae.checking import table
 from refsae.conform import Adapter, Report, conform, load
 from refsae.conform.mutants import MUTANTS
 from refsae.conform.refsae_adapter import FixedRefsae, fixed
@@ -203,11 +203,11 @@ def test_the_reproduction_snippet_reproduces_the_failure_when_run() -> None:
     )
     case = Case(namespace["arrays"], namespace["options"], next(iter(failing.dtypes)))
     actual, expected = namespace["actual"], namespace["expected"]
-    from refsae.check import Mismatch, compare
+    from refsae.checking.check import Mismatch, compare
 
     with pytest.raises(Mismatch, match="decode"):
-        compare(ops.get("decode"), case, expected, actual)
-    compare(ops.get("decode"), case, expected, expected)  # the oracle's own outputs pass
+        compare(table.get("decode"), case, expected, actual)
+    compare(table.get("decode"), case, expected, expected)  # the oracle's own outputs pass
 
 
 def test_a_rows_verdict_is_given_to_every_clause_it_cites() -> None:
@@ -238,7 +238,7 @@ def test_the_adapter_receives_canonical_arrays_positionally_in_the_rows_order() 
             f = torch.relu((x - b_dec) @ W_enc + b_enc)
             return f, f @ W_dec + b_dec
 
-    op = ops.get("forward")
+    op = table.get("forward")
     rng = np.random.default_rng(0)
     arrays = {
         "x": rng.normal(size=(3, 2)),

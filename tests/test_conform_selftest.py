@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from refsae import ops
 from refsae.cases import Case
-from refsae.check import check
+from refsae.checking import table
+from refsae.checking.check import check
 from refsae.conform import selftest
 from refsae.conform.mutants import MUTANTS, correct
 
@@ -16,7 +16,7 @@ def test_there_are_at_least_fifteen_mutants_each_a_described_bug_in_a_row_of_the
     """CONF-8."""
     assert len(MUTANTS) >= 15
     for m in MUTANTS.values():
-        assert m.operation in ops.BY_NAME and m.bug
+        assert m.operation in table.BY_NAME and m.bug
         assert correct().supports(m.operation)
     assert len({m.operation for m in MUTANTS.values()}) >= 15  # spread over the table, not one row
 
@@ -53,12 +53,12 @@ def test_a_seed_draws_other_examples_than_the_profile() -> None:
 
         def run(self, operation: str, case: Case) -> dict[str, object]:
             seen.setdefault(self.key, []).append(float(case.arrays["x"].sum()))
-            return ops.get(operation).reference(case)  # type: ignore[return-value]
+            return table.get(operation).reference(case)  # type: ignore[return-value]
 
     for key in (None, 1, 2):
-        check(ops.get("encode"), Recording(key), "float64", max_examples=5, seed=key)  # type: ignore[arg-type]
+        check(table.get("encode"), Recording(key), "float64", max_examples=5, seed=key)  # type: ignore[arg-type]
     assert seen[None] != seen[1] != seen[2]
-    check(ops.get("encode"), Recording(3), "float64", max_examples=5, seed=1)  # type: ignore[arg-type]
+    check(table.get("encode"), Recording(3), "float64", max_examples=5, seed=1)  # type: ignore[arg-type]
     assert seen[3] == seen[1]  # and a seed is reproducible
 
 

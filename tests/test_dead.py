@@ -1,6 +1,6 @@
 """Dead-latent detection: the two rules, their invariants, edge cases and errors (DEAD-1..DEAD-7).
 
-The table rows (`refsae.ops`: fire_counts, dead_by_fire_fraction, update_steps_since_fired,
+The table rows (`refsae.checking.table`: fire_counts, dead_by_fire_fraction, update_steps_since_fired,
 dead_by_steps) check refsae.torch against the oracle exactly; this file checks what the rules mean,
 on both sides, and that the checker catches plausible bugs in them.
 """
@@ -16,11 +16,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refsae import ops, oracle
-from refsae import strategies as rs
+from refsae import oracle
 from refsae import torch as rt
-from refsae.cases_dead import latents_with_dead
-from refsae.check import check
+from refsae.checking import strategies as rs
+from refsae.checking import table
+from refsae.checking.check import check
+from refsae.checking.rows.dead import latents_with_dead
 from tests.test_checker_power import Mutant
 
 SIDES = ("oracle", "torch")
@@ -288,7 +289,7 @@ def test_the_checker_flags_a_plausible_dead_latent_bug(
 ) -> None:
     """CHK-1 on the DEAD rows: each mutant fails within 100 examples (integer-input rows run in
     their one dtype, float64)."""
-    op = ops.get(operation)
+    op = table.get(operation)
     assert clause in op.clauses
     dtype = dtype if dtype in op.dtypes else op.dtypes[0]
     outcome = check(op, Mutant(operation, fn), dtype, max_examples=100, shrink=False)

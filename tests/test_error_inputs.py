@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import ops
 from refsae import torch as rt
 from refsae.cases import Case
+from refsae.checking import table
+from refsae.checking.examples import canonical_case
+from refsae.checking.operation import Operation
 from refsae.conventions import Conventions
-from tests.canonical import canonical_case
 
 SIDES = ("oracle", "torch")
 
 
-def _run(op: ops.Operation, side: str, case: Case) -> Any:
+def _run(op: Operation, side: str, case: Case) -> Any:
     if side == "oracle":
         return op.call(op.oracle, case.arrays, case.options)
     tensors = {k: torch.from_numpy(np.array(v)) for k, v in case.arrays.items()}
@@ -35,13 +36,13 @@ def _with(case: Case, **arrays: np.ndarray) -> Case:
     return dataclasses.replace(case, arrays={**case.arrays, **arrays})
 
 
-def _rows(predicate: Callable[[ops.Operation], bool]) -> list[tuple[ops.Operation, str]]:
+def _rows(predicate: Callable[[Operation], bool]) -> list[tuple[Operation, str]]:
     """Each row on each side, and on its fast path where it has one (PERF-1)."""
-    fast = [(op, "fast") for op in ops.TABLE if op.fast is not None and predicate(op)]
-    return [(op, side) for op in ops.TABLE if predicate(op) for side in SIDES] + fast
+    fast = [(op, "fast") for op in table.TABLE if op.fast is not None and predicate(op)]
+    return [(op, side) for op in table.TABLE if predicate(op) for side in SIDES] + fast
 
 
-def _ids(rows: list[tuple[ops.Operation, str]]) -> list[str]:
+def _ids(rows: list[tuple[Operation, str]]) -> list[str]:
     return [f"{op.name}-{side}" for op, side in rows]
 
 
@@ -55,7 +56,7 @@ WITH_COEFFICIENT = _rows(lambda op: "l1_coefficient" in canonical_case(op).optio
 
 
 @pytest.mark.parametrize(("op", "side"), ALL, ids=_ids(ALL))
-def test_the_canonical_case_is_valid_input(op: ops.Operation, side: str) -> None:
+def test_the_canonical_case_is_valid_input(op: Operation, side: str) -> None:
     """The reference point of every error test below runs cleanly."""
     _run(op, side, canonical_case(op))
 
@@ -63,7 +64,7 @@ def test_the_canonical_case_is_valid_input(op: ops.Operation, side: str) -> None
 @pytest.mark.parametrize(("op", "side"), FLOAT_INPUT, ids=_ids(FLOAT_INPUT))
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_input_raises_value_error_naming_the_array(
-    op: ops.Operation, side: str, bad: float
+    op: Operation, side: str, bad: float
 ) -> None:
     """NOT-5."""
     case = canonical_case(op)
@@ -77,7 +78,7 @@ def test_non_finite_input_raises_value_error_naming_the_array(
 
 
 @pytest.mark.parametrize(("op", "side"), BATCHED, ids=_ids(BATCHED))
-def test_an_empty_batch_raises_value_error(op: ops.Operation, side: str) -> None:
+def test_an_empty_batch_raises_value_error(op: Operation, side: str) -> None:
     """NOT-6."""
     case = canonical_case(op)
     emptied = {k: v[:0] for k, v in case.arrays.items() if k in {"x", "x_hat", "f", "z"}}
@@ -86,7 +87,7 @@ def test_an_empty_batch_raises_value_error(op: ops.Operation, side: str) -> None
 
 
 @pytest.mark.parametrize(("op", "side"), ALL, ids=_ids(ALL))
-def test_a_wrong_dimension_raises_a_type_check_error_naming_it(op: ops.Operation, side: str) -> None:
+def test_a_wrong_dimension_raises_a_type_check_error_naming_it(op: Operation, side: str) -> None:
     """NOT-3: with two or more arrays, each one's feature axis grown by one is rejected and the error
     names the parameter and the dimensions; a lone array of too few axes is rejected too."""
     case = canonical_case(op)
@@ -129,7 +130,7 @@ def test_a_wrong_dimension_raises_a_type_check_error_naming_it(op: ops.Operation
 
 @pytest.mark.parametrize(("op", "side"), WITH_EPS, ids=_ids(WITH_EPS))
 @pytest.mark.parametrize("eps", [0.0, -1e-8, float("nan"), float("inf")])
-def test_eps_must_be_a_finite_positive_number(op: ops.Operation, side: str, eps: float) -> None:
+def test_eps_must_be_a_finite_positive_number(op: Operation, side: str, eps: float) -> None:
     """DEC-5."""
     case = canonical_case(op)
     with pytest.raises(ValueError, match="eps must be a finite number > 0"):
@@ -141,7 +142,7 @@ def test_eps_must_be_a_finite_positive_number(op: ops.Operation, side: str, eps:
 
 @pytest.mark.parametrize(("op", "side"), WITH_COEFFICIENT, ids=_ids(WITH_COEFFICIENT))
 @pytest.mark.parametrize("lam", [-0.5, float("nan"), float("inf")])
-def test_the_l1_coefficient_must_be_finite_and_non_negative(op: ops.Operation, side: str, lam: float) -> None:
+def test_the_l1_coefficient_must_be_finite_and_non_negative(op: Operation, side: str, lam: float) -> None:
     """LOSS-7."""
     case = canonical_case(op)
     with pytest.raises(ValueError, match="l1_coefficient must be a finite number >= 0"):
@@ -152,7 +153,7 @@ def test_the_l1_coefficient_must_be_finite_and_non_negative(op: ops.Operation, s
 def test_fvu_of_a_batch_without_variance_raises(side: str) -> None:
     """LOSS-8, MET-3: a batch of one example, or of identical examples, has no variance to explain."""
     for op_name, options in (("reconstruction_loss", {"reconstruction": "fvu"}), ("explained_variance", {})):
-        op = ops.get(op_name)
+        op = table.get(op_name)
         x = np.ones((3, 4))
         case = Case({"x": x, "x_hat": x * 0.5}, options)
         with pytest.raises(ValueError, match="total variance is zero"):
@@ -162,7 +163,7 @@ def test_fvu_of_a_batch_without_variance_raises(side: str) -> None:
 @pytest.mark.parametrize("side", SIDES)
 def test_negative_fire_counts_raise(side: str) -> None:
     """MET-2."""
-    op = ops.get("dead_fraction")
+    op = table.get("dead_fraction")
     with pytest.raises(ValueError, match="fire_counts must be >= 0"):
         _run(op, side, Case({"fire_counts": np.array([0, -1, 2])}))
 
@@ -177,7 +178,7 @@ def test_an_unknown_convention_name_raises_listing_the_known_ones(side: str) -> 
         ("reconstruction_loss", "reconstruction", "fvu"),
         ("sparsity_loss", "sparsity", "l1_decoder_norm"),
     ):
-        op = ops.get(op_name)
+        op = table.get(op_name)
         case = canonical_case(op)
         with pytest.raises((ValueError, jaxtyping.TypeCheckError), match=known):
             _run(op, side, dataclasses.replace(case, options={**case.options, key: "bogus"}))
@@ -185,9 +186,9 @@ def test_an_unknown_convention_name_raises_listing_the_known_ones(side: str) -> 
 
 def test_the_oracle_rejects_float32_arrays_with_a_type_check_error() -> None:
     """NOT-3: the oracle is float64 only."""
-    case = canonical_case(ops.get("encode"))
+    case = canonical_case(table.get("encode"))
     with pytest.raises(jaxtyping.TypeCheckError, match="Float64"):
-        _run(ops.get("encode"), "oracle", _with(case, x=case.arrays["x"].astype(np.float32)))
+        _run(table.get("encode"), "oracle", _with(case, x=case.arrays["x"].astype(np.float32)))
 
 
 def test_torch_rejects_integer_tensors_with_a_type_check_error() -> None:

@@ -10,8 +10,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from refsae.torch import SAE, SAEConfig, train_step_
-from refsae.torch.fused import Workspace, fused_loss_and_gradients
-from refsae.torch.fused_topk import topk_fused_loss_and_gradients
+from refsae.torch.fast.gradients import Workspace, fused_loss_and_gradients
+from refsae.torch.fast.topk import topk_fused_loss_and_gradients
 
 BATCH, D_IN, D_SAE, K = 64, 8, 512, 4
 
@@ -148,7 +148,7 @@ def test_the_fused_step_is_its_gradients_then_removal_adam_and_constraint_bitwis
     the fast path's gradients (checked against the oracle, PERF-1), `remove_parallel_component_`, the
     same Adam and `renormalise_rows_` (fast paths of their rows, PERF-6): the glue loses nothing. The
     loss goes down."""
-    from refsae.torch.inplace import remove_parallel_component_, renormalise_rows_
+    from refsae.torch.fast.constraints import remove_parallel_component_, renormalise_rows_
 
     x = _params(torch.float64)["x"]
     config = SAEConfig(D_IN, D_SAE, k=k, l1_coefficient=0.01, dtype=torch.float64)
@@ -195,8 +195,8 @@ def test_in_place_constraint_and_removal_fall_back_to_the_scaled_versions_for_ti
     """PERF-6, CON-4: a row whose squares would underflow (1e-30 · unit in float32 and bfloat16,
     1e-300 in float64) makes the direct condition false, and the in-place functions then give the
     functional (scaled) results bit for bit; on ordinary rows the condition holds."""
-    from refsae.torch.functional import remove_parallel_component, renormalise_rows
-    from refsae.torch.inplace import remove_parallel_component_, renormalise_rows_, squares_are_safe
+    from refsae.torch.constraints import remove_parallel_component, renormalise_rows
+    from refsae.torch.fast.constraints import remove_parallel_component_, renormalise_rows_, squares_are_safe
 
     g = torch.Generator().manual_seed(3)
     W = torch.randn(6, 32, generator=g, dtype=torch.float64).to(dtype)
@@ -211,7 +211,7 @@ def test_in_place_constraint_and_removal_fall_back_to_the_scaled_versions_for_ti
 
 def test_float16_rows_always_take_the_scaled_path() -> None:
     """PERF-6: float16's range makes the direct condition fail for ordinary unit rows of d_in = 32."""
-    from refsae.torch.inplace import squares_are_safe
+    from refsae.torch.fast.constraints import squares_are_safe
 
     W = torch.full((3, 32), 32**-0.5, dtype=torch.float16)
     assert not squares_are_safe(W)

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import bounds_gated, ops, oracle
+from refsae import oracle
 from refsae import torch as rt
-from refsae.check import check
+from refsae.checking import table
+from refsae.checking.check import check
+from refsae.checking.implementations import TorchImplementation, to_numpy, to_tensor
+from refsae.checking.rows.gated import gated_loss_gradients_bound, gated_pre_activations_bound
+from refsae.checking.tolerances import allowed_error
 from refsae.conventions import Conventions
-from refsae.implementations import TorchImplementation, to_numpy, to_tensor
-from refsae.tolerances import allowed_error
-from refsae.torch.functional import autograd_gradients
+from refsae.torch.gradients import autograd_gradients
 
 NAMES = ("W_enc", "b_gate", "r_mag", "b_mag", "W_dec", "b_dec")
 
@@ -52,8 +54,8 @@ def test_the_magnitude_path_is_the_shared_matrix_rescaled_per_latent() -> None:
         x, p["W_enc"], p["b_gate"], p["r_mag"], p["b_mag"], p["b_dec"]
     )
     u = x - p["b_dec"]
-    # allowed: the rows' own bounds (refsae/bounds_gated.py), in float64 (TOL-1, TOL-5)
-    b_gate, b_mag, _, _ = bounds_gated.pre_activations(
+    # allowed: the rows' own bounds (refsae/checking/rows/gated.py), in float64 (TOL-1, TOL-5)
+    b_gate, b_mag, _, _ = gated_pre_activations_bound(
         x, p["W_enc"], p["b_gate"], p["r_mag"], p["b_mag"], p["b_dec"], "tied"
     )
     gate_allowed, mag_allowed = allowed_error(b_gate, "float64"), allowed_error(b_mag, "float64")
@@ -136,7 +138,7 @@ def test_each_term_trains_only_its_own_path(seed: int) -> None:
         + rt.reconstruction_loss(_t(x), rt.decode(a, t["W_dec"].detach(), t["b_dec"].detach())).sum()
     )
     params = tuple(p[n] for n in NAMES)
-    bound = bounds_gated.loss_gradients(x, params, 0.4, c, "detached")  # the row's bounds (GATE-8)
+    bound = gated_loss_gradients_bound(x, params, 0.4, c, "detached")  # the row's bounds (GATE-8)
     for name in ("b_dec", "r_mag", "b_mag"):
         allowed = allowed_error(bound[name], "float64")
         assert np.all(np.abs(grads[name] - _grad(main, t[name])) <= allowed), name
@@ -251,6 +253,6 @@ class _Mutant(TorchImplementation):
 def test_the_checker_flags_plausible_gated_bugs(operation: str, loss: Any, output: str) -> None:
     """GATE-4, GATE-3, CHK-2: a b_dec left attached in the auxiliary decode (when the case says
     detached), and the penalty on f instead of ReLU(π_gate), are rejected in float32."""
-    outcome = check(ops.get(operation), _Mutant(operation, loss), "float32", max_examples=100, shrink=False)
+    outcome = check(table.get(operation), _Mutant(operation, loss), "float32", max_examples=100, shrink=False)
     assert outcome.status == "fail", outcome
     assert outcome.failure is not None and f"differs from the oracle at {output}" in outcome.failure

@@ -17,13 +17,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refsae import bounds_init, ops
-from refsae import strategies as rs
 from refsae import torch as rt
-from refsae.cases_init import init_cases
-from refsae.check import check
+from refsae.checking import strategies as rs
+from refsae.checking import table
+from refsae.checking.check import check
+from refsae.checking.rows.init import init_cases
+from refsae.checking.tolerances import UNIT_ROUNDOFF, gamma, weiszfeld_step_chain
 from refsae.oracle import init as oi
-from refsae.tolerances import UNIT_ROUNDOFF, gamma
 from refsae.torch import init as ti
 from tests.test_checker_power import Mutant
 
@@ -302,7 +302,7 @@ def test_torch_stops_at_its_dtype_floor_rather_than_iterating_to_max_iter() -> N
     assert torch.equal(y, rt.geometric_median(x))
     xd, yd = x.double().numpy(), y.double().numpy()
     batch, d_in = xd.shape
-    allowance = gamma(bounds_init.weiszfeld_step_chain(batch, d_in), UNIT_ROUNDOFF["float32"])
+    allowance = gamma(weiszfeld_step_chain(batch, d_in), UNIT_ROUNDOFF["float32"])
     scale = batch * float(np.linalg.norm(np.abs(xd).max(axis=0)))
     assert 0.5 * allowance == ti.stopping_floor(batch, d_in, torch.float32)
     assert float(oi.certified_gap(xd, yd)) <= allowance * scale
@@ -343,7 +343,7 @@ def test_the_checker_flags_a_wrong_b_dec_initialisation_in_float32(
 ) -> None:
     """INIT-11 (the objective comparison is tight enough to tell the mean, the coordinate-wise
     median and an unconverged iterate from the geometric median), INIT-1."""
-    op = ops.get(operation)
+    op = table.get(operation)
     assert clause in op.clauses
     outcome = check(op, Mutant(operation, fn), "float32", max_examples=100, shrink=False)
     assert outcome.status == "fail", f"{fn.__name__} survived {outcome.examples} examples"

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import ops, oracle
+from refsae import oracle
 from refsae import torch as rt
-from refsae.check import check
+from refsae.checking import table
+from refsae.checking.check import check
+from refsae.checking.implementations import TorchImplementation
 from refsae.conventions import Conventions
-from refsae.implementations import TorchImplementation
 
 
 def _case(seed: int) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
@@ -154,7 +155,7 @@ class _L0TrainsTheEncoder(TorchImplementation):
 def test_the_checker_flags_an_l0_penalty_that_trains_the_encoder() -> None:
     """JUMP-4, CHK-2: the gradient row rejects an implementation whose step passes gradient to z."""
     outcome = check(
-        ops.get("jumprelu_loss_gradients"), _L0TrainsTheEncoder("cpu"), "float64", max_examples=100
+        table.get("jumprelu_loss_gradients"), _L0TrainsTheEncoder("cpu"), "float64", max_examples=100
     )
     assert outcome.status == "fail", outcome
     assert outcome.failure is not None and "b_enc" in outcome.failure

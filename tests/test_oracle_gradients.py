@@ -12,9 +12,10 @@ import numpy as np
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from refsae import bounds, oracle
+from refsae import oracle
+from refsae.checking import bounds
+from refsae.checking.tolerances import allowed_error, magnitude_floor
 from refsae.conventions import Conventions
-from refsae.tolerances import allowed_error, magnitude_floor
 from tests.strategies_local import SAECase, all_conventions, float64_sae
 
 PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")

@@ -6,11 +6,12 @@ import numpy as np
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from refsae import ops, oracle
-from refsae import strategies as rs
+from refsae import oracle
 from refsae.cases import Case
+from refsae.checking import strategies as rs
+from refsae.checking import table
+from refsae.checking.tolerances import UNIT_ROUNDOFF, allowed_error, gamma, magnitude_floor
 from refsae.conventions import Conventions, EncodeConvention, SparsityConvention
-from refsae.tolerances import UNIT_ROUNDOFF, allowed_error, gamma, magnitude_floor
 from tests.strategies_local import SAECase, all_conventions, float64_sae
 
 # Two float64 evaluations of one quantity that differ only in the order of their (at most 64-term)
@@ -83,7 +84,7 @@ def test_instances_are_independent_saes(case: SAECase, c: Conventions, lam: floa
         # a row of 6e6 differed by 5.6e-9, beyond a bound built from the result's own magnitude)
         with magnitude_floor("float64"):
             case_i = Case({"x": xi, **pi}, {"l1_coefficient": lam, "conventions": c}, "float64")
-            bounds = ops.get("loss_gradients").bounds(case_i, gi)
+            bounds = table.get("loss_gradients").bounds(case_i, gi)
         for k in gi:
             allowed = allowed_error(bounds[k], "float64")  # type: ignore[arg-type]
             assert bool(np.all(np.abs(gi[k] - grads[k][i]) <= 2 * allowed)), k

@@ -20,14 +20,15 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refsae import ops, oracle
+from refsae import oracle
 from refsae import torch as rt
 from refsae.cases import Case
-from refsae.cases_dead import resampling_cases
-from refsae.check import check
+from refsae.checking import table
+from refsae.checking.check import check
+from refsae.checking.rows.resampling import resampling_cases
+from refsae.checking.strategies import TORCH_DTYPES
+from refsae.checking.tolerances import UNIT_ROUNDOFF, gamma
 from refsae.oracle.resampling import ResamplingLoss
-from refsae.strategies import TORCH_DTYPES
-from refsae.tolerances import UNIT_ROUNDOFF, gamma
 from tests import chi_square
 from tests.test_checker_power import Mutant
 
@@ -518,7 +519,7 @@ def test_the_checker_flags_a_plausible_resampling_probability_bug(
     mutants change p only where the penalty matters (`total`, λ > 0, uneven penalties) and, in
     bfloat16, only beyond the rule's loose allowance there: about one example in 14 exposes them,
     so 200 examples (not 100) keep a random run's chance of missing one below 1e-6."""
-    op = ops.get("resampling_probabilities")
+    op = table.get("resampling_probabilities")
     assert clause in op.clauses
     outcome = check(op, Mutant(op.name, fn), dtype, max_examples=200, shrink=False)
     assert outcome.status == "fail", f"{fn.__name__} survived {outcome.examples} examples in {dtype}"

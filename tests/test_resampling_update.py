@@ -12,11 +12,11 @@ import torch
 
 from refsae import oracle
 from refsae import torch as rt
-from refsae.check import check
-from refsae.implementations import TorchImplementation
-from refsae.ops import get
+from refsae.checking.check import check
+from refsae.checking.implementations import TorchImplementation
+from refsae.checking.table import get
+from refsae.checking.tolerances import gamma
 from refsae.oracle.optimizer import PARAMETERS
-from refsae.tolerances import gamma
 
 SIDES = ("oracle", "torch")
 D_IN, D_SAE = 3, 4

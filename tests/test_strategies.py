@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refsae import bounds, cases
-from refsae import strategies as rs
-from refsae.tolerances import DTYPES, allowed_error
+from refsae.cases import Case
+from refsae.checking import bounds, profiles, table
+from refsae.checking import strategies as rs
+from refsae.checking.cases import variance_is_certain
+from refsae.checking.check import check
+from refsae.checking.implementations import TorchImplementation
+from refsae.checking.rows.losses import loss_cases
+from refsae.checking.rows.metrics import explained_variance_cases
+from refsae.checking.tolerances import DTYPES, allowed_error
 
 
 @given(st.sampled_from(DTYPES), st.data())
@@ -51,7 +61,7 @@ def test_decoder_rows_are_never_degenerate(dtype: str, data: st.DataObject) -> N
 @given(st.sampled_from(DTYPES), st.data())
 def test_gradient_cases_keep_every_pre_activation_beyond_its_margin(dtype: str, data: st.DataObject) -> None:
     """STR-7, TOL-6: |z| exceeds twice the allowed error of z, so the ReLU mask is certain."""
-    case = data.draw(cases.loss_cases(dtype, kink_margin=True))
+    case = data.draw(loss_cases(dtype, kink_margin=True))
     a, c = case.arrays, case.options["conventions"]
     u = a["x"] - a["b_dec"] if c.encode == "tied" else a["x"]
     z = np.einsum("b...i,...ij->b...j", u, a["W_enc"]) + a["b_enc"]
@@ -70,13 +80,13 @@ def test_kink_margin_moves_b_enc_out_of_every_forbidden_interval() -> None:
 @given(st.sampled_from(DTYPES), st.data())
 def test_fvu_cases_have_a_variance_certainly_above_zero(dtype: str, data: st.DataObject) -> None:
     """STR-8."""
-    case = data.draw(cases.explained_variance_cases(dtype))
-    assert cases.variance_is_certain(case.arrays["x"], dtype)
+    case = data.draw(explained_variance_cases(dtype))
+    assert variance_is_certain(case.arrays["x"], dtype)
 
 
 def test_case_reproduction_is_runnable_python_that_rebuilds_the_arrays() -> None:
     """CHK-2: the reproduction snippet is copy-pasteable."""
-    case = cases.Case(
+    case = Case(
         {"x": np.array([[0.1, -2.5e-7]]), "fire_counts": np.array([0, 3])}, {"encode": "tied"}, "bfloat16"
     )
     namespace: dict[str, object] = {}
@@ -102,7 +112,71 @@ def test_scales_and_cases_respect_the_dtype_magnitude_bounds(dtype: str, data: s
     s = data.draw(rs.scales(dtype))
     lo, hi = rs.SCALE_EXPONENTS[dtype]
     assert 2.0**lo <= s <= 2.0**hi and float(np.log2(s)).is_integer()
-    case = data.draw(cases.loss_cases(dtype))
-    from refsae.tolerances import LARGEST
+    case = data.draw(loss_cases(dtype))
+    from refsae.checking.tolerances import LARGEST
 
     assert max(float(np.abs(a).max()) for a in case.arrays.values()) < LARGEST[dtype] / 16
+
+
+def test_the_checker_draws_the_same_cases_whatever_local_modules_are_imported(tmp_path: Path) -> None:
+    """NOT-8: hypothesis draws now and then from the literals of local modules; the checker does
+    not, so importing a module full of literals changes none of its cases."""
+    op = table.get("encode")
+
+    class Spy(TorchImplementation):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cases: list[bytes] = []
+
+        def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
+            self.cases.append(b"".join(np.ascontiguousarray(a).tobytes() for a in case.arrays.values()))
+            return super().run(operation, case)
+
+    def drawn() -> list[bytes]:
+        spy = Spy()
+        outcome = check(op, spy, "float32", profile=profiles.get("ci"), max_examples=60)
+        assert outcome.status == "pass"
+        return spy.cases
+
+    before = drawn()
+    literals = ", ".join(f"{v!r}" for v in (0.0625, 3.0, -7.5, 1e-5, 2.5e3, 12, 5, 33, 0.3))
+    (tmp_path / "local_literals_for_refsae.py").write_text(f"VALUES = ({literals})\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        importlib.import_module("local_literals_for_refsae")
+        after = drawn()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("local_literals_for_refsae", None)
+    assert before == after
+
+
+def test_without_the_isolation_a_local_module_changes_the_drawn_cases(tmp_path: Path) -> None:
+    """The previous test can fail: hypothesis does read the literals of a newly imported local
+    module (its sometimes-drawn constants), so the same draws without `without_local_constants`
+    differ once such a module is imported."""
+    strategy = st.lists(st.floats(-1e4, 1e4), min_size=30, max_size=30)
+
+    def drawn() -> list[list[float]]:
+        out: list[list[float]] = []
+
+        @settings(derandomize=True, database=None, max_examples=80)
+        @given(strategy)
+        def collect(values: list[float]) -> None:
+            out.append(values)
+
+        collect()
+        return out
+
+    before = drawn()
+    literals = ", ".join(f"{v!r}" for v in (1234.5, -987.25, 4321.0625, 77.125, -55.5, 999.75))
+    (tmp_path / "more_local_literals_for_refsae.py").write_text(f"VALUES = ({literals})\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        importlib.import_module("more_local_literals_for_refsae")
+        after = drawn()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("more_local_literals_for_refsae", None)
+    assert before != after
+    assert any(v in {1234.5, -987.25, 4321.0625, 77.125, -55.5, 999.75} for values in after for v in values)

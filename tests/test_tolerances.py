@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import bounds
-from refsae.tolerances import (
+from refsae.checking import bounds
+from refsae.checking.tolerances import (
     ACCUMULATOR,
     DTYPES,
     SMALLEST_NORMAL,
@@ -96,7 +96,13 @@ def test_bfloat16_matrix_products_flush_subnormal_results_and_the_floor_covers_t
     of a stored bfloat16 result allows an error of ν, so a flushed result passes."""
     import torch
 
-    from refsae.tolerances import FLUSHES_SUBNORMALS, SMALLEST_NORMAL, Bound, allowed_error, magnitude_floor
+    from refsae.checking.tolerances import (
+        FLUSHES_SUBNORMALS,
+        SMALLEST_NORMAL,
+        Bound,
+        allowed_error,
+        magnitude_floor,
+    )
 
     n = 64
     nu = SMALLEST_NORMAL["bfloat16"]

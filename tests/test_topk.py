@@ -12,12 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from refsae import ops, oracle
-from refsae import strategies as rs
+from refsae import oracle
 from refsae import torch as rt
-from refsae.check import check
+from refsae.checking import strategies as rs
+from refsae.checking import table
+from refsae.checking.check import check
+from refsae.checking.implementations import TorchImplementation
 from refsae.conventions import Conventions
-from refsae.implementations import TorchImplementation
 
 
 @given(st.data())
@@ -193,6 +194,6 @@ class _ByMagnitude(TorchImplementation):
 @pytest.mark.parametrize("impl", [_Unclamped("cpu"), _ByMagnitude("cpu")], ids=["no-clamp", "by-magnitude"])
 def test_the_checker_flags_plausible_topk_bugs(impl: TorchImplementation) -> None:
     """TOPK-1, CHK-2: the `topk` row rejects two conventions found in public code."""
-    outcome = check(ops.get("topk"), impl, "float64", max_examples=100)
+    outcome = check(table.get("topk"), impl, "float64", max_examples=100)
     assert outcome.status == "fail", outcome
     assert outcome.failure is not None and "topk [float64] differs from the oracle" in outcome.failure

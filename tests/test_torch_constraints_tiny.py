@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import ops
 from refsae.cases import Case
-from refsae.check import compare
-from refsae.implementations import TorchImplementation
-from refsae.strategies import TORCH_DTYPES
-from refsae.tolerances import SMALLEST_NORMAL
+from refsae.checking import table
+from refsae.checking.check import compare
+from refsae.checking.implementations import TorchImplementation
+from refsae.checking.strategies import TORCH_DTYPES
+from refsae.checking.tolerances import SMALLEST_NORMAL
 
 
 @pytest.mark.parametrize("dtype", list(TORCH_DTYPES))
@@ -28,7 +28,7 @@ def test_a_tiny_row_renormalises_to_a_unit_row_and_loses_its_parallel_gradient(d
         ("renormalise_rows", Case({"W_dec": W}, {}, dtype)),
         ("remove_parallel_component", Case({"W_dec": W, "grad_W_dec": g}, {}, dtype)),
     ):
-        op = ops.get(name)
+        op = table.get(name)
         expected, actual = op.reference(case), impl.run(name, case)
         compare(op, case, expected, actual)  # raises Mismatch beyond the allowed error
     assert np.all(actual["grad_W_dec"][2] == 1.0)  # PAR-3
@@ -50,7 +50,7 @@ def test_resampling_takes_a_tiny_direction_as_a_direction_in_bfloat16() -> None:
         k: torch.tensor(v).to(torch.bfloat16).double().numpy() if k != "dead" else v
         for k, v in arrays.items()
     }
-    op = ops.get("resample_anthropic")
+    op = table.get("resample_anthropic")
     case = Case(arrays, {"encoder_scale": 0.2, "centred": True}, "bfloat16")
     expected, actual = op.reference(case), TorchImplementation("cpu").run("resample_anthropic", case)
     assert expected["resampled"][0] and actual["resampled"][0]

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import ops, oracle
+from refsae import oracle
 from refsae import torch as rt
 from refsae.cases import Case
-from refsae.check import compare
+from refsae.checking import table
+from refsae.checking.check import compare
 from refsae.conventions import Conventions
 from refsae.oracle.optimizer import PARAMETERS
 
@@ -90,7 +91,7 @@ def _ratio(x: np.ndarray, state: dict[str, Any], c: Conventions, actual: dict[st
     arrays = {"x": x, **{f"{g}.{k}": state[g][k] for g in GROUPS for k in PARAMETERS}}
     options = {**OPTIONS, "conventions": c, "betas": (0.9, 0.999), "adam_eps": 1e-8, "weight_decay": 0.0}
     case = Case(arrays, options, "float64")
-    op = ops.get("training_step")
+    op = table.get("training_step")
     return compare(op, case, op.reference(case), _flat(actual))[0]
 
 

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from refsae import ops, oracle
+from refsae import oracle
 from refsae import torch as rt
 from refsae.cases import Case
-from refsae.check import compare
+from refsae.checking import table
+from refsae.checking.check import compare
 from refsae.conventions import Conventions
 from refsae.oracle.optimizer import PARAMETERS
 
@@ -242,7 +243,7 @@ def test_every_float32_step_is_within_the_tolerance_rule_of_the_oracle_from_the_
     starts at, lands within the `training_step` row's allowed error of the oracle's step from that
     state. The drift from the float64 trajectory is measured and printed (not a tuned bound)."""
     assert reference.event is not None
-    op = ops.get("training_step")
+    op = table.get("training_step")
     worst: list[float] = []
 
     def on_step(

@@ -1,8 +1,8 @@
 """The adapter protocol: how a library plugs into the conformance suite (CONF-1, CONF-2).
 
 An adapter is a class with one method per operation it provides, named as the operation's row in
-the table (`refsae.ops`), taking the row's arrays positionally in the row's order (canonical layout:
-`W_enc (d_in, d_sae)`, `W_dec (d_sae, d_in)` whose rows are the dictionary vectors, batch first) and
+the table (`refsae.checking.table`), taking the row's arrays positionally in the row's order (canonical
+layout: `W_enc (d_in, d_sae)`, `W_dec (d_sae, d_in)` whose rows are the dictionary vectors, batch first) and
 its non-convention options by keyword, and returning the row's outputs (one array, a tuple in the
 row's output order, or a mapping by output name). Arrays arrive as torch tensors of the case's dtype
 on `device`; the adapter converts them to the library's layout (transposes, `nn.Linear` weights,
@@ -34,10 +34,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from refsae import ops
 from refsae.cases import Case
+from refsae.checking import table
+from refsae.checking.implementations import to_numpy, to_tensor
+from refsae.checking.operation import Operation
 from refsae.conventions import CORE_AXES, DEFAULT_EPS
-from refsae.implementations import to_numpy, to_tensor
 
 
 class Adapter:
@@ -77,13 +78,13 @@ class Adapter:
             return ""
 
     def supports(self, operation: str) -> bool:
-        return operation in ops.BY_NAME and callable(getattr(self, operation, None))
+        return operation in table.BY_NAME and callable(getattr(self, operation, None))
 
     def operations(self) -> tuple[str, ...]:
         """The table's rows this adapter provides, in table order."""
-        return tuple(op.name for op in ops.TABLE if self.supports(op.name))
+        return tuple(op.name for op in table.TABLE if self.supports(op.name))
 
-    def accepts(self, op: ops.Operation) -> frozenset[str]:
+    def accepts(self, op: Operation) -> frozenset[str]:
         """The convention axes of `op` that the method takes as keywords (checked under every name,
         never detected): every axis when `configurable`, else those its signature names."""
         axes = frozenset(op.convention_axes)
@@ -97,7 +98,7 @@ class Adapter:
         bundle = set(CORE_AXES) if "conventions" in named else set()
         return axes & (named | bundle)
 
-    def options_for(self, op: ops.Operation, options: Mapping[str, Any]) -> dict[str, Any]:
+    def options_for(self, op: Operation, options: Mapping[str, Any]) -> dict[str, Any]:
         """The options the method receives: the non-convention ones and those of `accepts(op)`."""
         accepted = self.accepts(op)
         core = set(CORE_AXES) & set(op.convention_axes)
@@ -121,7 +122,7 @@ class Adapter:
 
     def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
         """Call the method of `operation` on `case` (the checker's `Implementation` protocol)."""
-        op = ops.get(operation)
+        op = table.get(operation)
         arrays = {k: self.to_array(v, case.dtype) for k, v in case.arrays.items()}
         result = op.call(getattr(self, operation), arrays, self.options_for(op, case.options))
         return {k: self.to_numpy(v) for k, v in result.items()}

@@ -18,10 +18,10 @@ from itertools import product
 from hypothesis import settings
 
 from refsae.cases import Case
-from refsae.check import check
+from refsae.checking.check import check
+from refsae.checking.table import Operation
 from refsae.conform.adapter import Adapter
 from refsae.conventions import pinned
-from refsae.ops import Operation
 
 PROBE_EXAMPLES = 8
 """Examples per probed combination: the named conventions differ on almost every generic case

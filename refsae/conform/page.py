@@ -25,7 +25,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from refsae import ops
+from refsae.checking import table
 from refsae.conform.report import ClauseResult, Report
 
 SHORT = {"pass": "pass", "fail": "**fail**", "error": "**error**", "unsupported": "·"}
@@ -107,7 +107,7 @@ def _matrix(reports: list[Report]) -> list[str]:
         "| operation | clause | " + " | ".join(f"`{t}`" for t in targets) + " |",
         "|---|---|" + "---|" * len(targets),
     ]
-    for op in ops.TABLE:
+    for op in table.TABLE:
         for clause in op.clauses:
             if (op.name, clause) not in provided:
                 continue

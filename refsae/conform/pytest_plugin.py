@@ -52,10 +52,10 @@ class TargetCollector(pytest.Collector):
         self.operations = operations
 
     def collect(self) -> Iterator[pytest.Item]:
-        from refsae import ops
+        from refsae.checking import table
 
         for name in self.operations:
-            for clause in ops.get(name).clauses:
+            for clause in table.get(name).clauses:
                 yield ClauseItem.from_parent(self, name=f"{name}::{clause}", operation=name, clause=clause)
 
 
@@ -98,18 +98,18 @@ def pytest_collection_modifyitems(
     targets: list[str] = config.getoption("refsae_target")
     if not targets:
         return
-    from refsae import ops
+    from refsae.checking import table
     from refsae.conform.runner import Engine
     from refsae.conform.targets import TargetError, load
 
     names = config.getoption("refsae_ops")
     operations = (
-        [op.name for op in ops.TABLE] if names is None else [n.strip() for n in names.split(",") if n]
+        [op.name for op in table.TABLE] if names is None else [n.strip() for n in names.split(",") if n]
     )
-    unknown = [n for n in operations if n not in ops.BY_NAME]
+    unknown = [n for n in operations if n not in table.BY_NAME]
     if unknown:
         raise pytest.UsageError(
-            f"--refsae-ops: no operation {', '.join(unknown)}; known: {', '.join(ops.BY_NAME)}"
+            f"--refsae-ops: no operation {', '.join(unknown)}; known: {', '.join(table.BY_NAME)}"
         )
     for target in targets:
         try:

@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from refsae import ops
 from refsae.cases import Case
+from refsae.checking import table
+from refsae.checking.operation import Operation
+from refsae.checking.tolerances import DTYPES
 from refsae.conform.adapter import Adapter
 from refsae.conventions import AXES, CORE_AXES, Conventions
-from refsae.tolerances import DTYPES
 
 
 class RefsaeAdapter(Adapter):
@@ -31,22 +32,22 @@ class RefsaeAdapter(Adapter):
     instances: ClassVar[bool] = True
 
     def supports(self, operation: str) -> bool:
-        return operation in ops.BY_NAME
+        return operation in table.BY_NAME
 
     def function(self, operation: str) -> Callable[..., Any]:
         """The torch function of `operation` (a mutant overrides one)."""
         override = getattr(self, operation, None)
-        return override if callable(override) else ops.get(operation).torch
+        return override if callable(override) else table.get(operation).torch
 
     def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
-        op = ops.get(operation)
+        op = table.get(operation)
         arrays = {k: self.to_array(v, case.dtype) for k, v in case.arrays.items()}
         result = op.call(self.function(operation), arrays, self.options_for(op, case.options))
         return {k: self.to_numpy(v) for k, v in result.items()}
 
 
 def fixed_options(
-    op: ops.Operation, options: Mapping[str, Any], c: Conventions, others: Mapping[str, str] | None = None
+    op: Operation, options: Mapping[str, Any], c: Conventions, others: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """`options` with every convention option of `op` replaced by the one of `c` (core axes, eps) or
     of `others` (an operation's own axes; default: the first name)."""
@@ -74,12 +75,12 @@ class FixedRefsae(RefsaeAdapter):
     def target(self) -> str:
         return self.name or f"refsae[{self.conventions.label()}]"
 
-    def accepts(self, op: ops.Operation) -> frozenset[str]:
+    def accepts(self, op: Operation) -> frozenset[str]:
         """None: the conventions are fixed (`fixed_options`), as in a library; the suite detects them."""
         return frozenset()
 
     def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
-        op = ops.get(operation)
+        op = table.get(operation)
         arrays = {k: self.to_array(v, case.dtype) for k, v in case.arrays.items()}
         options = fixed_options(op, self.options_for(op, case.options), self.conventions, self.others)
         result = op.call(self.function(operation), arrays, options)

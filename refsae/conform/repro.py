@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from refsae import ops
 from refsae.cases import Case
+from refsae.checking import table
 
 
 def oracle_outputs(
     operation: str, arrays: dict[str, np.ndarray], options: dict[str, Any]
 ) -> dict[str, np.ndarray]:
     """The oracle's outputs of `operation` (float64), called as the table calls it."""
-    return ops.get(operation).reference(Case(arrays, options))
+    return table.get(operation).reference(Case(arrays, options))
 
 
 def snippet(target: str, operation: str, case: Case) -> str:

@@ -12,8 +12,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from refsae import __version__, ops, profiles
-from refsae.check import Outcome, check
+from refsae import __version__
+from refsae.checking import profiles, table
+from refsae.checking.check import Outcome, check
+from refsae.checking.operation import Operation
 from refsae.conform.adapter import Adapter
 from refsae.conform.detect import Detection, detect
 from refsae.conform.report import ClauseResult, Report
@@ -71,15 +73,15 @@ class Engine:
         self.verdicts: dict[str, RowVerdict] = {}
         self.claims = dict(adapter.claims)
 
-    def _dtypes(self, op: ops.Operation) -> list[str]:
+    def _dtypes(self, op: Operation) -> list[str]:
         return [d for d in self.adapter.dtypes if d in op.dtypes]
 
-    def _free(self, op: ops.Operation) -> list[str]:
+    def _free(self, op: Operation) -> list[str]:
         """`op`'s axes that are neither taken by the adapter nor settled yet."""
         accepted = self.adapter.accepts(op)
         return [a for a in op.convention_axes if a not in accepted and a not in self.known]
 
-    def _settle(self, op: ops.Operation) -> RowVerdict | None:
+    def _settle(self, op: Operation) -> RowVerdict | None:
         """Detect `op`'s unsettled axes; a verdict when detection itself decides the row (error)."""
         if not self._free(op):
             return None
@@ -95,7 +97,7 @@ class Engine:
                     return None
         return self._detect(op)
 
-    def _detect(self, op: ops.Operation) -> RowVerdict | None:
+    def _detect(self, op: Operation) -> RowVerdict | None:
         dtypes = self._dtypes(op)
         free = self._free(op)
         if op.name in self.detections or not dtypes or not free:
@@ -130,8 +132,8 @@ class Engine:
                 self.candidates[a] = names
         return None
 
-    def _supported(self) -> list[ops.Operation]:
-        return [op for op in ops.TABLE if self.adapter.supports(op.name)]
+    def _supported(self) -> list[Operation]:
+        return [op for op in table.TABLE if self.adapter.supports(op.name)]
 
     def _pick(self, axis: str) -> str:
         """The name `axis` is checked under: the detected one, else the claimed one (if it is still a
@@ -143,7 +145,7 @@ class Engine:
         claim = self.claims.get(axis)
         return claim if claim in names else names[0]
 
-    def _pins(self, op: ops.Operation) -> dict[str, object]:
+    def _pins(self, op: Operation) -> dict[str, object]:
         pins: dict[str, object] = {} if self.adapter.instances else {"instances": False}
         if self.adapter.absent:
             pins["absent"] = tuple(self.adapter.absent)
@@ -155,7 +157,7 @@ class Engine:
                 pins[a] = self._pick(a)
         return pins
 
-    def names(self, op: ops.Operation) -> dict[str, str]:
+    def names(self, op: Operation) -> dict[str, str]:
         """The convention of each of `op`'s axes as detected so far: a name, `a|b` (not yet told
         apart), `none` (matches no named convention) or `any` (the adapter takes the option)."""
         accepted = self.adapter.accepts(op)
@@ -169,7 +171,7 @@ class Engine:
                 out[a] = self.known.get(a, "none")
         return out
 
-    def convention(self, op: ops.Operation) -> str:
+    def convention(self, op: Operation) -> str:
         """The `convention` field of `op`'s clauses (CONF-4)."""
         return ", ".join(f"{a}={n}" for a, n in self.names(op).items())
 
@@ -177,7 +179,7 @@ class Engine:
         """Detect, check and judge one operation (cached)."""
         if operation in self.verdicts:
             return self.verdicts[operation]
-        op = ops.get(operation)
+        op = table.get(operation)
         if not self.adapter.supports(operation):
             v = RowVerdict(
                 operation, "unsupported", message=f"{self.adapter.target} does not provide {operation}"
@@ -188,7 +190,7 @@ class Engine:
         self.verdicts[operation] = v
         return v
 
-    def _check(self, op: ops.Operation) -> RowVerdict:
+    def _check(self, op: Operation) -> RowVerdict:
         v = RowVerdict(op.name)
         pins = self._pins(op)
         names = self.names(op)
@@ -241,7 +243,7 @@ class Engine:
         return v
 
     def _confine(
-        self, op: ops.Operation, v: RowVerdict, outcome: Outcome, pins: dict[str, object], dtype: str
+        self, op: Operation, v: RowVerdict, outcome: Outcome, pins: dict[str, object], dtype: str
     ) -> None:
         """CONF-10: when the counterexample exercises edge clauses of the row, check the row again
         without such cases; if it passes, the failure is confined to those clauses."""
@@ -273,7 +275,7 @@ class Engine:
         clause that defines a convention the implementation does not follow (CLAUSES) is
         `unsupported` where the row passes under the one it follows (CONF-4)."""
         v = self.verdict(operation)
-        op = ops.get(operation)
+        op = table.get(operation)
         names = self.names(op)
         out = []
         for clause in op.clauses:
@@ -310,7 +312,7 @@ class Engine:
 
     def report(self, operations: Iterable[str] | None = None) -> Report:
         start = time.perf_counter()
-        names = list(operations) if operations is not None else [op.name for op in ops.TABLE]
+        names = list(operations) if operations is not None else [op.name for op in table.TABLE]
         report = Report(
             target=self.adapter.target,
             library=self.adapter.library or self.adapter.target,

@@ -36,8 +36,14 @@ from refsae.conventions import (
 )
 from refsae.oracle import _validate
 from refsae.oracle.forward import decoder_directions
-from refsae.oracle.gradients import _normalisation_backward
+from refsae.oracle.gradients import normalisation_backward
 from refsae.oracle.losses import total_variance
+
+__all__ = [
+    "auxk_latents",
+    "auxk_loss",
+    "auxk_loss_gradients",
+]
 
 Values = Literal["relu", "raw"]
 AuxDecode = Literal["without_b_dec", "with_b_dec", "cancelled_b_dec"]
@@ -64,7 +70,7 @@ def check_dead(dead: np.ndarray) -> np.ndarray:
     return dead.astype(bool)
 
 
-def _selected(z: np.ndarray, dead: np.ndarray, k_aux: int) -> np.ndarray:
+def dead_selection(z: np.ndarray, dead: np.ndarray, k_aux: int) -> np.ndarray:
     """The canonical selection among dead latents (AUXK-2): by z descending, lower index first, at
     most min(k_aux, n_dead) per example; per instance."""
     n_dead = dead.sum(axis=-1)  # (*inst)
@@ -97,7 +103,7 @@ def auxk_latents(
     check_choice("values", values, VALUES)
     _validate.nonempty_batch(z, "z")
     _validate.finite(z=z)
-    mask = _selected(z, check_dead(dead), k_aux)
+    mask = dead_selection(z, check_dead(dead), k_aux)
     return np.where(mask, np.maximum(z, 0.0) if values == "relu" else z, 0.0)
 
 
@@ -156,7 +162,7 @@ def _terms(
                 f"the {o.normalisation} normaliser is zero (e.g. a batch of 1): AuxK is undefined"
             )
     D = np.where(D > 0, D, 1.0)
-    mask = _selected(z, is_dead, o.k_aux) & ((z > 0) | (o.values == "raw"))
+    mask = dead_selection(z, is_dead, o.k_aux) & ((z > 0) | (o.values == "raw"))
     return a, W_hat, e_hat - e, s, D, mask
 
 
@@ -225,7 +231,7 @@ def auxk_loss_gradients(
     zero_bias = np.zeros_like(b_dec)
     return {
         "z": np.where(mask, np.einsum("b...i,...ji->b...j", g, W_hat), 0.0),
-        "W_dec": G_hat if decoder == "constrained" else _normalisation_backward(W_dec, G_hat, eps),
+        "W_dec": G_hat if decoder == "constrained" else normalisation_backward(W_dec, G_hat, eps),
         "b_dec": zero_bias if aux_decode == "without_b_dec" else g.sum(axis=0),
         "x_hat": g if residual == "attached" else np.zeros_like(x_hat),
     }

@@ -8,6 +8,11 @@ from jaxtyping import Float64
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
 
+__all__ = [
+    "remove_parallel_component",
+    "renormalise_rows",
+]
+
 
 def row_scale(v: np.ndarray) -> np.ndarray:
     """A power of two 2^(e−1) with max_i |v_i| < 2^e per row (last axis), 1 for a zero row (CON-4).

@@ -14,6 +14,13 @@ from jaxtyping import Bool, Float64, Int, Int64
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
 
+__all__ = [
+    "dead_by_fire_fraction",
+    "dead_by_steps",
+    "fire_counts",
+    "update_steps_since_fired",
+]
+
 
 def check_count(name: str, value: int, minimum: int) -> None:
     """Window sizes and step limits are plain integers >= `minimum` (DEAD-2, DEAD-4)."""

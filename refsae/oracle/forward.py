@@ -22,6 +22,14 @@ from refsae.conventions import (
 )
 from refsae.oracle import _validate
 
+__all__ = [
+    "decode",
+    "decoder_directions",
+    "encode",
+    "forward",
+    "pre_activations",
+]
+
 
 @typechecked
 def pre_activations(

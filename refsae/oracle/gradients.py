@@ -27,6 +27,11 @@ from refsae.conventions import Conventions, check_coefficient
 from refsae.oracle.forward import decoder_directions, pre_activations
 from refsae.oracle.losses import total_variance
 
+__all__ = [
+    "Gradients",
+    "loss_gradients",
+]
+
 
 @dataclass(frozen=True)
 class Gradients:
@@ -41,7 +46,7 @@ class Gradients:
         return {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
 
 
-def _reconstruction_scale(x: np.ndarray, reconstruction: str) -> np.ndarray:
+def reconstruction_scale(x: np.ndarray, reconstruction: str) -> np.ndarray:
     """c in g_xhat = c · r, broadcastable against (batch, *inst, d_in)."""
     batch, d_in = x.shape[0], x.shape[-1]
     if reconstruction == "sum":
@@ -54,7 +59,7 @@ def _reconstruction_scale(x: np.ndarray, reconstruction: str) -> np.ndarray:
     return np.asarray(2.0 / variance)[..., None]
 
 
-def _normalisation_backward(W_dec: np.ndarray, G_hat: np.ndarray, eps: float) -> np.ndarray:
+def normalisation_backward(W_dec: np.ndarray, G_hat: np.ndarray, eps: float) -> np.ndarray:
     """Pull Ĝ = ∂L/∂Ŵ back through Ŵ_j = W_j / (‖W_j‖ + eps) (GRAD-5)."""
     n = np.linalg.norm(W_dec, axis=-1, keepdims=True)
     radial = np.sum(W_dec * G_hat, axis=-1, keepdims=True)
@@ -98,7 +103,7 @@ def gradients_given_mask(
     f = np.where(active, z, 0.0)
     W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
     x_hat = np.einsum("b...j,...ji->b...i", f, W_hat) + b_dec
-    g_xhat = _reconstruction_scale(x, c.reconstruction) * (x_hat - x)
+    g_xhat = reconstruction_scale(x, c.reconstruction) * (x_hat - x)
 
     dS_df = np.sign(f) / batch
     norms = np.linalg.norm(W_dec, axis=-1)
@@ -114,7 +119,7 @@ def gradients_given_mask(
     grad_b_dec = g_xhat.sum(axis=0)
     if c.encode == "tied":
         grad_b_dec = grad_b_dec - np.einsum("...j,...ij->...i", grad_b_enc, W_enc)
-    grad_W_dec = G_hat if c.decoder == "constrained" else _normalisation_backward(W_dec, G_hat, c.eps)
+    grad_W_dec = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
     if c.sparsity == "l1_decoder_norm":
         safe = np.where(norms > 0, norms, 1.0)[..., None]
         unit = np.where(norms[..., None] > 0, W_dec / safe, 0.0)

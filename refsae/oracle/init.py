@@ -17,6 +17,11 @@ from jaxtyping import Float64
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
 
+__all__ = [
+    "b_dec_mean",
+    "geometric_median",
+]
+
 DEFAULT_TOL = 1e-10
 """Relative suboptimality the geometric median certifies: `f(y) − min f ≤ tol · f(y)` (INIT-6)."""
 

@@ -21,6 +21,13 @@ from refsae.conventions import (
 from refsae.oracle import _validate
 from refsae.oracle.forward import forward
 
+__all__ = [
+    "reconstruction_loss",
+    "sparsity_loss",
+    "total_loss",
+    "total_variance",
+]
+
 
 def _batch_and_dim_sum(a: np.ndarray) -> np.ndarray:
     """Σ over the batch axis (0) and the feature axis (-1): shape `*inst`."""

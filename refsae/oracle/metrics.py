@@ -9,6 +9,12 @@ from refsae._typecheck import typechecked
 from refsae.oracle import _validate
 from refsae.oracle.losses import reconstruction_loss
 
+__all__ = [
+    "dead_fraction",
+    "explained_variance",
+    "l0",
+]
+
 
 @typechecked
 def l0(f: Float64[np.ndarray, "batch *inst d_sae"]) -> Float64[np.ndarray, "*inst"]:

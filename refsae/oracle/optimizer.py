@@ -23,6 +23,12 @@ from jaxtyping import Float64, Shaped, TypeCheckError
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
 
+__all__ = [
+    "AdamUpdate",
+    "adam_reset_latents",
+    "adam_step",
+]
+
 PARAMETERS: tuple[str, ...] = ("W_enc", "b_enc", "W_dec", "b_dec")
 
 LATENT_AXIS: dict[str, int | None] = {"W_enc": -1, "b_enc": -1, "W_dec": -2, "b_dec": None}

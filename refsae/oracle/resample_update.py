@@ -22,6 +22,11 @@ from refsae.oracle import _validate
 from refsae.oracle.constraints import row_scale
 from refsae.oracle.optimizer import Arrays, check_parameter_maps
 
+__all__ = [
+    "resample_anthropic",
+    "resample_simple",
+]
+
 
 @typechecked
 def _latent_shapes(

@@ -18,6 +18,12 @@ from refsae._typecheck import typechecked
 from refsae.conventions import check_choice, check_coefficient
 from refsae.oracle import _validate
 
+__all__ = [
+    "per_example_loss",
+    "resampling_probabilities",
+    "sample_examples",
+]
+
 ResamplingLoss = Literal["total", "reconstruction"]
 RESAMPLING_LOSS: tuple[str, ...] = get_args(ResamplingLoss)
 

@@ -26,6 +26,10 @@ from refsae.oracle.gradients import loss_gradients
 from refsae.oracle.losses import total_loss
 from refsae.oracle.optimizer import Arrays, adam_step, check_parameter_maps
 
+__all__ = [
+    "training_step",
+]
+
 StepOrder = Literal["specified", "constraint_before_step", "removal_after_step"]
 ORDERS: tuple[str, ...] = get_args(StepOrder)
 

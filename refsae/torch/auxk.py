@@ -12,7 +12,14 @@ from refsae._typecheck import CHECKS_ENABLED, typechecked
 from refsae.conventions import DEFAULT_EPS, DecoderConvention
 from refsae.oracle.auxk import AuxDecode, AuxKOptions, Normalisation, Residual, Scale, Values
 from refsae.torch import _validate
-from refsae.torch.functional import decoder_directions, total_variance
+from refsae.torch.forward import decoder_directions
+from refsae.torch.losses import total_variance
+
+__all__ = [
+    "auxk_latents",
+    "auxk_loss",
+    "auxk_loss_gradients",
+]
 
 
 def _dead_mask(dead: Tensor) -> Tensor:

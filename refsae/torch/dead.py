@@ -14,6 +14,13 @@ from refsae._typecheck import typechecked
 from refsae.oracle.dead import check_count, check_threshold
 from refsae.torch import _validate
 
+__all__ = [
+    "dead_by_fire_fraction",
+    "dead_by_steps",
+    "fire_counts",
+    "update_steps_since_fired",
+]
+
 
 def _same_device(**tensors: Tensor) -> None:
     """Integer and floating inputs of one call live on one device (NOT-7)."""

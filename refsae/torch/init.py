@@ -14,10 +14,14 @@ from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
-from refsae.bounds_init import weiszfeld_step_chain
+from refsae.checking.tolerances import gamma, weiszfeld_step_chain
 from refsae.oracle.init import DEFAULT_MAX_ITER, DEFAULT_TOL, check_iteration_options
-from refsae.tolerances import gamma
 from refsae.torch import _validate
+
+__all__ = [
+    "b_dec_mean",
+    "geometric_median",
+]
 
 _WORK_DTYPE = {torch.bfloat16: torch.float32, torch.float16: torch.float32}
 

@@ -1,9 +1,10 @@
 """`SAE`: an `nn.Module` over the functional operations, with a config dataclass.
 
 The module holds W_enc (*inst, d_in, d_sae), b_enc, W_dec (*inst, d_sae, d_in) and b_dec, and adds
-nothing to the math: every method calls `refsae.torch.functional`. The unit-norm constraint is
-applied by `constrain_()` *after* the optimizer step (CON-3); parallel-gradient removal is either an
-explicit `remove_parallel_grad_()` call or a backward hook on W_dec (PAR-4), never both.
+nothing to the math: every method calls the functional operations (`refsae.torch.forward`, `.losses`,
+`.constraints`). The unit-norm constraint is applied by `constrain_()` *after* the optimizer step
+(CON-3); parallel-gradient removal is either an explicit `remove_parallel_grad_()` call or a backward
+hook on W_dec (PAR-4), never both.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from torch import Tensor, nn
 
 from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, check_coefficient
-from refsae.oracle.topk_activation import check_k
-from refsae.torch import functional as F
-from refsae.torch.fused import Workspace
-from refsae.torch.inplace import parallel_removed, remove_parallel_component_, renormalise_rows_
-from refsae.torch.topk_activation import topk, topk_total_loss
+from refsae.oracle.topk import check_k
+from refsae.torch import forward as fwd
+from refsae.torch.constraints import renormalise_rows
+from refsae.torch.fast.constraints import parallel_removed, remove_parallel_component_, renormalise_rows_
+from refsae.torch.fast.gradients import Workspace
+from refsae.torch.losses import total_loss
+from refsae.torch.topk import topk, topk_total_loss
+
+__all__ = [
+    "SAE",
+    "SAEConfig",
+]
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ class SAE(nn.Module):
         inst = () if config.n_inst is None else (config.n_inst,)
         dtype, device = config.dtype, torch.device(config.device)
         W_dec = torch.randn(*inst, config.d_sae, config.d_in, generator=generator, dtype=torch.float64)
-        W_dec = F.renormalise_rows(W_dec).to(device=device, dtype=dtype)
+        W_dec = renormalise_rows(W_dec).to(device=device, dtype=dtype)
         self.W_dec = nn.Parameter(W_dec)
         self.W_enc = nn.Parameter(W_dec.transpose(-1, -2).clone())
         self.b_enc = nn.Parameter(torch.zeros((*inst, config.d_sae), dtype=dtype, device=device))
@@ -82,14 +90,14 @@ class SAE(nn.Module):
     def encode(self, x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, "batch *inst d_sae"]:
         encode = self.config.conventions.encode
         if self.config.k is not None:
-            z = F.pre_activations(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
+            z = fwd.pre_activations(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
             return topk(z, k=self.config.k)
-        return F.encode(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
+        return fwd.encode(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
 
     @typechecked
     def decode(self, f: Float[Tensor, "batch *inst d_sae"]) -> Float[Tensor, "batch *inst d_in"]:
         c = self.config.conventions
-        return F.decode(f, self.W_dec, self.b_dec, decoder=c.decoder, eps=c.eps)
+        return fwd.decode(f, self.W_dec, self.b_dec, decoder=c.decoder, eps=c.eps)
 
     @typechecked
     def forward(
@@ -112,7 +120,7 @@ class SAE(nn.Module):
                 l1_coefficient=self.config.l1_coefficient,
                 conventions=self.config.conventions,
             )
-        return F.total_loss(
+        return total_loss(
             x,
             self.W_enc,
             self.b_enc,

@@ -17,6 +17,12 @@ from refsae._typecheck import typechecked
 from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters, check_maps
 from refsae.torch._validate import finite, same_dtype_and_device
 
+__all__ = [
+    "adam_reset_latents",
+    "adam_step",
+    "reset_adam_latents_",
+]
+
 TensorMap = Mapping[str, Tensor]
 
 

@@ -17,6 +17,12 @@ from refsae.conventions import check_choice, check_coefficient
 from refsae.oracle.resampling import RESAMPLING_LOSS, ResamplingLoss
 from refsae.torch import _validate
 
+__all__ = [
+    "per_example_loss",
+    "resampling_probabilities",
+    "sample_examples",
+]
+
 
 @typechecked
 def per_example_loss(

@@ -1,4 +1,4 @@
-"""The training step in PyTorch, in the specified order (STEP-1..STEP-3), and resampling updates.
+"""The training step in PyTorch, in the specified order (STEP-1..STEP-3).
 
 `train_step_` is what a training loop calls: forward, loss, backward, parallel-gradient removal,
 `optimizer.step()`, then the unit-norm constraint. `training_step` is its functional twin for the
@@ -8,24 +8,24 @@ operation table: it loads the given parameters and Adam state into an `SAE` and 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
-from jaxtyping import Float, Shaped
 from torch import Tensor
 
-from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, check_choice
 from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters
-from refsae.torch._validate import finite, same_dtype_and_device
-from refsae.torch.functional import row_scale
-from refsae.torch.fused import fused_loss_and_gradients
-from refsae.torch.fused_topk import topk_fused_loss_and_gradients
-from refsae.torch.inplace import remove_parallel_component_
+from refsae.torch.fast.constraints import remove_parallel_component_
+from refsae.torch.fast.gradients import fused_loss_and_gradients
+from refsae.torch.fast.topk import topk_fused_loss_and_gradients
 from refsae.torch.model import SAE, SAEConfig
 from refsae.torch.optimizer import check_parameter_maps
+
+__all__ = [
+    "train_step_",
+    "training_step",
+]
 
 TensorMap = Mapping[str, Tensor]
 
@@ -38,8 +38,8 @@ def train_step_(sae: SAE, optimizer: torch.optim.Optimizer, x: Tensor, *, backwa
     `constrained` decoder (STEP-2). Returns the loss before the step.
 
     `backward="fused"` (default) computes the loss and all four gradients by the hand-written backward
-    of `refsae.torch.fused` (ReLU; into the parameters' existing `.grad` tensors) or
-    `refsae.torch.fused_topk` (TopK SAEs) in the model's workspace (PERF-1..PERF-3); `"autograd"` runs
+    of `refsae.torch.fast.gradients` (ReLU; into the parameters' existing `.grad` tensors) or
+    `refsae.torch.fast.topk` (TopK SAEs) in the model's workspace (PERF-1..PERF-3); `"autograd"` runs
     `sae.loss(x).backward()`. Both are checked against the oracle."""
     check_choice("backward", backward, BACKWARDS)
     constrained = sae.config.conventions.decoder == "constrained"
@@ -130,86 +130,3 @@ def training_step(
         "exp_avg_sq": {n: optimizer.state[getattr(sae, n)]["exp_avg_sq"] for n in PARAMETERS},
         "loss": loss,
     }
-
-
-def _unit_rows(v: Tensor, dead: Tensor) -> tuple[Tensor, Tensor]:
-    v = v / row_scale(v)  # exact; a tiny direction is still a direction (CON-4)
-    norms = torch.linalg.vector_norm(v, dim=-1)
-    ok = dead & (norms > 0)
-    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
-    return ok, torch.where(ok[..., None], v / safe[..., None], torch.zeros_like(v))
-
-
-def _apply(param: TensorMap, ok: Tensor, direction: Tensor, encoder_norm: Tensor) -> dict[str, Tensor]:
-    W_enc_new = (direction * encoder_norm[..., None, None]).transpose(-1, -2)
-    return {
-        "W_enc": torch.where(ok[..., None, :], W_enc_new, param["W_enc"]),
-        "b_enc": torch.where(ok, torch.zeros_like(param["b_enc"]), param["b_enc"]),
-        "W_dec": torch.where(ok[..., None], direction, param["W_dec"]),
-        "b_dec": param["b_dec"].clone(),
-    }
-
-
-@typechecked
-def _latent_shapes(
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    dead: Shaped[Tensor, "*inst d_sae"],
-    chosen: Float[Tensor, "*inst d_sae d_in"] | None = None,
-    directions: Float[Tensor, "*inst d_sae d_in"] | None = None,
-) -> None:
-    """The mask and the per-latent inputs match the parameters' latents and d_in (NOT-3)."""
-
-
-def _dead_mask(param: TensorMap, dead: Tensor, scale: float, **given: Tensor) -> Tensor:
-    """Validate a resampling call the oracle's way; the dead mask as bool."""
-    check_parameter_maps(param)
-    _latent_shapes(param["b_enc"], param["W_dec"], dead, **given)
-    if not bool(((dead == 0) | (dead == 1)).all()):
-        raise ValueError("dead must be a 0/1 or boolean mask of shape (*inst, d_sae)")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"the encoder scale must be a finite number > 0, got {scale!r}")
-    same_dtype_and_device(**given, W_dec=param["W_dec"])
-    finite(**given)
-    return dead.to(torch.bool)
-
-
-@typechecked
-def resample_anthropic(
-    param: TensorMap,
-    dead: Shaped[Tensor, "*inst d_sae"],
-    chosen: Float[Tensor, "*inst d_sae d_in"],
-    *,
-    centred: bool = False,
-    encoder_scale: float = 0.2,
-) -> dict[str, Any]:
-    """Anthropic's resampling update given the chosen inputs (RES-10..RES-14), no Python loops."""
-    is_dead = _dead_mask(param, dead, encoder_scale, chosen=chosen)
-    v = chosen - param["b_dec"][..., None, :] if centred else chosen
-    ok, direction = _unit_rows(v, is_dead)
-    column_norms = torch.linalg.vector_norm(param["W_enc"], dim=-2)
-    alive = ~is_dead
-    n_alive = alive.sum(dim=-1)
-    mean_alive = (column_norms * alive).sum(dim=-1) / n_alive.clamp(min=1)
-    mean_alive = torch.where(n_alive > 0, mean_alive, torch.ones_like(mean_alive))
-    new = _apply(param, ok, direction, encoder_scale * mean_alive)
-    return {"param": new, "resampled": ok}
-
-
-@typechecked
-def resample_simple(
-    param: TensorMap,
-    dead: Shaped[Tensor, "*inst d_sae"],
-    directions: Float[Tensor, "*inst d_sae d_in"],
-    *,
-    encoder_scale: float = 1.0,
-) -> dict[str, Any]:
-    """The simple resampling update given explicit directions (RES-15)."""
-    ok, direction = _unit_rows(directions, _dead_mask(param, dead, encoder_scale, directions=directions))
-    new = _apply(
-        param,
-        ok,
-        direction,
-        torch.full(ok.shape[:-1], encoder_scale, dtype=directions.dtype, device=directions.device),
-    )
-    return {"param": new, "resampled": ok}

@@ -1,0 +1,214 @@
+"""JumpReLU (jumprelu.md): case strategies, error bounds and rows of `jumprelu` and its loss and
+gradients.
+
+Case strategies of the JumpReLU rows (JUMP-8): margins at the jump and at the kernel's edges.
+
+- `jumprelu_cases`: z and θ > 0 drawn directly; some θ_j are copied from a z value, so that
+  z = θ exactly occurs (strictness, JUMP-1). The output is a copy: exact.
+- `jumprelu_gradient_cases`: those, with the threshold's parametrisation (JUMP-5) drawn too.
+- `jumprelu_loss_cases`: a full SAE case, a power-of-two bandwidth ε near the typical |z| (so the
+  kernel windows hold some examples: the threshold's pseudo-gradient is not trivially 0), and θ moved
+  to the nearest value at which every |z − θ| and every ||z − θ| − ε/2| exceeds twice the error of
+  z − θ in the dtype: rounding cannot flip the mask or the kernel.
+
+Error bounds of the JumpReLU rows (JUMP, TOL-4).
+
+The strategies keep every |z − θ| and every ||z − θ| − ε/2| above twice the error of z − θ
+(JUMP-8), so the mask 1[z > θ] and the kernel K are exact: the four parameter gradients are
+GRAD's with the mask z > θ, and the threshold's pseudo-gradient sums exact 0/1 kernels times
+g_f θ/ε over the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from refsae import oracle
+from refsae.cases import Case
+from refsae.checking import bounds
+from refsae.checking import strategies as rs
+from refsae.checking.cases import (
+    conventions_of,
+    finish,
+    sae_arrays,
+)
+from refsae.checking.operation import Bounds, Operation, Outputs, exact
+from refsae.checking.rows.losses import LOSS_EXAMPLE, backward_magnitudes, loss_cases
+from refsae.checking.tolerances import SMALLEST_NORMAL, Bound, add, allowed_error, magnitude_floor, mul
+from refsae.conventions import OPERATION_AXES, Conventions
+
+
+@st.composite
+def jumprelu_cases(draw: st.DrawFn, dtype: str) -> Case:
+    shape = draw(rs.shapes())
+    scale = draw(rs.scales(dtype))
+    z = draw(rs.arrays((shape.batch, *shape.inst, shape.d_sae), dtype, scale))
+    theta = np.abs(draw(rs.arrays((*shape.inst, shape.d_sae), dtype, scale)))
+    copy = np.array(draw(st.lists(st.booleans(), min_size=theta.size, max_size=theta.size))).reshape(
+        theta.shape
+    )
+    theta = np.where(copy & (z[0] > 0), z[0], theta)
+    assume(bool(np.all(theta > 0)))
+    return Case({"z": z, "theta": theta}, {}, dtype)
+
+
+@st.composite
+def jumprelu_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
+    base = draw(loss_cases(dtype, backward=True))
+    a = dict(base.arrays)
+    c: Conventions = base.options["conventions"]
+    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
+    typical = float(np.median(np.abs(z))) or 1.0
+    bandwidth = 2.0 ** (round(np.log2(typical)) + draw(st.integers(-1, 1)))
+    assume(bandwidth >= 4 * SMALLEST_NORMAL[dtype])  # θ/ε and ε/2 stay normal numbers
+    # θ_j from the spread of column j, then moved off the jump and the kernel edges (JUMP-8)
+    pick = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(0, z.shape[0], z.shape[1:])
+    theta = np.abs(np.take_along_axis(z, pick[None], axis=0)[0]) * draw(st.sampled_from((0.5, 1.0, 1.5)))
+    z_bound = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], c.encode)
+
+    def margin(t: np.ndarray) -> np.ndarray:
+        with magnitude_floor(dtype):  # subnormal z rounds absolutely (TOL-7)
+            b = Bound(z_bound.magnitude + np.abs(t), z_bound.k_acc, z_bound.k_store + 1)
+        return 2 * allowed_error(b, dtype)
+
+    m = margin(theta + bandwidth)
+    edges = np.concatenate([-z, -(z - bandwidth / 2), -(z + bandwidth / 2)])
+    theta = rs.kink_margin_b_enc(edges, theta, np.concatenate([m, m, m]), dtype)
+    assume(bool(np.all(theta > 0)))
+    gap = np.abs(z - theta)
+    assume(bool(np.all(gap > margin(theta)) and np.all(np.abs(gap - bandwidth / 2) > margin(theta))))
+    a["theta"] = theta
+    options: dict[str, Any] = {
+        "l0_coefficient": base.options["l1_coefficient"],
+        "bandwidth": bandwidth,
+        "conventions": c,
+    }
+    f, x_hat = bounds.forward(a["x"], a["W_enc"], a["b_enc"], a["W_dec"], a["b_dec"], c)
+    numerator = ((x_hat.magnitude + np.abs(a["x"])) ** 2).sum(axis=(0, -1))
+    magnitudes = [f.magnitude, x_hat.magnitude, numerator, np.abs(z) / bandwidth]
+    magnitudes += backward_magnitudes({k: v for k, v in a.items() if k != "theta"}, 0.0, c)
+    return finish(Case(a, options, dtype), magnitudes)
+
+
+@st.composite
+def jumprelu_gradient_cases(draw: st.DrawFn, dtype: str) -> Case:
+    """`jumprelu_loss_cases` with `parametrisation` drawn (θ or log θ stored, JUMP-5)."""
+    case = draw(jumprelu_loss_cases(dtype))
+    parametrisation = draw(rs.convention("parametrisation", OPERATION_AXES["parametrisation"]))
+    return Case(case.arrays, {**case.options, "parametrisation": parametrisation}, dtype)
+
+
+def jumprelu_total_loss_bound(
+    x: np.ndarray,
+    W_enc: np.ndarray,
+    b_enc: np.ndarray,
+    W_dec: np.ndarray,
+    b_dec: np.ndarray,
+    theta: np.ndarray,
+    x_hat_value: np.ndarray,
+    l0_coefficient: float,
+    c: Conventions,
+) -> Bound:
+    """R + λ · count/B per instance, summed over instances. f carries z's bound where active (ReLU's
+    bound over all latents is used: a superset of terms); the count of active latents is exact."""
+    _, x_hat = bounds.forward(x, W_enc, b_enc, W_dec, b_dec, c)
+    R = bounds.reconstruction_loss(x, x_hat, x_hat_value, c.reconstruction)
+    count = (oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode) > theta).sum(axis=(0, -1))
+    penalty = Bound(np.asarray(l0_coefficient * count / x.shape[0], dtype=np.float64), 0, 3)
+    return bounds.instance_sum(R, penalty)
+
+
+def jumprelu_loss_gradients_bound(
+    x: np.ndarray,
+    W_enc: np.ndarray,
+    b_enc: np.ndarray,
+    W_dec: np.ndarray,
+    b_dec: np.ndarray,
+    theta: np.ndarray,
+    l0_coefficient: float,
+    bandwidth: float,
+    c: Conventions,
+    parametrisation: str = "theta",
+) -> dict[str, Bound]:
+    """The four gradients (GRAD's bounds with the mask z > θ) and the threshold's: the batch sum of
+    g_f · (θ/ε) · K, plus λ/(Bε) times the number of kernel hits, the two added by autograd; under
+    `log_theta` that times θ (an exact input), one more rounding."""
+    z = oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
+    out = bounds.loss_gradients(x, W_enc, b_enc, W_dec, b_dec, 0.0, c, active=z > theta)
+    K = (np.abs(z - theta) < bandwidth / 2).astype(np.float64)
+    g_f = out["g_f"]
+    term = mul(g_f.magnitude * (theta / bandwidth) * K, g_f, k_store=2)
+    through_f = add(term.magnitude.sum(axis=0), term, k_acc=x.shape[0], k_store=1)
+    through_l0 = Bound(l0_coefficient / (x.shape[0] * bandwidth) * K.sum(axis=0), x.shape[0], 3)
+    out["threshold"] = add(through_f.magnitude + through_l0.magnitude, through_f, through_l0, k_store=1)
+    if parametrisation == "log_theta":
+        out["threshold"] = mul(np.abs(theta) * out["threshold"].magnitude, out["threshold"], k_store=1)
+    return out
+
+
+JUMPRELU_EXAMPLE: dict[str, Any] = {
+    "l0_coefficient": 0.5,
+    "bandwidth": 0.5,
+    "conventions": LOSS_EXAMPLE["conventions"],
+}
+
+
+def jumprelu_total_loss_bounds(case: Case, out: Outputs) -> Bounds:
+    x, W_enc, b_enc, W_dec, b_dec = sae_arrays(case)
+    c, theta = conventions_of(case), case.arrays["theta"]
+    f = oracle.jumprelu(oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode), theta)
+    x_hat = oracle.decode(f, W_dec, b_dec, decoder=c.decoder, eps=c.eps)
+    return {
+        "loss": jumprelu_total_loss_bound(*sae_arrays(case), theta, x_hat, case.options["l0_coefficient"], c)
+    }
+
+
+def jumprelu_loss_gradients_bounds(case: Case, out: Outputs) -> Bounds:
+    o = case.options
+    return dict(
+        jumprelu_loss_gradients_bound(
+            *sae_arrays(case),
+            case.arrays["theta"],
+            o["l0_coefficient"],
+            o["bandwidth"],
+            conventions_of(case),
+            o.get("parametrisation", "theta"),
+        )
+    )
+
+
+ROWS = (
+    Operation(
+        name="jumprelu",
+        summary="f = z · 1[z > θ], strictly",
+        clauses=("JUMP-1",),
+        arrays=("z", "theta"),
+        outputs=("f",),
+        cases=jumprelu_cases,
+        bounds=exact("f"),
+    ),
+    Operation(
+        name="jumprelu_total_loss",
+        summary="reconstruction + λ · L0 of JumpReLU latents",
+        clauses=("JUMP-2", "JUMP-8"),
+        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
+        outputs=("loss",),
+        cases=jumprelu_loss_cases,
+        bounds=jumprelu_total_loss_bounds,
+        example=JUMPRELU_EXAMPLE,
+    ),
+    Operation(
+        name="jumprelu_loss_gradients",
+        summary="∂L/∂(W_enc, b_enc, W_dec, b_dec) and the threshold's straight-through pseudo-gradient",
+        clauses=("JUMP-3", "JUMP-4", "JUMP-6", "JUMP-8"),
+        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
+        outputs=("W_enc", "b_enc", "W_dec", "b_dec", "threshold"),
+        cases=jumprelu_gradient_cases,
+        bounds=jumprelu_loss_gradients_bounds,
+        example=JUMPRELU_EXAMPLE,
+    ),
+)

@@ -1,0 +1,82 @@
+"""The metrics (metrics.md): case strategies, error bounds and rows of `l0`, `dead_fraction` and
+`explained_variance`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from refsae.cases import Case
+from refsae.checking import bounds
+from refsae.checking import strategies as rs
+from refsae.checking.cases import (
+    finish,
+    variance_is_certain,
+)
+from refsae.checking.operation import Bounds, Operation, Outputs, exact
+from refsae.checking.tolerances import leaf
+
+
+@st.composite
+def latent_cases(draw: st.DrawFn, dtype: str) -> Case:
+    shape = draw(rs.shapes())
+    return Case({"f": draw(rs.latents(shape, dtype))}, {}, dtype)
+
+
+@st.composite
+def count_cases(draw: st.DrawFn, dtype: str) -> Case:
+    shape = draw(rs.shapes())
+    counts = draw(rs.arrays((*shape.inst, shape.d_sae), "float64", 4.0))
+    return Case({"fire_counts": np.abs(np.round(counts)).astype(np.int64)}, {}, dtype)
+
+
+@st.composite
+def explained_variance_cases(draw: st.DrawFn, dtype: str) -> Case:
+    shape = draw(rs.shapes(min_batch=2))
+    x = draw(rs.inputs(shape, dtype))
+    assume(variance_is_certain(x, dtype))
+    noise = draw(rs.inputs(shape, dtype))
+    x_hat = rs.round_to(x + noise * draw(st.sampled_from((0.0, 1e-3, 0.1, 1.0))), dtype)
+    numerator = ((np.abs(x) + np.abs(x_hat)) ** 2).sum(axis=(0, -1))
+    return finish(Case({"x": x, "x_hat": x_hat}, {}, dtype), [numerator])
+
+
+def explained_variance_bounds(case: Case, out: Outputs) -> Bounds:
+    """1 − FVU: FVU's bound, then the subtraction from 1 (one more stored rounding)."""
+    x, x_hat = case.arrays["x"], case.arrays["x_hat"]
+    fvu = bounds.reconstruction_loss(x, leaf(x_hat), x_hat, "fvu")
+    return {"explained_variance": fvu.then(1 + fvu.magnitude, k_store=1)}
+
+
+ROWS = (
+    Operation(
+        name="l0",
+        summary="mean number of non-zero latents",
+        clauses=("MET-1",),
+        arrays=("f",),
+        outputs=("l0",),
+        cases=latent_cases,
+        bounds=exact("l0"),
+    ),
+    Operation(
+        name="dead_fraction",
+        summary="fraction of latents that never fired",
+        clauses=("MET-2",),
+        arrays=("fire_counts",),
+        outputs=("dead_fraction",),
+        cases=count_cases,
+        bounds=exact("dead_fraction"),
+        dtypes=("float64",),
+    ),
+    Operation(
+        name="explained_variance",
+        summary="1 − FVU with per-dimension centring",
+        clauses=("MET-3",),
+        arrays=("x", "x_hat"),
+        outputs=("explained_variance",),
+        cases=explained_variance_cases,
+        bounds=explained_variance_bounds,
+    ),
+)

@@ -1,0 +1,138 @@
+"""JumpReLU (Rajamanoharan et al. 2024, *Jumping Ahead*), JUMP-1..JUMP-8.
+
+    f_j   = z_j · H(z_j − θ_j)                H(u) = 1[u > 0], strict; θ_j > 0 per latent
+    L     = Σ_inst [ reconstruction(x, x_hat) + λ · (1/B) Σ_b Σ_j H(z_bj − θ_j) ]      (L0 penalty)
+
+The threshold gets gradient only through straight-through pseudo-derivatives with the rectangle
+kernel K(u) = 1[|u| < 1/2] (open) of bandwidth ε:
+
+    ∂f_j/∂θ_j := −(θ_j/ε) K((z_j − θ_j)/ε)        ∂H(z_j − θ_j)/∂θ_j := −(1/ε) K((z_j − θ_j)/ε)
+
+and z gets f's true derivative H(z − θ) (the L0 term passes none to z). With the log-θ
+parametrisation (θ = exp(ℓ)), ∂L/∂ℓ = θ ∂L/∂θ.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from jaxtyping import Float64
+
+from refsae._typecheck import typechecked
+from refsae.conventions import OPERATION_AXES, Conventions, check_choice, check_coefficient
+from refsae.oracle import _validate
+from refsae.oracle.forward import decode, decoder_directions, pre_activations
+from refsae.oracle.gradients import gradients_given_mask, reconstruction_scale
+from refsae.oracle.losses import reconstruction_loss
+
+__all__ = [
+    "jumprelu",
+    "jumprelu_loss_gradients",
+    "jumprelu_total_loss",
+]
+
+Parametrisation = Literal["theta", "log_theta"]
+PARAMETRISATIONS: tuple[str, ...] = OPERATION_AXES["parametrisation"]
+
+
+def check_bandwidth(bandwidth: float) -> None:
+    """The kernel's bandwidth ε is a finite number > 0 (JUMP-7)."""
+    if isinstance(bandwidth, bool) or not (
+        isinstance(bandwidth, int | float) and math.isfinite(bandwidth) and bandwidth > 0
+    ):
+        raise ValueError(f"bandwidth must be a finite number > 0, got {bandwidth!r}")
+
+
+def check_threshold(theta: np.ndarray, bandwidth: float | None = None) -> None:
+    """θ finite and > 0; the bandwidth, when given, as `check_bandwidth` (JUMP-7)."""
+    _validate.finite(theta=theta)
+    if not np.all(theta > 0):
+        raise ValueError("theta must be > 0 (a JumpReLU threshold is positive)")
+    if bandwidth is not None:
+        check_bandwidth(bandwidth)
+
+
+@typechecked
+def jumprelu(
+    z: Float64[np.ndarray, "batch *inst d_sae"], theta: Float64[np.ndarray, "*inst d_sae"]
+) -> Float64[np.ndarray, "batch *inst d_sae"]:
+    """f = z · 1[z > θ], strictly: z = θ gives 0 (JUMP-1).
+
+    >>> import numpy as np
+    >>> jumprelu(np.array([[0.5, 1.0, 2.0]]), np.array([1.0, 1.0, 1.0])).tolist()
+    [[0.0, 0.0, 2.0]]
+    """
+    _validate.nonempty_batch(z, "z")
+    _validate.finite(z=z)
+    check_threshold(theta)
+    return np.where(z > theta, z, 0.0)
+
+
+def _kernel(z: np.ndarray, theta: np.ndarray, bandwidth: float) -> np.ndarray:
+    """K((z − θ)/ε) = 1[|z − θ| < ε/2], the open rectangle (JUMP-4)."""
+    return np.asarray(np.abs(z - theta) < bandwidth / 2, dtype=np.float64)
+
+
+@typechecked
+def jumprelu_total_loss(
+    x: Float64[np.ndarray, "batch *inst d_in"],
+    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
+    b_enc: Float64[np.ndarray, "*inst d_sae"],
+    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
+    b_dec: Float64[np.ndarray, "*inst d_in"],
+    theta: Float64[np.ndarray, "*inst d_sae"],
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    conventions: Conventions = Conventions(),
+) -> Float64[np.ndarray, ""]:
+    """Σ_inst reconstruction + λ · mean over the batch of the number of active latents (JUMP-2).
+    `bandwidth` only shapes the pseudo-gradients; it is checked here too, so a bad one fails early."""
+    check_coefficient("l0_coefficient", l0_coefficient)
+    check_threshold(theta, bandwidth)
+    c = conventions
+    z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
+    f = np.where(z > theta, z, 0.0)
+    x_hat = decode(f, W_dec, b_dec, decoder=c.decoder, eps=c.eps)
+    l0 = (z > theta).sum(axis=(0, -1)) / x.shape[0]
+    return np.asarray(
+        (reconstruction_loss(x, x_hat, reconstruction=c.reconstruction) + l0_coefficient * l0).sum()
+    )
+
+
+@typechecked
+def jumprelu_loss_gradients(
+    x: Float64[np.ndarray, "batch *inst d_in"],
+    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
+    b_enc: Float64[np.ndarray, "*inst d_sae"],
+    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
+    b_dec: Float64[np.ndarray, "*inst d_in"],
+    theta: Float64[np.ndarray, "*inst d_sae"],
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    conventions: Conventions = Conventions(),
+    parametrisation: Parametrisation = "theta",
+) -> dict[str, np.ndarray]:
+    """Gradients and the threshold's pseudo-gradient of `jumprelu_total_loss` (JUMP-3..JUMP-6):
+    W_enc, b_enc, W_dec, b_dec as GRAD-1..GRAD-6 with the mask 1[z > θ]; `threshold` is ∂L/∂θ, or
+    ∂L/∂log θ = θ ∂L/∂θ under `parametrisation="log_theta"`."""
+    check_coefficient("l0_coefficient", l0_coefficient)
+    check_threshold(theta, bandwidth)
+    check_choice("parametrisation", parametrisation, PARAMETRISATIONS)
+    c = conventions
+    z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
+    active = z > theta
+    grads = gradients_given_mask(x, W_enc, b_enc, W_dec, b_dec, z, active, 0.0, c).as_dict()
+    f = np.where(active, z, 0.0)
+    W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
+    x_hat = np.einsum("b...j,...ji->b...i", f, W_hat) + b_dec
+    g_f = np.einsum("b...i,...ji->b...j", reconstruction_scale(x, c.reconstruction) * (x_hat - x), W_hat)
+    K = _kernel(z, theta, bandwidth)
+    grad_theta = (g_f * (-theta / bandwidth) * K).sum(axis=0) + l0_coefficient / x.shape[0] * (
+        -K / bandwidth
+    ).sum(axis=0)
+    grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta
+    return grads

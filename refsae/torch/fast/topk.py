@@ -1,0 +1,181 @@
+"""TopK loss and gradients with a sparse decode and a sparse backward, in reused buffers (PERF-3).
+
+Only the encoder is dense: every pre-activation is needed to choose the k largest, so z = u W_enc +
+b_enc is one (batch, d_sae) product into a workspace buffer. Everything after it touches the
+(batch, k) selection only, through `embedding_bag` and its backward (one kernel each, on CPU and
+CUDA, every dtype; no (batch, k, d_in) gather is materialised):
+
+    x_hat        = Σ_i f_bi Ŵ_{idx_bi} + b_dec          embedding_bag(idx, Ŵ, f)            (TOPK-4)
+    g_f (sel.)   = g_xhat_b · Ŵ_{idx_bi} + λ ∂S/∂f       its per-sample-weight gradient
+    ∂L/∂Ŵ        = Σ_{b,i} f_bi g_xhat_b at row idx_bi   its weight gradient
+    ∂L/∂W_enc    = (Σ_{b,i} g_z,bi u_b at row idx_bi)ᵀ   the weight gradient of a second bag
+    ∂L/∂b_enc    = Σ_{b,i} g_z,bi at idx_bi              index_add over batch · k entries
+
+These are GRAD-1..GRAD-6 with 1[z > 0] replaced by `selected ∧ z > 0` (TOPK-5), i.e. the oracle's
+`gradients_given_mask`. Instances, when present, are taken one at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from refsae._typecheck import typechecked
+from refsae.conventions import (
+    Conventions,
+)
+from refsae.oracle.topk import check_k
+from refsae.torch.fast.gradients import (
+    Workspace,
+    check_inputs,
+    decoder_norm_gradient,
+    normalisation_backward,
+    row_norms,
+    target,
+)
+from refsae.torch.forward import decoder_directions
+from refsae.torch.losses import reconstruction_denominator
+
+
+class _Bags:
+    """`embedding_bag` in sum mode over fixed bags of k indices (one per example), by the aten
+    operators behind `torch.nn.functional.embedding_bag` and its backward, so that each gradient is
+    one kernel call and nothing is computed that is not used."""
+
+    def __init__(self, indices: Tensor, num_weights: int) -> None:
+        batch, k = indices.shape
+        self.indices = indices.reshape(-1)
+        self.offsets = torch.arange(0, batch * k, k, device=indices.device)
+        # which bag each index belongs to: the CPU forward leaves its own empty on its fast path
+        self.offset2bag = torch.arange(batch, device=indices.device).repeat_interleave(k)
+        self.num_weights = num_weights
+        self.saved: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, weight: Tensor, per_sample: Tensor) -> Tensor:
+        """Σ_i per_sample_bi weight_{idx_bi}: (batch, d)."""
+        out, _, bag_size, maximum = torch.ops.aten._embedding_bag(
+            weight, self.indices, self.offsets, False, 0, False, per_sample.reshape(-1), False, -1
+        )
+        self.saved = (bag_size, maximum)
+        return out  # type: ignore[no-any-return]
+
+    def per_sample_gradient(self, grad_out: Tensor, weight: Tensor) -> Tensor:
+        """grad_out_b · weight_{idx_bi}: (batch, k)."""
+        assert self.saved is not None
+        grad = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+            grad_out, weight, self.indices, self.offsets, self.offset2bag, 0, -1
+        )
+        out: Tensor = grad.reshape(self.offsets.shape[0], -1)
+        return out
+
+    def weight_gradient(self, grad_out: Tensor, per_sample: Tensor) -> Tensor:
+        """Σ_{b,i} per_sample_bi grad_out_b scattered into row idx_bi: (num_weights, d)."""
+        assert self.saved is not None
+        bag_size, maximum = self.saved
+        return torch.ops.aten._embedding_bag_dense_backward(  # type: ignore[no-any-return]
+            grad_out, self.indices, self.offset2bag, bag_size, maximum, self.num_weights, False, 0,
+            per_sample.reshape(-1), -1,
+        )
+
+
+def _one_instance(
+    x: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    W_dec: Tensor,
+    b_dec: Tensor,
+    k: int,
+    lam: float,
+    c: Conventions,
+    ws: Workspace,
+    out: dict[str, Tensor],
+) -> tuple[Tensor, dict[str, Tensor]]:
+    batch, d_in, d_sae = x.shape[0], x.shape[-1], W_enc.shape[-1]
+    u = torch.sub(x, b_dec, out=ws.get("u", (batch, d_in), x)) if c.encode == "tied" else x
+    z = torch.addmm(b_enc, u, W_enc, out=ws.get("act", (batch, d_sae), x))
+    values, idx = torch.topk(z, k, dim=-1, sorted=False)  # any valid selection of ties (TOPK-2)
+    active = values > 0
+    f = values.clamp_min_(0)  # ReLU of the selected values (TOPK-3)
+    W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
+    bags = _Bags(idx, d_sae)
+    r = bags.forward(W_hat, f).add_(b_dec).sub_(x)
+    squared = (r * r).sum()
+
+    norms = row_norms(W_dec) if c.sparsity == "l1_decoder_norm" else None
+    per_entry = f if norms is None else f * norms[idx]
+    denominator = reconstruction_denominator(x, c.reconstruction)
+    loss = squared / denominator + lam * per_entry.sum() / batch
+
+    g = r.mul_(2 / denominator)
+    G_hat = bags.weight_gradient(g, f)
+    g_f = bags.per_sample_gradient(g, W_hat)
+    g_f.add_(lam / batch if norms is None else norms[idx] * (lam / batch))
+    g_z = g_f.mul_(active)
+    flat = idx.reshape(-1)
+    grad_b_enc = torch.zeros_like(b_enc).index_add_(0, flat, g_z.reshape(-1))
+    enc_rows = bags.weight_gradient(u, g_z)  # (d_sae, d_in): rows of ∂L/∂W_encᵀ
+    grad_W_enc = out["W_enc"].copy_(enc_rows.mT) if "W_enc" in out else enc_rows.mT.contiguous()
+    grad_b_dec = g.sum(dim=0)
+    if c.encode == "tied":
+        grad_b_dec.sub_(W_enc @ grad_b_enc)
+    grad_W_dec = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
+    if norms is not None:
+        f_sum = torch.zeros_like(b_enc).index_add_(0, flat, f.reshape(-1))  # Σ_b f_bj
+        grad_W_dec.add_(decoder_norm_gradient(W_dec, norms, f_sum, lam / batch))
+    return loss, {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
+
+
+@typechecked
+def topk_fused_loss_and_gradients(
+    x: Float[Tensor, "batch *inst d_in"],
+    W_enc: Float[Tensor, "*inst d_in d_sae"],
+    b_enc: Float[Tensor, "*inst d_sae"],
+    W_dec: Float[Tensor, "*inst d_sae d_in"],
+    b_dec: Float[Tensor, "*inst d_in"],
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
+    workspace: Workspace | None = None,
+    out: dict[str, Tensor] | None = None,
+) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
+    """(TopK total loss of TOPK-6, its gradients keyed W_enc, b_enc, W_dec, b_dec) with the sparse
+    backward above, every convention (PERF-3). No (batch, d_sae) tensor but the encoder's output, which
+    lives in `workspace` between calls; no autograd graph is left behind. `out["W_enc"]`, when given
+    (without instances), receives W_enc's gradient in place (the transposition writes into it)."""
+    check_k(k, W_enc.shape[-1])
+    check_inputs(x, W_enc, b_enc, W_dec, b_dec, l1_coefficient)
+    c = conventions
+    ws = Workspace() if workspace is None else workspace
+    p = [t.detach() for t in (W_enc, b_enc, W_dec, b_dec)]
+    with torch.no_grad():
+        if x.dim() == 2:
+            given = target(out or {}, "W_enc", W_enc)
+            into = {} if given is None else {"W_enc": given}
+            return _one_instance(x.detach(), p[0], p[1], p[2], p[3], k, l1_coefficient, c, ws, into)
+        parts = [
+            _one_instance(x[:, i].detach(), p[0][i], p[1][i], p[2][i], p[3][i], k, l1_coefficient, c, ws, {})
+            for i in range(x.shape[1])
+        ]
+    loss = torch.stack([part[0] for part in parts]).sum()
+    grads = {name: torch.stack([part[1][name] for part in parts]) for name in parts[0][1]}
+    return loss, grads
+
+
+@typechecked
+def topk_fused_loss_gradients(
+    x: Float[Tensor, "batch *inst d_in"],
+    W_enc: Float[Tensor, "*inst d_in d_sae"],
+    b_enc: Float[Tensor, "*inst d_sae"],
+    W_dec: Float[Tensor, "*inst d_sae d_in"],
+    b_dec: Float[Tensor, "*inst d_in"],
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
+) -> dict[str, Tensor]:
+    """The gradients of `topk_fused_loss_and_gradients`: `topk_loss_gradients`' fast path (PERF-3)."""
+    return topk_fused_loss_and_gradients(
+        x, W_enc, b_enc, W_dec, b_dec, k=k, l1_coefficient=l1_coefficient, conventions=conventions
+    )[1]
