@@ -10,7 +10,9 @@ For each configuration, in one process and one run (ratios are only meaningful w
 - `refsae_autograd`: the same step with `backward="autograd"`;
 - `compiled`: that autograd step with `sae.loss` compiled by `torch.compile` (inductor; compilation
   happens in the warm-up);
-- `naive`: seed 003's formulation (two nn.Linear, summed-over-d_in squared error, L1, autograd,
+- `naive`: the formulation of Adam Karvonen's tutorial "An Intuitive Explanation of Sparse Autoencoders
+  for LLM Interpretability", https://adamkarvonen.github.io/machine_learning/2024/06/11/sae-intuitions.html
+  (two nn.Linear, summed-over-d_in squared error, L1, autograd,
   `torch.optim.Adam()`); for TopK, `dense_decode`: the same TopK SAE decoding a dense (batch, d_sae) f;
 - `sae_lens`: SAELens' own `SAETrainer._train_step` on its `StandardTrainingSAE` / `TopKTrainingSAE`
   (skipped with the reason when sae_lens is not importable).
@@ -163,7 +165,7 @@ def build_compiled(cfg: Config, dtype: torch.dtype, device: str) -> Callable[[],
 
 
 class SeedSAE(nn.Module):
-    """Seed 003's SparseAutoEncoder: nn.Linear encoder and decoder, ReLU."""
+    """The SparseAutoEncoder of Adam Karvonen's SAE tutorial: nn.Linear encoder and decoder, ReLU."""
 
     def __init__(self, d_in: int, d_sae: int, dtype: torch.dtype, device: str) -> None:
         super().__init__()
@@ -181,7 +183,7 @@ def build_naive(cfg: Config, dtype: torch.dtype, device: str) -> Callable[[], An
     opt = torch.optim.Adam(sae.parameters(), lr=LR)
     x = _x(cfg, dtype, device)
 
-    def step() -> None:  # calculate_loss of seed 003, then the usual backward and Adam step
+    def step() -> None:  # the tutorial's calculate_loss, then the usual backward and Adam step
         opt.zero_grad()
         x_hat, f = sae(x)
         loss = (x_hat - x).pow(2).sum(-1).mean() + L1 * f.sum()

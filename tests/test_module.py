@@ -78,7 +78,7 @@ def test_module_loss_and_gradients_equal_the_oracle(c: Conventions, n_inst: int 
 
 
 def test_the_parallel_gradient_hook_equals_the_explicit_removal() -> None:
-    """PAR-4: hook on W_dec (seed 000's UnitNormDecoder) == explicit call after backward."""
+    """PAR-4: hook on W_dec (sparse_autoencoder's UnitNormDecoder) == explicit call after backward."""
     x = torch.randn(16, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     explicit, hooked = _sae(Conventions()), _sae(Conventions(), hook=True)
     explicit.loss(x).backward()
