@@ -18,10 +18,12 @@ from torch import Tensor, nn
 from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, check_coefficient
 from refsae.oracle.topk import check_k
-from refsae.torch import forward as fwd
 from refsae.torch.constraints import renormalise_rows
 from refsae.torch.fast.constraints import parallel_removed, remove_parallel_component_, renormalise_rows_
 from refsae.torch.fast.gradients import Workspace
+from refsae.torch.forward import decode as decode_latents
+from refsae.torch.forward import encode as relu_encode
+from refsae.torch.forward import pre_activations
 from refsae.torch.losses import total_loss
 from refsae.torch.topk import topk, topk_total_loss
 
@@ -90,14 +92,14 @@ class SAE(nn.Module):
     def encode(self, x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, "batch *inst d_sae"]:
         encode = self.config.conventions.encode
         if self.config.k is not None:
-            z = fwd.pre_activations(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
+            z = pre_activations(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
             return topk(z, k=self.config.k)
-        return fwd.encode(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
+        return relu_encode(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
 
     @typechecked
     def decode(self, f: Float[Tensor, "batch *inst d_sae"]) -> Float[Tensor, "batch *inst d_in"]:
         c = self.config.conventions
-        return fwd.decode(f, self.W_dec, self.b_dec, decoder=c.decoder, eps=c.eps)
+        return decode_latents(f, self.W_dec, self.b_dec, decoder=c.decoder, eps=c.eps)
 
     @typechecked
     def forward(

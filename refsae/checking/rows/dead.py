@@ -30,7 +30,7 @@ def latents_with_dead(draw: st.DrawFn, shape: rs.Shape, dtype: str) -> np.ndarra
     return f
 
 
-def _rng(draw: st.DrawFn) -> np.random.Generator:
+def seeded_rng(draw: st.DrawFn) -> np.random.Generator:
     return np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
 
 
@@ -65,7 +65,7 @@ def fraction_cases(draw: st.DrawFn, dtype: str) -> Case:
     threshold = (
         tie if hard else draw(st.just(tie) | st.sampled_from(beside) | st.floats(0.0, 1.0, exclude_max=True))
     )
-    rng = _rng(draw)
+    rng = seeded_rng(draw)
     size = (*shape.inst, shape.d_sae)
     counts = rng.integers(0, n + 1, size)
     special = rng.choice(np.array([0, k, k + 1, n, 3 * n // 10]), size)
@@ -79,7 +79,7 @@ def fraction_cases(draw: st.DrawFn, dtype: str) -> Case:
 def steps_update_cases(draw: st.DrawFn, dtype: str) -> Case:
     """steps_since in 0 … 999 (zeros often) and a batch of latents (DEAD-3)."""
     shape = draw(rs.shapes())
-    rng = _rng(draw)
+    rng = seeded_rng(draw)
     size = (*shape.inst, shape.d_sae)
     steps = np.where(rng.uniform(size=size) < 0.3, 0, rng.integers(0, 1000, size)).astype(np.int64)
     return Case({"steps_since": steps, "f": draw(latents_with_dead(shape, dtype))}, {}, dtype)
@@ -90,7 +90,7 @@ def dead_by_steps_cases(draw: st.DrawFn, dtype: str) -> Case:
     """steps_since around the limit n (n − 1, n, n + 1) and anywhere else (DEAD-4)."""
     shape = draw(rs.shapes())
     n = draw(st.integers(0, 10) | st.integers(11, 100_000))
-    rng = _rng(draw)
+    rng = seeded_rng(draw)
     size = (*shape.inst, shape.d_sae)
     near = np.maximum(0, n + rng.integers(-1, 2, size))
     steps = np.where(rng.uniform(size=size) < 0.6, near, rng.integers(0, 2 * n + 2, size)).astype(np.int64)

@@ -26,7 +26,7 @@ from refsae.checking.tolerances import LARGEST, Bound, leaf
 from refsae.oracle.optimizer import PARAMETERS, Arrays
 
 
-def _moments(
+def adam_moments(
     draw: st.DrawFn, params: dict[str, np.ndarray], dtype: str, fresh: bool
 ) -> dict[str, np.ndarray]:
     """exp_avg (any sign) and exp_avg_sq (>= 0), zero when `fresh`."""
@@ -42,7 +42,7 @@ def _moments(
     return out
 
 
-def _hyper(draw: st.DrawFn, fresh: bool) -> dict[str, Any]:
+def adam_hyperparameters(draw: st.DrawFn, fresh: bool) -> dict[str, Any]:
     return {
         "step": 0 if fresh else draw(st.integers(1, 2000)),
         "lr": draw(st.sampled_from((1e-4, 1e-3, 1e-2))),
@@ -51,7 +51,7 @@ def _hyper(draw: st.DrawFn, fresh: bool) -> dict[str, Any]:
     }
 
 
-def _finite_in(dtype: str, arrays: dict[str, np.ndarray]) -> bool:
+def finite_in(dtype: str, arrays: dict[str, np.ndarray]) -> bool:
     return max(float(np.abs(a).max(initial=0.0)) for a in arrays.values()) ** 2 < LARGEST[dtype] / 16
 
 
@@ -64,9 +64,9 @@ def adam_cases(draw: st.DrawFn, dtype: str) -> Case:
     arrays.update(
         {f"grad.{k}": draw(rs.arrays(v.shape, dtype, draw(rs.scales(dtype)))) for k, v in params.items()}
     )
-    arrays.update(_moments(draw, params, dtype, fresh))
-    options = {**_hyper(draw, fresh), "eps": draw(st.sampled_from((1e-8, 1e-6)))}
-    assume(_finite_in(dtype, arrays))
+    arrays.update(adam_moments(draw, params, dtype, fresh))
+    options = {**adam_hyperparameters(draw, fresh), "eps": draw(st.sampled_from((1e-8, 1e-6)))}
+    assume(finite_in(dtype, arrays))
     return Case(arrays, options, dtype)
 
 
@@ -74,7 +74,7 @@ def adam_cases(draw: st.DrawFn, dtype: str) -> Case:
 def reset_cases(draw: st.DrawFn, dtype: str) -> Case:
     """Moments and a 0/1 latent mask (none, some or all latents)."""
     shape, params = draw(sae_case(dtype, with_x=False))
-    arrays = _moments(draw, params, dtype, fresh=False)
+    arrays = adam_moments(draw, params, dtype, fresh=False)
     arrays["latents"] = np.array(
         draw(
             st.lists(

@@ -18,7 +18,7 @@ from refsae.checking.cases import (
     within_range,
 )
 from refsae.checking.operation import Bounds, Operation, Outputs
-from refsae.checking.rows.dead import _rng
+from refsae.checking.rows.dead import seeded_rng
 from refsae.checking.tolerances import Bound, add, allowed_error, leaf, mul
 from refsae.oracle.resampling import per_example_loss
 
@@ -72,7 +72,7 @@ def resampling_cases(draw: st.DrawFn, dtype: str) -> Case:
     closeness = draw(st.sampled_from((None, 2.0**-4, 0.5)))
     x_hat = noise if closeness is None else rs.round_to(x + closeness * noise, dtype)
     f = draw(rs.latents(shape, dtype)).copy()
-    rng = _rng(draw)
+    rng = seeded_rng(draw)
     # Per example: as drawn, perfect (x_hat = x, f = 0: zero loss), or only the penalty left
     # (x_hat = x with active latents; or a zero-norm input x = x_hat = 0 with active latents).
     kind = rng.choice(4, size=(shape.batch, *shape.inst), p=draw(st.sampled_from(EXAMPLE_MIXES)))

@@ -19,7 +19,7 @@ from refsae.checking.cases import (
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.rows.constraints import parallel_removed_bound, renormalised_bound
 from refsae.checking.rows.losses import loss_cases
-from refsae.checking.rows.optimizer import ADAM_DTYPES, _hyper, _moments, adam_bound
+from refsae.checking.rows.optimizer import ADAM_DTYPES, adam_bound, adam_hyperparameters, adam_moments
 from refsae.checking.tolerances import Bound
 from refsae.conventions import Conventions
 from refsae.oracle.optimizer import PARAMETERS, Arrays
@@ -32,8 +32,9 @@ def training_cases(draw: st.DrawFn, dtype: str) -> Case:
     params = {k: base.arrays[k] for k in PARAMETERS}
     fresh = draw(st.booleans())
     arrays = {"x": base.arrays["x"], **{f"param.{k}": v for k, v in params.items()}}
-    arrays.update(_moments(draw, params, dtype, fresh))
-    options = {**base.options, **_hyper(draw, fresh), "adam_eps": draw(st.sampled_from((1e-8, 1e-6)))}
+    arrays.update(adam_moments(draw, params, dtype, fresh))
+    hyper = adam_hyperparameters(draw, fresh)
+    options = {**base.options, **hyper, "adam_eps": draw(st.sampled_from((1e-8, 1e-6)))}
     return Case(arrays, options, dtype)
 
 

@@ -1,0 +1,130 @@
+"""The layout holds (specs/checking.md, "Where an operation lives"; OPS-1): oracle/ and torch/ mirror
+each other module for module, every row lives in the family module named as its twins and calls
+them, modules stay small, and no module reaches into another's private names."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import pkgutil
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import refsae
+from refsae.checking import table
+from refsae.checking.operation import by_name
+
+ROOT = Path(refsae.__file__).parent
+TORCH_ONLY = {"model"}
+"""refsae.torch modules without an oracle twin: the `SAE` nn.Module (it adds nothing to the math)."""
+MAX_LINES = 400
+LONGER = {
+    "conform/adapters/dictionary_learning.py": "shrinks with the adapter base (issue 12 item 4)",
+    "conform/adapters/sae_lens.py": "shrinks with the adapter base (issue 12 item 4)",
+    "conform/adapters/sparse_autoencoder.py": "shrinks with the adapter base (issue 12 item 4)",
+    "conform/adapters/overcomplete.py": "shrinks with the adapter base (issue 12 item 4)",
+}
+"""Modules allowed over MAX_LINES, each with the reason."""
+
+
+def _modules(package: str) -> dict[str, ModuleType]:
+    pkg = importlib.import_module(package)
+    return {
+        info.name: importlib.import_module(f"{package}.{info.name}")
+        for info in pkgutil.iter_modules(pkg.__path__)
+        if not info.name.startswith("_") and not info.ispkg
+    }
+
+
+def _public(module: ModuleType) -> set[str]:
+    names: list[str] = getattr(module, "__all__", [])
+    return set(names)
+
+
+def test_every_oracle_module_has_a_torch_twin_of_the_same_name_with_the_same_functions() -> None:
+    oracle, torch_ = _modules("refsae.oracle"), _modules("refsae.torch")
+    assert set(torch_) - set(oracle) == TORCH_ONLY
+    for name, module in oracle.items():
+        assert name in torch_, f"refsae.oracle.{name} has no twin refsae.torch.{name}"
+        missing = {f for f in _public(module) if callable(getattr(module, f))} - _public(torch_[name])
+        classes = {f for f in missing if isinstance(getattr(module, f), type)}  # result types, NumPy-only
+        assert missing == classes, f"refsae.torch.{name} lacks the twins of {sorted(missing - classes)}"
+
+
+def test_the_packages_reexport_every_name_of_their_modules_all() -> None:
+    for package in ("refsae.oracle", "refsae.torch"):
+        pkg = importlib.import_module(package)
+        for module in _modules(package).values():
+            for public in _public(module):
+                assert getattr(pkg, public) is getattr(module, public), f"{package}.{public}"
+
+
+def test_fast_paths_live_under_torch_fast_named_as_the_module_they_speed_up() -> None:
+    fast = _modules("refsae.torch.fast")
+    assert set(fast) <= set(_modules("refsae.torch"))
+    for op in table.TABLE:
+        if op.fast is not None:
+            fn = getattr(op.fast, "func", op.fast)  # a functools.partial names its function
+            module = fn.__module__
+            assert module in (f"refsae.torch.fast.{op.family}", f"refsae.torch.{op.family}"), op.name
+
+
+def test_every_row_lives_in_the_family_named_as_its_twins_and_calls_them_by_name() -> None:
+    rows = _modules("refsae.checking.rows")
+    assert set(rows) <= set(_modules("refsae.oracle"))
+    assert [m.__name__.rsplit(".", 1)[1] for m in table.FAMILIES] == [
+        m for m in dict.fromkeys(op.family for op in table.TABLE)
+    ]
+    for op in table.TABLE:
+        assert op in rows[op.family].ROWS or any(o.name == op.name for o in rows[op.family].ROWS)
+        assert op.oracle is getattr(importlib.import_module(f"refsae.oracle.{op.family}"), op.name)
+        twin = getattr(importlib.import_module(f"refsae.torch.{op.family}"), op.name)
+        assert op.torch is twin or getattr(op.torch, "func", None) is twin, op.name
+        assert op.oracle is not by_name and op.torch is not by_name
+
+
+def test_a_row_whose_function_is_missing_is_refused_when_the_table_is_built() -> None:
+    row = dataclasses.replace(table.get("encode"), name="nope", oracle=by_name)
+    with pytest.raises(LookupError, match=r"refsae\.oracle\.forward has no function 'nope'"):
+        table.resolve(row, "forward")
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py")))
+def test_no_module_is_longer_than_the_limit_without_a_reason(path: str) -> None:
+    lines = len((ROOT / path).read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES or path in LONGER, f"refsae/{path}: {lines} lines > {MAX_LINES}"
+
+
+def test_the_allowed_exceptions_are_still_needed() -> None:
+    for path in LONGER:
+        assert len((ROOT / path).read_text(encoding="utf-8").splitlines()) > MAX_LINES, path
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py")))
+def test_no_module_imports_a_private_name_of_another_refsae_module(path: str) -> None:
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    aliases: dict[str, str] = {}  # local name -> refsae module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("refsae"):
+            for alias in node.names:
+                assert not (alias.name.startswith("_") and not alias.name.startswith("__")) or alias.name in (
+                    "_typecheck",
+                    "_validate",
+                ), f"refsae/{path}: from {node.module} import {alias.name}"
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("refsae"):
+                    aliases[alias.asname or alias.name] = alias.name
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            pytest.fail(f"refsae/{path}: {node.value.id}.{node.attr} reaches into {aliases[node.value.id]}")
