@@ -13,11 +13,14 @@ uses, and no test keeps a copy of its own:
   `tests/test_conform_selftest.py`): `Mutant.adapter()` is refsae.torch behind fixed canonical
   conventions (tied, constrained, sum, l1, claimed as a library's docs would) with the change in
   place; the suite must flag it on its row, and must pass the unmutated adapter (`CorrectRefsae`).
-  A mutant whose bug is only in how an option is honoured (an `encode=` ignored …) is invisible to an
-  adapter whose options are fixed at the canonical ones; `Mutant.unseen_by_selftest` says so, and
-  the self-test leaves it out (`SELFTEST`).
+  A mutant whose bug shows only under an option value the canonical adapter never uses (`mean`
+  misread), or that ignores an option and so merely has another named convention (CONF-3), is
+  invisible to it; `Mutant.unseen_by_selftest` says why, and the self-test leaves it out
+  (`SELFTEST`). The checker, which passes every option, must still flag it.
 
-Each mutant is also a conformance target: `refsae conform refsae.conform.mutants:mutant_NAME`.
+Each mutant is also a conformance target: `refsae conform refsae.conform.mutants:mutant_NAME`. That
+name, which CONF-8 and the reports' reproductions use, is why the registry lives here rather than
+beside the checker.
 """
 
 from __future__ import annotations
