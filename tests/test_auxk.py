@@ -1,5 +1,6 @@
 """AuxK beyond the table rows (AUXK-1..AUXK-9): the selection, each named convention against the
-formula a library writes, no dead latent, central differences, bad input, the checker's power."""
+formula a library writes, no dead latent, central differences, bad input. The checker's power on
+the rows: the registry's mutants (`refsae.conform.mutants`), run by `tests/test_checker_power.py`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ import torch
 
 from refsae import oracle
 from refsae import torch as rt
-from refsae.checking import table
-from refsae.checking.check import check
-from refsae.checking.implementations import TorchImplementation, to_numpy, to_tensor
 
 
 def _case(seed: int, batch: int = 5, d_in: int = 3, d_sae: int = 6) -> dict[str, Any]:
@@ -218,39 +216,6 @@ def test_bad_k_aux_dead_masks_and_option_names_raise(side: str, change: dict[str
             oracle.auxk_loss(*a.values(), **kw)
         else:
             rt.auxk_loss(*_t(a).values(), **kw)
-
-
-class _Mutant(TorchImplementation):
-    """refsae.torch with one AuxK option ignored (`force` overrides it whatever the case says)."""
-
-    def __init__(self, operation: str, force: dict[str, Any]) -> None:
-        super().__init__("cpu")
-        self.operation, self.force = operation, force
-
-    def run(self, operation: str, case: Any) -> dict[str, np.ndarray]:
-        if operation != self.operation:
-            return super().run(operation, case)
-        op = table.get(operation)
-        t = {k: to_tensor(v, case.dtype, self.device) for k, v in case.arrays.items()}
-        return {k: to_numpy(v) for k, v in op.call(op.torch, t, {**case.options, **self.force}).items()}
-
-
-@pytest.mark.parametrize(
-    ("operation", "force", "output"),
-    [
-        ("auxk_loss", {"scale": "unscaled"}, "loss"),
-        ("auxk_loss", {"aux_decode": "with_b_dec"}, "loss"),
-        ("auxk_loss_gradients", {"residual": "attached"}, "x_hat"),
-    ],
-    ids=["scale-missing", "b_dec-decoded", "residual-not-detached"],
-)
-def test_the_checker_flags_plausible_auxk_bugs(operation: str, force: dict[str, Any], output: str) -> None:
-    """AUXK-4, AUXK-5, CHK-2: a missing scale, an auxiliary decode with b_dec where the convention
-    says without, and a residual left attached, are each rejected in float32."""
-    op = table.get(operation)
-    outcome = check(op, _Mutant(operation, force), "float32", max_examples=100, shrink=False)
-    assert outcome.status == "fail", outcome
-    assert outcome.failure is not None and f"differs from the oracle at {output}" in outcome.failure
 
 
 def test_no_dead_latent_gives_zero_gradients_in_float16_whatever_the_residual_variance() -> None:

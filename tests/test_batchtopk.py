@@ -1,5 +1,6 @@
 """BatchTopK beyond the table rows (BTOPK-1..BTOPK-7): the shared budget, the threshold estimate over
-many batches, the all-zero batch, inference as JumpReLU, bad input, and the checker's power."""
+many batches, the all-zero batch, inference as JumpReLU, bad input. The checker's power on the rows:
+the registry's mutants (`refsae.conform.mutants`), run by `tests/test_checker_power.py`."""
 
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ from hypothesis import strategies as st
 from refsae import oracle
 from refsae import torch as rt
 from refsae.checking import strategies as rs
-from refsae.checking import table
-from refsae.checking.check import check
-from refsae.checking.implementations import TorchImplementation
 
 
 @given(st.data())
@@ -101,33 +99,3 @@ def test_bad_update_options_raise_value_error(side: str, options: dict[str, Any]
             oracle.batchtopk_update_threshold(theta, f, **options)
         else:
             rt.batchtopk_update_threshold(torch.from_numpy(theta), torch.from_numpy(f), **options)
-
-
-class _PerExample(TorchImplementation):
-    """TopK per example in place of the batch selection: the most plausible BatchTopK slip."""
-
-    def run(self, operation: str, case: Any) -> dict[str, np.ndarray]:
-        return {"f": rt.topk(torch.from_numpy(case.arrays["z"]), k=case.options["k"]).numpy()}
-
-
-class _MinOverAllLatents(TorchImplementation):
-    """Takes the minimum over all latents (zeros included) instead of the positive ones."""
-
-    def run(self, operation: str, case: Any) -> dict[str, np.ndarray]:
-        a, o = case.arrays, case.options
-        m = a["f"].min(axis=(0, -1))
-        new = a["threshold"] + (m - a["threshold"]) / (o["n_batches"] + 1)
-        if o["update"] == "ema":
-            new = o["beta"] * a["threshold"] + (1 - o["beta"]) * m
-        return {"threshold": np.asarray(new)}
-
-
-@pytest.mark.parametrize(
-    ("operation", "impl"),
-    [("batchtopk", _PerExample("cpu")), ("batchtopk_update_threshold", _MinOverAllLatents("cpu"))],
-    ids=["per-example-selection", "min-over-zeros"],
-)
-def test_the_checker_flags_plausible_batchtopk_bugs(operation: str, impl: TorchImplementation) -> None:
-    """BTOPK-1, BTOPK-4, CHK-2."""
-    outcome = check(table.get(operation), impl, "float64", max_examples=100)
-    assert outcome.status == "fail", outcome

@@ -1,5 +1,6 @@
 """The Gated SAE beyond the table rows (GATE-1..GATE-8): the shared matrix, the strict gate, which
-term trains which parameter, central differences, bad input, and the checker's power."""
+term trains which parameter, central differences, bad input. The checker's power on the rows: the
+registry's mutants (`refsae.conform.mutants`), run by `tests/test_checker_power.py`."""
 
 from __future__ import annotations
 
@@ -11,13 +12,9 @@ import torch
 
 from refsae import oracle
 from refsae import torch as rt
-from refsae.checking import table
-from refsae.checking.check import check
-from refsae.checking.implementations import TorchImplementation, to_numpy, to_tensor
 from refsae.checking.rows.gated import gated_loss_gradients_bound, gated_pre_activations_bound
 from refsae.checking.tolerances import allowed_error
 from refsae.conventions import Conventions
-from refsae.torch.gradients import autograd_gradients
 
 NAMES = ("W_enc", "b_gate", "r_mag", "b_mag", "W_dec", "b_dec")
 
@@ -171,88 +168,3 @@ def test_bad_coefficients_and_aux_decoder_names_raise(
         else:
             tensors: dict[str, Any] = {k: _t(v) for k, v in p.items()}
             rt.gated_loss_gradients(_t(x), **tensors, **kwargs)
-
-
-def _b_dec_not_detached(
-    x: Any,
-    W_enc: Any,
-    b_gate: Any,
-    r_mag: Any,
-    b_mag: Any,
-    W_dec: Any,
-    b_dec: Any,
-    *,
-    l1_coefficient: float,
-    conventions: Conventions,
-    aux_decoder: str,
-) -> Any:
-    """The auxiliary reconstruction with W_dec detached but b_dec not: a one-word slip."""
-    c = conventions
-    pi_gate, pi_mag = rt.gated_pre_activations(x, W_enc, b_gate, r_mag, b_mag, b_dec, encode=c.encode)
-    x_hat = rt.decode(
-        (pi_gate > 0).to(x.dtype) * torch.relu(pi_mag), W_dec, b_dec, decoder=c.decoder, eps=c.eps
-    )
-    a = torch.relu(pi_gate)
-    x_aux = rt.decode(a, W_dec.detach(), b_dec, decoder=c.decoder, eps=c.eps)
-    R = rt.reconstruction_loss
-    return (
-        R(x, x_hat, reconstruction=c.reconstruction)
-        + l1_coefficient * rt.sparsity_loss(a, W_dec, sparsity=c.sparsity)
-        + R(x, x_aux, reconstruction=c.reconstruction)
-    ).sum()
-
-
-def _penalty_on_f(
-    x: Any,
-    W_enc: Any,
-    b_gate: Any,
-    r_mag: Any,
-    b_mag: Any,
-    W_dec: Any,
-    b_dec: Any,
-    *,
-    l1_coefficient: float,
-    conventions: Conventions,
-    aux_decoder: str,
-) -> Any:
-    """The sparsity penalty on the latents f instead of the gate's ReLU(π_gate): a standard-SAE habit."""
-    c = conventions
-    f, pi_gate = rt.gated_encode(x, W_enc, b_gate, r_mag, b_mag, b_dec, encode=c.encode)
-    R = rt.reconstruction_loss
-    x_aux = rt.decode(torch.relu(pi_gate), W_dec, b_dec, decoder=c.decoder, eps=c.eps)
-    return (
-        R(x, rt.decode(f, W_dec, b_dec, decoder=c.decoder, eps=c.eps), reconstruction=c.reconstruction)
-        + l1_coefficient * rt.sparsity_loss(f, W_dec, sparsity=c.sparsity)
-        + R(x, x_aux, reconstruction=c.reconstruction)
-    ).sum()
-
-
-class _Mutant(TorchImplementation):
-    """refsae.torch with one gated row computed by a buggy loss."""
-
-    def __init__(self, operation: str, loss: Any) -> None:
-        super().__init__("cpu")
-        self.operation, self.loss = operation, loss
-
-    def run(self, operation: str, case: Any) -> dict[str, np.ndarray]:
-        if operation != self.operation:
-            return super().run(operation, case)
-        t = {k: to_tensor(v, case.dtype, self.device) for k, v in case.arrays.items()}
-        params = {k: t[k] for k in NAMES}
-        if operation == "gated_total_loss":
-            return {"loss": to_numpy(self.loss(t["x"], **params, **case.options))}
-        out = autograd_gradients(self.loss, t["x"], params, **case.options)
-        return {k: to_numpy(v) for k, v in out.items()}
-
-
-@pytest.mark.parametrize(
-    ("operation", "loss", "output"),
-    [("gated_loss_gradients", _b_dec_not_detached, "b_dec"), ("gated_total_loss", _penalty_on_f, "loss")],
-    ids=["b_dec-not-detached", "penalty-on-f"],
-)
-def test_the_checker_flags_plausible_gated_bugs(operation: str, loss: Any, output: str) -> None:
-    """GATE-4, GATE-3, CHK-2: a b_dec left attached in the auxiliary decode (when the case says
-    detached), and the penalty on f instead of ReLU(π_gate), are rejected in float32."""
-    outcome = check(table.get(operation), _Mutant(operation, loss), "float32", max_examples=100, shrink=False)
-    assert outcome.status == "fail", outcome
-    assert outcome.failure is not None and f"differs from the oracle at {output}" in outcome.failure

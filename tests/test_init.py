@@ -2,7 +2,8 @@
 
 The oracle's properties are checked in float64 on the row's own strategy (INIT-12); refsae.torch
 against the oracle is the table's job (`geometric_median`, `b_dec_mean` rows), and the checker's
-power on these rows is shown by mutants below. Every slack is derived: the certified gap (INIT-5),
+power on these rows is shown by the registry's mutants (`refsae.conform.mutants`, run by
+`tests/test_checker_power.py`). Every slack is derived: the certified gap (INIT-5),
 float64 rounding (TOL-5) and, for points rather than objectives, the local growth of the objective.
 """
 
@@ -19,13 +20,10 @@ from hypothesis import strategies as st
 
 from refsae import torch as rt
 from refsae.checking import strategies as rs
-from refsae.checking import table
-from refsae.checking.check import check
 from refsae.checking.rows.init import init_cases
 from refsae.checking.tolerances import UNIT_ROUNDOFF, gamma, weiszfeld_step_chain
 from refsae.oracle import init as oi
 from refsae.torch import init as ti
-from tests.test_checker_power import Mutant
 
 U64 = UNIT_ROUNDOFF["float64"]
 
@@ -307,43 +305,3 @@ def test_torch_stops_at_its_dtype_floor_rather_than_iterating_to_max_iter() -> N
     assert 0.5 * allowance == ti.stopping_floor(batch, d_in, torch.float32)
     assert float(oi.certified_gap(xd, yd)) <= allowance * scale
     assert not torch.equal(y, x.mean(dim=0))  # it did iterate
-
-
-# --- the checker catches plausible bugs on these rows (CHK-1) -------------------------------------
-
-
-def _the_mean(x: Any, **options: Any) -> Any:
-    return x.mean(dim=0)
-
-
-def _coordinate_wise_median(x: Any, **options: Any) -> Any:
-    return x.median(dim=0).values
-
-
-def _three_iterations(x: Any, **options: Any) -> Any:
-    return rt.geometric_median(x, max_iter=3)
-
-
-def _mean_over_instances_too(x: Any) -> Any:
-    mean = x.mean(dim=0)
-    return mean.mean(dim=0, keepdim=True).expand_as(mean) if x.ndim == 3 else mean
-
-
-MUTANTS: list[tuple[str, Callable[..., Any], str]] = [
-    ("geometric_median", _the_mean, "INIT-2"),
-    ("geometric_median", _coordinate_wise_median, "INIT-2"),
-    ("geometric_median", _three_iterations, "INIT-6"),
-    ("b_dec_mean", _mean_over_instances_too, "INIT-1"),
-]
-
-
-@pytest.mark.parametrize(("operation", "fn", "clause"), MUTANTS, ids=[m[1].__name__ for m in MUTANTS])
-def test_the_checker_flags_a_wrong_b_dec_initialisation_in_float32(
-    operation: str, fn: Callable[..., Any], clause: str
-) -> None:
-    """INIT-11 (the objective comparison is tight enough to tell the mean, the coordinate-wise
-    median and an unconverged iterate from the geometric median), INIT-1."""
-    op = table.get(operation)
-    assert clause in op.clauses
-    outcome = check(op, Mutant(operation, fn), "float32", max_examples=100, shrink=False)
-    assert outcome.status == "fail", f"{fn.__name__} survived {outcome.examples} examples"

@@ -1,5 +1,6 @@
 """JumpReLU beyond the table rows (JUMP-1..JUMP-8): the pseudo-derivatives against what they are
-derived from, the log parametrisation against autograd, bad input, and the checker's power."""
+derived from, the log parametrisation against autograd, bad input. The checker's power on the rows:
+the registry's mutants (`refsae.conform.mutants`), run by `tests/test_checker_power.py`."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ import torch
 
 from refsae import oracle
 from refsae import torch as rt
-from refsae.checking import table
-from refsae.checking.check import check
-from refsae.checking.implementations import TorchImplementation
 from refsae.conventions import Conventions
 
 
@@ -137,25 +135,3 @@ def test_bad_thresholds_bandwidths_and_coefficients_raise_value_error(
             t: dict[str, Any] = {k: torch.from_numpy(v) for k, v in params.items()}
             kwargs["theta"] = torch.from_numpy(kwargs["theta"])
             rt.jumprelu_loss_gradients(torch.from_numpy(x), **t, **kwargs)
-
-
-class _L0TrainsTheEncoder(TorchImplementation):
-    """Lets the L0 step pass its pseudo-derivative to z as well (+(1/ε) K), a plausible STE slip."""
-
-    def run(self, operation: str, case: Any) -> dict[str, np.ndarray]:
-        out = super().run(operation, case)
-        a, o = case.arrays, case.options
-        c: Conventions = o["conventions"]
-        z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
-        K = (np.abs(z - a["theta"]) < o["bandwidth"] / 2).astype(float)
-        out["b_enc"] = out["b_enc"] + o["l0_coefficient"] / a["x"].shape[0] / o["bandwidth"] * K.sum(axis=0)
-        return out
-
-
-def test_the_checker_flags_an_l0_penalty_that_trains_the_encoder() -> None:
-    """JUMP-4, CHK-2: the gradient row rejects an implementation whose step passes gradient to z."""
-    outcome = check(
-        table.get("jumprelu_loss_gradients"), _L0TrainsTheEncoder("cpu"), "float64", max_examples=100
-    )
-    assert outcome.status == "fail", outcome
-    assert outcome.failure is not None and "b_enc" in outcome.failure

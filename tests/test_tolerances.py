@@ -27,9 +27,43 @@ def test_unit_roundoffs_are_half_the_machine_epsilon_of_each_dtype() -> None:
         assert UNIT_ROUNDOFF[name] == torch.finfo(getattr(torch, name)).eps / 2
 
 
-def test_half_precision_accumulates_in_float32() -> None:
-    """TOL-3."""
-    assert ACCUMULATOR["bfloat16"] == ACCUMULATOR["float16"] == "float32"
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("n", [2, 17, 64, 1000])
+def test_half_precision_matrix_products_accumulate_in_float32(dtype: str, n: int) -> None:
+    """TOL-3: measured, not assumed. With e = 2u, the dtype's spacing at 1, a length-n product whose
+    only non-zero terms are p1 = (1 + e)·(1 + e) = 1 + 2e + e² (first) and
+    p2 = (1 + e)·(−(1 + 2e)) = −(1 + 3e + 2e²) (last) has the exact value −e(1 + e), a number of the
+    dtype. In `ACCUMULATOR[dtype]` (float32) the products need at most 2p <= 24 bits and the sum
+    is exact, so the stored result is −e(1 + e) exactly. A half-precision accumulator holds p1 or
+    p2 alone at some point, rounded to 1 + 2e or −(1 + 3e) (e², 2e² < e/2): the sum then comes out
+    −e (both products rounded), −e(1 + 2e) or −e(1 − e) (one rounded, the other added exactly),
+    never −e(1 + e). Every column of a (16, n) × (n, 23) product is measured."""
+    torch_dtype = getattr(torch, dtype)
+    e = 2 * UNIT_ROUNDOFF[dtype]
+    exact = -e * (1 + e)
+    a = torch.zeros(16, n, dtype=torch.float64)
+    b = torch.zeros(n, 23, dtype=torch.float64)
+    a[:, 0], a[:, -1] = 1 + e, 1 + e
+    b[0, :], b[-1, :] = 1 + e, -(1 + 2 * e)
+    assert torch.equal(a.to(torch_dtype).double(), a) and torch.equal(b.to(torch_dtype).double(), b)
+    assert float(torch.tensor(exact).to(torch_dtype)) == exact  # representable: a single rounding keeps it
+
+    def rounded(v: float) -> float:
+        return float(torch.tensor(v, dtype=torch.float64).to(torch_dtype).double())
+
+    p1, p2 = (1 + e) * (1 + e), (1 + e) * -(1 + 2 * e)
+    half_accumulated = {
+        rounded(rounded(p1) + rounded(p2)),
+        rounded(rounded(p1) + p2),
+        rounded(p1 + rounded(p2)),
+    }
+    assert exact not in half_accumulated  # the measurement tells the two accumulators apart
+
+    accumulator = getattr(torch, ACCUMULATOR[dtype])
+    in_accumulator = (a.to(torch_dtype).to(accumulator) @ b.to(torch_dtype).to(accumulator)).to(torch_dtype)
+    assert torch.all(in_accumulator.double() == exact)  # the arithmetic above, in float32
+    measured = (a.to(torch_dtype) @ b.to(torch_dtype)).double()
+    assert torch.all(measured == exact), sorted(set(measured.flatten().tolist()))
 
 
 def test_gamma_is_n_u_over_one_minus_n_u_and_refuses_n_u_at_least_one() -> None:

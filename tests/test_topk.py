@@ -1,5 +1,6 @@
 """TopK beyond the table rows (TOPK-1..TOPK-7): the order of ReLU and selection, ties, the sparse
-decode's memory, the gradient mask, bad input, and the checker's power on plausible TopK bugs."""
+decode's memory, the gradient mask, bad input. The checker's power on plausible TopK bugs: the
+registry's mutants (`refsae.conform.mutants`), run by `tests/test_checker_power.py`."""
 
 from __future__ import annotations
 
@@ -15,9 +16,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from refsae import oracle
 from refsae import torch as rt
 from refsae.checking import strategies as rs
-from refsae.checking import table
-from refsae.checking.check import check
-from refsae.checking.implementations import TorchImplementation
 from refsae.conventions import Conventions
 
 
@@ -170,30 +168,3 @@ def test_an_index_outside_the_dictionary_raises_value_error(side: str, bad: int)
             oracle.decode_sparse(values, indices, W_dec, b_dec)
         else:
             rt.decode_sparse(*(torch.from_numpy(a) for a in (values, indices, W_dec, b_dec)))
-
-
-class _Unclamped(TorchImplementation):
-    """Keeps a selected negative pre-activation as a negative latent (no clamp)."""
-
-    def run(self, operation: str, case: Any) -> dict[str, np.ndarray]:
-        z = torch.from_numpy(case.arrays["z"])
-        values, indices = torch.topk(z, case.options["k"], dim=-1)
-        return {"f": torch.zeros_like(z).scatter(-1, indices, values).numpy()}
-
-
-class _ByMagnitude(TorchImplementation):
-    """Selects the k largest |z| instead of the k largest z."""
-
-    def run(self, operation: str, case: Any) -> dict[str, np.ndarray]:
-        z = torch.from_numpy(case.arrays["z"])
-        indices = torch.topk(z.abs(), case.options["k"], dim=-1).indices
-        f = torch.zeros_like(z).scatter(-1, indices, torch.relu(z.gather(-1, indices)))
-        return {"f": f.numpy()}
-
-
-@pytest.mark.parametrize("impl", [_Unclamped("cpu"), _ByMagnitude("cpu")], ids=["no-clamp", "by-magnitude"])
-def test_the_checker_flags_plausible_topk_bugs(impl: TorchImplementation) -> None:
-    """TOPK-1, CHK-2: the `topk` row rejects two conventions found in public code."""
-    outcome = check(table.get("topk"), impl, "float64", max_examples=100)
-    assert outcome.status == "fail", outcome
-    assert outcome.failure is not None and "topk [float64] differs from the oracle" in outcome.failure

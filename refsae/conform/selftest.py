@@ -2,8 +2,9 @@
 
     python -m refsae.conform.selftest [--seeds N] [--profile ci] [--markdown PATH]
 
-Kill runs: each mutant (mutants.py) through the whole engine on its own row, as a library would be,
-without shrinking (the verdict does not depend on it, CONF-5). False-alarm runs: the unmutated
+Kill runs: each mutant of the registry that fixed canonical conventions can expose
+(`mutants.SELFTEST`) through the whole engine on its own row, as a library would be, without
+shrinking (the verdict does not depend on it, CONF-5). False-alarm runs: the unmutated
 adapter (`mutants.CorrectRefsae`) on every row of the table, once under the profile's own examples
 and once per extra seed (other examples, `conform(seed=…)`). `nox -s selftest` writes the result to
 conformance/selftest.md; the tests run the kill runs and the profile's false-alarm run in CI.
@@ -16,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from refsae.conform.mutants import MUTANTS, Mutant, correct
+from refsae.conform.mutants import SELFTEST, Mutant, correct
 from refsae.conform.runner import conform
 
 
@@ -73,12 +74,12 @@ def kill(m: Mutant, profile: str | None = None) -> Kill:
     statuses = [c.status for c in report.clauses]
     flagged = any(s in ("fail", "error") for s in statuses)
     convention = report.clauses[0].convention if report.clauses else ""
-    return Kill(m.name, m.operation, m.bug, flagged, statuses, convention)
+    return Kill(m.name, m.operation, m.description, flagged, statuses, convention)
 
 
 def kill_runs(profile: str | None = None) -> list[Kill]:
-    """Run every mutant on its own row."""
-    return [kill(m, profile) for m in MUTANTS.values()]
+    """Run every mutant of the self-test on its own row."""
+    return [kill(m, profile) for m in SELFTEST]
 
 
 def false_alarm_run(profile: str | None = None, seed: int | None = None) -> list[str]:
