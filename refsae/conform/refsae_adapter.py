@@ -4,7 +4,7 @@
   pass every clause.
 - `FixedRefsae` (targets `refsae.untied_mean` …): refsae.torch behind one fixed set of conventions,
   as a library with fixed conventions looks to the suite; detection must find the fixed ones. The
-  mutants of the self-test (mutants.py) are built on it.
+  mutants of the self-test (`refsae.conform.mutants`) are built on it.
 """
 
 from __future__ import annotations
