@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from jaxtyping import Float64, Shaped
+from jaxtyping import Shaped
 
 from refsae._typecheck import typechecked
 from refsae.conventions import (
@@ -35,15 +35,12 @@ from refsae.conventions import (
     check_eps,
 )
 from refsae.oracle import _validate
+from refsae.oracle._shapes import DecoderWeights, InputBatch, InputVector, LatentBatch, Scalar
 from refsae.oracle.forward import decoder_directions
 from refsae.oracle.gradients import normalisation_backward
 from refsae.oracle.losses import total_variance
 
-__all__ = [
-    "auxk_latents",
-    "auxk_loss",
-    "auxk_loss_gradients",
-]
+__all__ = ["auxk_latents", "auxk_loss", "auxk_loss_gradients"]
 
 Values = Literal["relu", "raw"]
 AuxDecode = Literal["without_b_dec", "with_b_dec", "cancelled_b_dec"]
@@ -83,12 +80,8 @@ def dead_selection(z: np.ndarray, dead: np.ndarray, k_aux: int) -> np.ndarray:
 
 @typechecked
 def auxk_latents(
-    z: Float64[np.ndarray, "batch *inst d_sae"],
-    dead: Shaped[np.ndarray, "*inst d_sae"],
-    *,
-    k_aux: int,
-    values: Values = "relu",
-) -> Float64[np.ndarray, "batch *inst d_sae"]:
+    z: LatentBatch, dead: Shaped[np.ndarray, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
+) -> LatentBatch:
     """The auxiliary latents a (AUXK-2, AUXK-3): v(z) at the min(k_aux, n_dead) largest dead z of
     each example, 0 elsewhere.
 
@@ -132,12 +125,7 @@ class AuxKOptions:
 
 
 def _terms(
-    x: np.ndarray,
-    x_hat: np.ndarray,
-    z: np.ndarray,
-    W_dec: np.ndarray,
-    b_dec: np.ndarray,
-    dead: np.ndarray,
+    x: np.ndarray, x_hat: np.ndarray, z: np.ndarray, W_dec: np.ndarray, b_dec: np.ndarray, dead: np.ndarray,
     o: AuxKOptions,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """a, Ŵ, ê − e, the scale s (*inst), the normaliser D (*inst) and the gradient mask of z."""
@@ -168,22 +156,12 @@ def _terms(
 
 @typechecked
 def auxk_loss(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    x_hat: Float64[np.ndarray, "batch *inst d_in"],
-    z: Float64[np.ndarray, "batch *inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    dead: Shaped[np.ndarray, "*inst d_sae"],
-    *,
-    k_aux: int,
-    values: Values = "relu",
-    aux_decode: AuxDecode = "without_b_dec",
-    scale: Scale = "unscaled",
-    normalisation: Normalisation = "residual_variance",
-    residual: Residual = "detached",
-    decoder: DecoderConvention = "constrained",
-    eps: float = DEFAULT_EPS,
-) -> Float64[np.ndarray, ""]:
+    x: InputBatch, x_hat: InputBatch, z: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector,
+    dead: Shaped[np.ndarray, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec", scale: Scale = "unscaled",
+    normalisation: Normalisation = "residual_variance", residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+) -> Scalar:
     """Σ_inst s · Σ_{b,d} (ê − e)² / D (AUXK-1..AUXK-7); the defaults are Gao et al.'s as OpenAI's
     code computes it.
 
@@ -200,21 +178,11 @@ def auxk_loss(
 
 @typechecked
 def auxk_loss_gradients(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    x_hat: Float64[np.ndarray, "batch *inst d_in"],
-    z: Float64[np.ndarray, "batch *inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    dead: Shaped[np.ndarray, "*inst d_sae"],
-    *,
-    k_aux: int,
-    values: Values = "relu",
-    aux_decode: AuxDecode = "without_b_dec",
-    scale: Scale = "unscaled",
-    normalisation: Normalisation = "residual_variance",
-    residual: Residual = "detached",
-    decoder: DecoderConvention = "constrained",
-    eps: float = DEFAULT_EPS,
+    x: InputBatch, x_hat: InputBatch, z: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector,
+    dead: Shaped[np.ndarray, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec", scale: Scale = "unscaled",
+    normalisation: Normalisation = "residual_variance", residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
 ) -> dict[str, np.ndarray]:
     """∂L_aux/∂(z, W_dec, b_dec, x_hat) (AUXK-8), derived by hand:
 

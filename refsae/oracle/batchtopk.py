@@ -18,23 +18,27 @@ import math
 from typing import Literal
 
 import numpy as np
-from jaxtyping import Bool, Float64
+from jaxtyping import Bool
 
 from refsae._typecheck import typechecked
 from refsae.conventions import OPERATION_AXES, Conventions, check_choice, check_coefficient
 from refsae.oracle import _validate
+from refsae.oracle._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    PerInstance,
+    Scalar,
+)
 from refsae.oracle.forward import decode, pre_activations
 from refsae.oracle.gradients import Gradients, gradients_given_mask
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss
 
-__all__ = [
-    "batchtopk",
-    "batchtopk_inference",
-    "batchtopk_loss_gradients",
-    "batchtopk_min_positive",
-    "batchtopk_total_loss",
-    "batchtopk_update_threshold",
-]
+__all__ = ["batchtopk", "batchtopk_inference", "batchtopk_loss_gradients", "batchtopk_min_positive",
+    "batchtopk_total_loss", "batchtopk_update_threshold"]
 
 ThresholdUpdate = Literal["mean", "ema"]
 THRESHOLD_UPDATES: tuple[str, ...] = OPERATION_AXES["update"]
@@ -69,9 +73,7 @@ def _selected(z: np.ndarray, k: int) -> np.ndarray:
 
 
 @typechecked
-def batchtopk(
-    z: Float64[np.ndarray, "batch *inst d_sae"], *, k: int
-) -> Float64[np.ndarray, "batch *inst d_sae"]:
+def batchtopk(z: LatentBatch, *, k: int) -> LatentBatch:
     """Training latents: max(z, 0) at the k·B largest entries of the batch, 0 elsewhere (BTOPK-1).
 
     >>> import numpy as np
@@ -87,9 +89,7 @@ def batchtopk(
 
 
 @typechecked
-def batchtopk_min_positive(
-    f: Float64[np.ndarray, "batch *inst d_sae"],
-) -> tuple[Float64[np.ndarray, "*inst"], Bool[np.ndarray, "*inst"]]:
+def batchtopk_min_positive(f: LatentBatch) -> tuple[PerInstance, Bool[np.ndarray, "*inst"]]:
     """(m, has): the smallest positive latent of the batch per instance, and whether there is one;
     m = 0 where there is none (an all-zero batch), never NaN or inf (BTOPK-4).
 
@@ -108,13 +108,9 @@ def batchtopk_min_positive(
 
 @typechecked
 def batchtopk_update_threshold(
-    threshold: Float64[np.ndarray, "*inst"] | float,
-    f: Float64[np.ndarray, "batch *inst d_sae"],
-    *,
-    n_batches: int,
-    update: ThresholdUpdate = "mean",
+    threshold: PerInstance | float, f: LatentBatch, *, n_batches: int, update: ThresholdUpdate = "mean",
     beta: float = 0.99,
-) -> Float64[np.ndarray, "*inst"]:
+) -> PerInstance:
     """The threshold estimate after one more training batch `f` (BTOPK-4, BTOPK-5). `mean`: the
     running mean of the batches' minima, `n_batches` the number of minima averaged so far (the
     first becomes the estimate itself); `ema`: β θ + (1 − β) m. An instance whose batch kept no
@@ -142,9 +138,7 @@ def batchtopk_update_threshold(
 
 
 @typechecked
-def batchtopk_inference(
-    z: Float64[np.ndarray, "batch *inst d_sae"], threshold: Float64[np.ndarray, "*inst"] | float
-) -> Float64[np.ndarray, "batch *inst d_sae"]:
+def batchtopk_inference(z: LatentBatch, threshold: PerInstance | float) -> LatentBatch:
     """Inference latents: z · 1[z > θ], strictly, with one θ per instance (BTOPK-6): a JumpReLU whose
     thresholds all equal θ (JUMP-1). A θ <= 0 keeps every positive z (and no other)."""
     _validate.nonempty_batch(z, "z")
@@ -166,16 +160,9 @@ def _latents(
 
 @typechecked
 def batchtopk_total_loss(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
-) -> Float64[np.ndarray, ""]:
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+) -> Scalar:
     """LOSS-6 with BatchTopK training latents (BTOPK-3)."""
     check_coefficient("l1_coefficient", l1_coefficient)
     c = conventions
@@ -190,15 +177,8 @@ def batchtopk_total_loss(
 
 @typechecked
 def batchtopk_loss_gradients(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
 ) -> Gradients:
     """Gradients of `batchtopk_total_loss`: GRAD-1..GRAD-6 with the mask 1[(b, j) selected ∧ z > 0]
     (BTOPK-3); the selection passes no gradient."""

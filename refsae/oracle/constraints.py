@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from jaxtyping import Float64
 
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
+from refsae.oracle._shapes import DecoderWeights
 
-__all__ = [
-    "remove_parallel_component",
-    "renormalise_rows",
-]
+__all__ = ["remove_parallel_component", "renormalise_rows"]
 
 
 def row_scale(v: np.ndarray) -> np.ndarray:
@@ -25,9 +22,7 @@ def row_scale(v: np.ndarray) -> np.ndarray:
 
 
 @typechecked
-def renormalise_rows(
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-) -> Float64[np.ndarray, "*inst d_sae d_in"]:
+def renormalise_rows(W_dec: DecoderWeights) -> DecoderWeights:
     """Each dictionary row divided by its ℓ2 norm (CON-1); a zero row stays zero (CON-2).
 
     >>> import numpy as np
@@ -42,10 +37,7 @@ def renormalise_rows(
 
 
 @typechecked
-def remove_parallel_component(
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    grad_W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-) -> Float64[np.ndarray, "*inst d_sae d_in"]:
+def remove_parallel_component(W_dec: DecoderWeights, grad_W_dec: DecoderWeights) -> DecoderWeights:
     """g_j − (g_j·w_j / ‖w_j‖²) w_j for every row j (PAR-1): the general form, right for rows of any
     norm (PAR-2); rows with w_j = 0 keep their gradient (PAR-3).
 

@@ -9,17 +9,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from jaxtyping import Bool, Float64, Int, Int64
+from jaxtyping import Bool, Int, Int64
 
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
+from refsae.oracle._shapes import LatentBatch
 
-__all__ = [
-    "dead_by_fire_fraction",
-    "dead_by_steps",
-    "fire_counts",
-    "update_steps_since_fired",
-]
+__all__ = ["dead_by_fire_fraction", "dead_by_steps", "fire_counts", "update_steps_since_fired"]
 
 
 def check_count(name: str, value: int, minimum: int) -> None:
@@ -37,7 +33,7 @@ def check_threshold(threshold: float) -> None:
 
 
 @typechecked
-def fire_counts(f: Float64[np.ndarray, "batch *inst d_sae"]) -> Int64[np.ndarray, "*inst d_sae"]:
+def fire_counts(f: LatentBatch) -> Int64[np.ndarray, "*inst d_sae"]:
     """Number of examples of the batch on which each latent fired, `#{b : f_bj > 0}` (DEAD-1).
 
     Firing is strictly positive: a latent selected with value 0 (TopK) or negative did not fire.
@@ -77,7 +73,7 @@ def dead_by_fire_fraction(
 
 @typechecked
 def update_steps_since_fired(
-    steps_since: Int[np.ndarray, "*inst d_sae"], f: Float64[np.ndarray, "batch *inst d_sae"]
+    steps_since: Int[np.ndarray, "*inst d_sae"], f: LatentBatch
 ) -> Int64[np.ndarray, "*inst d_sae"]:
     """One training step of the counter: 0 where the latent fired on any example of the batch,
     `steps_since + 1` elsewhere (DEAD-3). Steps count batches, not examples; counters start at 0.

@@ -8,7 +8,6 @@ b_dec (*inst, d_in), f (batch, *inst, d_sae). `*inst` is empty or one instance a
 from __future__ import annotations
 
 import numpy as np
-from jaxtyping import Float64
 
 from refsae._typecheck import typechecked
 from refsae.conventions import (
@@ -21,25 +20,23 @@ from refsae.conventions import (
     check_eps,
 )
 from refsae.oracle import _validate
+from refsae.oracle._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+)
 
-__all__ = [
-    "decode",
-    "decoder_directions",
-    "encode",
-    "forward",
-    "pre_activations",
-]
+__all__ = ["decode", "decoder_directions", "encode", "forward", "pre_activations"]
 
 
 @typechecked
 def pre_activations(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *,
     encode: EncodeConvention = "tied",
-) -> Float64[np.ndarray, "batch *inst d_sae"]:
+) -> LatentBatch:
     """Pre-activations z = (x - b_dec) W_enc + b_enc (`tied`, ENC-2) or x W_enc + b_enc (`untied`, ENC-3)."""
     check_choice("encode", encode, ENCODE)
     _validate.nonempty_batch(x)
@@ -51,13 +48,9 @@ def pre_activations(
 
 @typechecked
 def encode(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *,
     encode: EncodeConvention = "tied",
-) -> Float64[np.ndarray, "batch *inst d_sae"]:
+) -> LatentBatch:
     """Latents f = ReLU(z) with z from `pre_activations` (ENC-1).
 
     >>> import numpy as np
@@ -77,11 +70,8 @@ _encode = encode  # the keyword argument `encode` shadows the function inside `f
 
 @typechecked
 def decoder_directions(
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    *,
-    decoder: DecoderConvention = "constrained",
-    eps: float = DEFAULT_EPS,
-) -> Float64[np.ndarray, "*inst d_sae d_in"]:
+    W_dec: DecoderWeights, *, decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+) -> DecoderWeights:
     """Ŵ: W_dec itself (`constrained`, DEC-2) or each row divided by (‖row‖₂ + eps) (`normalised`, DEC-3).
 
     >>> import numpy as np
@@ -100,13 +90,9 @@ def decoder_directions(
 
 @typechecked
 def decode(
-    f: Float64[np.ndarray, "batch *inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    decoder: DecoderConvention = "constrained",
+    f: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector, *, decoder: DecoderConvention = "constrained",
     eps: float = DEFAULT_EPS,
-) -> Float64[np.ndarray, "batch *inst d_in"]:
+) -> InputBatch:
     """Reconstruction x_hat = f Ŵ + b_dec (DEC-1).
 
     >>> import numpy as np
@@ -122,16 +108,9 @@ def decode(
 
 @typechecked
 def forward(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    encode: EncodeConvention = "tied",
-    decoder: DecoderConvention = "constrained",
-    eps: float = DEFAULT_EPS,
-) -> tuple[Float64[np.ndarray, "batch *inst d_sae"], Float64[np.ndarray, "batch *inst d_in"]]:
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    encode: EncodeConvention = "tied", decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+) -> tuple[LatentBatch, InputBatch]:
     """(f, x_hat): encode then decode with the same b_dec (FWD-1)."""
     f = _encode(x, W_enc, b_enc, b_dec, encode=encode)
     return f, decode(f, W_dec, b_dec, decoder=decoder, eps=eps)

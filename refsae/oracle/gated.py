@@ -24,21 +24,24 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from jaxtyping import Float64
 
 from refsae._typecheck import typechecked
 from refsae.conventions import OPERATION_AXES, Conventions, EncodeConvention, check_choice, check_coefficient
 from refsae.oracle import _validate
+from refsae.oracle._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    Scalar,
+)
 from refsae.oracle.forward import decode, decoder_directions
 from refsae.oracle.gradients import normalisation_backward, reconstruction_scale
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss
 
-__all__ = [
-    "gated_encode",
-    "gated_loss_gradients",
-    "gated_pre_activations",
-    "gated_total_loss",
-]
+__all__ = ["gated_encode", "gated_loss_gradients", "gated_pre_activations", "gated_total_loss"]
 
 AuxDecoder = Literal["detached", "attached"]
 AUX_DECODER: tuple[str, ...] = OPERATION_AXES["aux_decoder"]
@@ -52,15 +55,9 @@ def _encoder_input(x: np.ndarray, b_dec: np.ndarray, encode: str) -> np.ndarray:
 
 @typechecked
 def gated_pre_activations(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_gate: Float64[np.ndarray, "*inst d_sae"],
-    r_mag: Float64[np.ndarray, "*inst d_sae"],
-    b_mag: Float64[np.ndarray, "*inst d_sae"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    encode: EncodeConvention = "tied",
-) -> tuple[Float64[np.ndarray, "batch *inst d_sae"], Float64[np.ndarray, "batch *inst d_sae"]]:
+    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
+    b_dec: InputVector, *, encode: EncodeConvention = "tied",
+) -> tuple[LatentBatch, LatentBatch]:
     """(π_gate, π_mag): one encoder matrix, rescaled per latent by exp(r_mag) on the magnitude path
     (GATE-1)."""
     _validate.finite(x=x, W_enc=W_enc, b_gate=b_gate, r_mag=r_mag, b_mag=b_mag, b_dec=b_dec)
@@ -70,15 +67,9 @@ def gated_pre_activations(
 
 @typechecked
 def gated_encode(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_gate: Float64[np.ndarray, "*inst d_sae"],
-    r_mag: Float64[np.ndarray, "*inst d_sae"],
-    b_mag: Float64[np.ndarray, "*inst d_sae"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    encode: EncodeConvention = "tied",
-) -> tuple[Float64[np.ndarray, "batch *inst d_sae"], Float64[np.ndarray, "batch *inst d_sae"]]:
+    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
+    b_dec: InputVector, *, encode: EncodeConvention = "tied",
+) -> tuple[LatentBatch, LatentBatch]:
     """(f, π_gate) with f = 1[π_gate > 0] · ReLU(π_mag), the gate strict (GATE-2).
 
     >>> import numpy as np
@@ -93,9 +84,7 @@ def gated_encode(
 
 
 def _forward(
-    x: np.ndarray,
-    params: tuple[np.ndarray, ...],
-    c: Conventions,
+    x: np.ndarray, params: tuple[np.ndarray, ...], c: Conventions,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """π_gate, π_mag, f, a = ReLU(π_gate), and Ŵ."""
     W_enc, b_gate, r_mag, b_mag, W_dec, b_dec = params
@@ -112,18 +101,10 @@ def _forward(
 
 @typechecked
 def gated_total_loss(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_gate: Float64[np.ndarray, "*inst d_sae"],
-    r_mag: Float64[np.ndarray, "*inst d_sae"],
-    b_mag: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    l1_coefficient: float,
-    conventions: Conventions = Conventions(),
-    aux_decoder: AuxDecoder = "detached",
-) -> Float64[np.ndarray, ""]:
+    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
+    W_dec: DecoderWeights, b_dec: InputVector, *, l1_coefficient: float,
+    conventions: Conventions = Conventions(), aux_decoder: AuxDecoder = "detached",
+) -> Scalar:
     """Σ_inst [R(x, x_hat) + λ · S(ReLU(π_gate)) + R(x, x_aux)] (GATE-3). The auxiliary
     reconstruction's value does not depend on `aux_decoder`, only its gradients do (GATE-4)."""
     check_coefficient("l1_coefficient", l1_coefficient)
@@ -142,17 +123,9 @@ def gated_total_loss(
 
 @typechecked
 def gated_loss_gradients(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_gate: Float64[np.ndarray, "*inst d_sae"],
-    r_mag: Float64[np.ndarray, "*inst d_sae"],
-    b_mag: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    l1_coefficient: float,
-    conventions: Conventions = Conventions(),
-    aux_decoder: AuxDecoder = "detached",
+    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
+    W_dec: DecoderWeights, b_dec: InputVector, *, l1_coefficient: float,
+    conventions: Conventions = Conventions(), aux_decoder: AuxDecoder = "detached",
 ) -> dict[str, np.ndarray]:
     """Analytic gradients of `gated_total_loss` (GATE-5, GATE-6), derived by hand:
 

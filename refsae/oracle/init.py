@@ -12,15 +12,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from jaxtyping import Float64
 
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
+from refsae.oracle._shapes import InputBatch, InputVector, PerInstance
 
-__all__ = [
-    "b_dec_mean",
-    "geometric_median",
-]
+__all__ = ["b_dec_mean", "geometric_median"]
 
 DEFAULT_TOL = 1e-10
 """Relative suboptimality the geometric median certifies: `f(y) − min f ≤ tol · f(y)` (INIT-6)."""
@@ -38,7 +35,7 @@ def check_iteration_options(tol: float, max_iter: int) -> None:
 
 
 @typechecked
-def b_dec_mean(x: Float64[np.ndarray, "batch *inst d_in"]) -> Float64[np.ndarray, "*inst d_in"]:
+def b_dec_mean(x: InputBatch) -> InputVector:
     """The batch mean `(1/B) Σ_b x_b`, per instance (INIT-1).
 
     >>> import numpy as np
@@ -143,11 +140,8 @@ def _median_of_points(points: np.ndarray, tol: float, max_iter: int) -> np.ndarr
 
 @typechecked
 def geometric_median(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    *,
-    tol: float = DEFAULT_TOL,
-    max_iter: int = DEFAULT_MAX_ITER,
-) -> Float64[np.ndarray, "*inst d_in"]:
+    x: InputBatch, *, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER,
+) -> InputVector:
     """The geometric median `argmin_y Σ_b ‖x_b − y‖₂`, per instance (INIT-2..INIT-8).
 
     Weiszfeld's iteration from the batch mean, `y ← Σ w_b x_b / Σ w_b` with `w_b = 1/‖x_b − y‖`
@@ -172,9 +166,7 @@ def geometric_median(
 
 
 @typechecked
-def geometric_median_objective(
-    x: Float64[np.ndarray, "batch *inst d_in"], y: Float64[np.ndarray, "*inst d_in"]
-) -> Float64[np.ndarray, "*inst"]:
+def geometric_median_objective(x: InputBatch, y: InputVector) -> PerInstance:
     """`f(y) = Σ_b ‖x_b − y‖₂`, per instance (INIT-2).
 
     >>> import numpy as np
@@ -187,9 +179,7 @@ def geometric_median_objective(
 
 
 @typechecked
-def certified_gap(
-    x: Float64[np.ndarray, "batch *inst d_in"], y: Float64[np.ndarray, "*inst d_in"]
-) -> Float64[np.ndarray, "*inst"]:
+def certified_gap(x: InputBatch, y: InputVector) -> PerInstance:
     """An upper bound on `f(y) − min f`, per instance (INIT-5); 0 when `y` is certified optimal.
 
     >>> import numpy as np

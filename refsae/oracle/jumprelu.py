@@ -18,20 +18,24 @@ import math
 from typing import Literal
 
 import numpy as np
-from jaxtyping import Float64
 
 from refsae._typecheck import typechecked
 from refsae.conventions import OPERATION_AXES, Conventions, check_choice, check_coefficient
 from refsae.oracle import _validate
+from refsae.oracle._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    Scalar,
+)
 from refsae.oracle.forward import decode, decoder_directions, pre_activations
 from refsae.oracle.gradients import gradients_given_mask, reconstruction_scale
 from refsae.oracle.losses import reconstruction_loss
 
-__all__ = [
-    "jumprelu",
-    "jumprelu_loss_gradients",
-    "jumprelu_total_loss",
-]
+__all__ = ["jumprelu", "jumprelu_loss_gradients", "jumprelu_total_loss"]
 
 Parametrisation = Literal["theta", "log_theta"]
 PARAMETRISATIONS: tuple[str, ...] = OPERATION_AXES["parametrisation"]
@@ -55,9 +59,7 @@ def check_threshold(theta: np.ndarray, bandwidth: float | None = None) -> None:
 
 
 @typechecked
-def jumprelu(
-    z: Float64[np.ndarray, "batch *inst d_sae"], theta: Float64[np.ndarray, "*inst d_sae"]
-) -> Float64[np.ndarray, "batch *inst d_sae"]:
+def jumprelu(z: LatentBatch, theta: LatentVector) -> LatentBatch:
     """f = z · 1[z > θ], strictly: z = θ gives 0 (JUMP-1).
 
     >>> import numpy as np
@@ -77,17 +79,10 @@ def _kernel(z: np.ndarray, theta: np.ndarray, bandwidth: float) -> np.ndarray:
 
 @typechecked
 def jumprelu_total_loss(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    theta: Float64[np.ndarray, "*inst d_sae"],
-    *,
-    l0_coefficient: float,
-    bandwidth: float,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
+    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
     conventions: Conventions = Conventions(),
-) -> Float64[np.ndarray, ""]:
+) -> Scalar:
     """Σ_inst reconstruction + λ · mean over the batch of the number of active latents (JUMP-2).
     `bandwidth` only shapes the pseudo-gradients; it is checked here too, so a bad one fails early."""
     check_coefficient("l0_coefficient", l0_coefficient)
@@ -104,17 +99,9 @@ def jumprelu_total_loss(
 
 @typechecked
 def jumprelu_loss_gradients(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    theta: Float64[np.ndarray, "*inst d_sae"],
-    *,
-    l0_coefficient: float,
-    bandwidth: float,
-    conventions: Conventions = Conventions(),
-    parametrisation: Parametrisation = "theta",
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
+    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
+    conventions: Conventions = Conventions(), parametrisation: Parametrisation = "theta",
 ) -> dict[str, np.ndarray]:
     """Gradients and the threshold's pseudo-gradient of `jumprelu_total_loss` (JUMP-3..JUMP-6):
     W_enc, b_enc, W_dec, b_dec as GRAD-1..GRAD-6 with the mask 1[z > θ]; `threshold` is ∂L/∂θ, or

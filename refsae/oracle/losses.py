@@ -6,7 +6,6 @@ instance axis); the total loss sums instances (LOSS-6).
 from __future__ import annotations
 
 import numpy as np
-from jaxtyping import Float64
 
 from refsae._typecheck import typechecked
 from refsae.conventions import (
@@ -19,14 +18,19 @@ from refsae.conventions import (
     check_coefficient,
 )
 from refsae.oracle import _validate
+from refsae.oracle._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    PerInstance,
+    Scalar,
+)
 from refsae.oracle.forward import forward
 
-__all__ = [
-    "reconstruction_loss",
-    "sparsity_loss",
-    "total_loss",
-    "total_variance",
-]
+__all__ = ["reconstruction_loss", "sparsity_loss", "total_loss", "total_variance"]
 
 
 def _batch_and_dim_sum(a: np.ndarray) -> np.ndarray:
@@ -35,7 +39,7 @@ def _batch_and_dim_sum(a: np.ndarray) -> np.ndarray:
 
 
 @typechecked
-def total_variance(x: Float64[np.ndarray, "batch *inst d_in"]) -> Float64[np.ndarray, "*inst"]:
+def total_variance(x: InputBatch) -> PerInstance:
     """Σ_{b,d} (x - mean_b x)², centring each dimension by its batch mean (LOSS-3, MET-3)."""
     _validate.nonempty_batch(x)
     _validate.finite(x=x)
@@ -45,11 +49,8 @@ def total_variance(x: Float64[np.ndarray, "batch *inst d_in"]) -> Float64[np.nda
 
 @typechecked
 def reconstruction_loss(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    x_hat: Float64[np.ndarray, "batch *inst d_in"],
-    *,
-    reconstruction: ReconstructionConvention = "sum",
-) -> Float64[np.ndarray, "*inst"]:
+    x: InputBatch, x_hat: InputBatch, *, reconstruction: ReconstructionConvention = "sum",
+) -> PerInstance:
     """Reconstruction loss under a named convention.
 
     - `sum` (LOSS-1): mean over batch of Σ_d (x_hat - x)².
@@ -81,11 +82,8 @@ def reconstruction_loss(
 
 @typechecked
 def sparsity_loss(
-    f: Float64[np.ndarray, "batch *inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    *,
-    sparsity: SparsityConvention = "l1",
-) -> Float64[np.ndarray, "*inst"]:
+    f: LatentBatch, W_dec: DecoderWeights, *, sparsity: SparsityConvention = "l1",
+) -> PerInstance:
     """Sparsity penalty under a named convention.
 
     - `l1` (LOSS-4): mean over batch of Σ_j |f_j|.
@@ -108,15 +106,9 @@ def sparsity_loss(
 
 @typechecked
 def total_loss(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    l1_coefficient: float,
-    conventions: Conventions = Conventions(),
-) -> Float64[np.ndarray, ""]:
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    l1_coefficient: float, conventions: Conventions = Conventions(),
+) -> Scalar:
     """L = Σ_instances [reconstruction + l1_coefficient · sparsity] (LOSS-6); coefficient >= 0 (LOSS-7)."""
     check_coefficient("l1_coefficient", l1_coefficient)
     c = conventions

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-from jaxtyping import Float64, Int
+from jaxtyping import Int
 
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
+from refsae.oracle._shapes import InputBatch, LatentBatch, PerInstance
 from refsae.oracle.losses import reconstruction_loss
 
-__all__ = [
-    "dead_fraction",
-    "explained_variance",
-    "l0",
-]
+__all__ = ["dead_fraction", "explained_variance", "l0"]
 
 
 @typechecked
-def l0(f: Float64[np.ndarray, "batch *inst d_sae"]) -> Float64[np.ndarray, "*inst"]:
+def l0(f: LatentBatch) -> PerInstance:
     """Mean over the batch of the number of non-zero latents (MET-1).
 
     >>> import numpy as np
@@ -30,7 +27,7 @@ def l0(f: Float64[np.ndarray, "batch *inst d_sae"]) -> Float64[np.ndarray, "*ins
 
 
 @typechecked
-def dead_fraction(fire_counts: Int[np.ndarray, "*inst d_sae"]) -> Float64[np.ndarray, "*inst"]:
+def dead_fraction(fire_counts: Int[np.ndarray, "*inst d_sae"]) -> PerInstance:
     """Fraction of latents whose fire count over the window is 0 (MET-2); counts must be >= 0.
 
     >>> import numpy as np
@@ -45,10 +42,7 @@ def dead_fraction(fire_counts: Int[np.ndarray, "*inst d_sae"]) -> Float64[np.nda
 
 
 @typechecked
-def explained_variance(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    x_hat: Float64[np.ndarray, "batch *inst d_in"],
-) -> Float64[np.ndarray, "*inst"]:
+def explained_variance(x: InputBatch, x_hat: InputBatch) -> PerInstance:
     """1 − FVU, each dimension centred by its own batch mean (MET-3); zero total variance raises.
 
     >>> import numpy as np

@@ -15,26 +15,21 @@ import math
 from typing import Any
 
 import numpy as np
-from jaxtyping import Float64, Shaped
+from jaxtyping import Shaped
 
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
+from refsae.oracle._shapes import DecoderWeights, LatentVector
 from refsae.oracle.constraints import row_scale
 from refsae.oracle.optimizer import Arrays, check_parameter_maps
 
-__all__ = [
-    "resample_anthropic",
-    "resample_simple",
-]
+__all__ = ["resample_anthropic", "resample_simple"]
 
 
 @typechecked
 def _latent_shapes(
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    dead: Shaped[np.ndarray, "*inst d_sae"],
-    chosen: Float64[np.ndarray, "*inst d_sae d_in"] | None = None,
-    directions: Float64[np.ndarray, "*inst d_sae d_in"] | None = None,
+    b_enc: LatentVector, W_dec: DecoderWeights, dead: Shaped[np.ndarray, "*inst d_sae"],
+    chosen: DecoderWeights | None = None, directions: DecoderWeights | None = None,
 ) -> None:
     """The mask and the per-latent inputs match the parameters' latents and d_in (NOT-3)."""
 
@@ -71,11 +66,7 @@ def _unit_rows(v: np.ndarray, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 @typechecked
 def resample_anthropic(
-    param: Arrays,
-    dead: Shaped[np.ndarray, "*inst d_sae"],
-    chosen: Float64[np.ndarray, "*inst d_sae d_in"],
-    *,
-    centred: bool = False,
+    param: Arrays, dead: Shaped[np.ndarray, "*inst d_sae"], chosen: DecoderWeights, *, centred: bool = False,
     encoder_scale: float = 0.2,
 ) -> dict[str, Any]:
     """Anthropic's resampling (Towards Monosemanticity, RES-10, RES-11): for each dead latent j with
@@ -103,10 +94,7 @@ def resample_anthropic(
 
 @typechecked
 def resample_simple(
-    param: Arrays,
-    dead: Shaped[np.ndarray, "*inst d_sae"],
-    directions: Float64[np.ndarray, "*inst d_sae d_in"],
-    *,
+    param: Arrays, dead: Shaped[np.ndarray, "*inst d_sae"], directions: DecoderWeights, *,
     encoder_scale: float = 1.0,
 ) -> dict[str, Any]:
     """The simple method (ARENA's resample_simple, RES-15): for each dead latent j with a given random

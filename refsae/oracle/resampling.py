@@ -17,12 +17,9 @@ from jaxtyping import Float64, Int64
 from refsae._typecheck import typechecked
 from refsae.conventions import check_choice, check_coefficient
 from refsae.oracle import _validate
+from refsae.oracle._shapes import InputBatch, LatentBatch
 
-__all__ = [
-    "per_example_loss",
-    "resampling_probabilities",
-    "sample_examples",
-]
+__all__ = ["per_example_loss", "resampling_probabilities", "sample_examples"]
 
 ResamplingLoss = Literal["total", "reconstruction"]
 RESAMPLING_LOSS: tuple[str, ...] = get_args(ResamplingLoss)
@@ -30,9 +27,9 @@ RESAMPLING_LOSS: tuple[str, ...] = get_args(ResamplingLoss)
 
 @typechecked
 def per_example_loss(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    x_hat: Float64[np.ndarray, "batch *inst d_in"],
-    f: Float64[np.ndarray, "batch *inst d_sae"],
+    x: InputBatch,
+    x_hat: InputBatch,
+    f: LatentBatch,
     *,
     l1_coefficient: float,
     loss: ResamplingLoss = "total",
@@ -60,9 +57,9 @@ def per_example_loss(
 
 @typechecked
 def resampling_probabilities(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    x_hat: Float64[np.ndarray, "batch *inst d_in"],
-    f: Float64[np.ndarray, "batch *inst d_sae"],
+    x: InputBatch,
+    x_hat: InputBatch,
+    f: LatentBatch,
     *,
     l1_coefficient: float,
     loss: ResamplingLoss = "total",
@@ -118,9 +115,7 @@ def _inverse_cdf(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
 @typechecked
 def sample_examples(
     probabilities: Float64[np.ndarray, "batch *inst"],  # noqa: F821 (jaxtyping dims, not names)
-    n: int,
-    *,
-    replacement: bool,
+    n: int, *, replacement: bool,
     generator: np.random.Generator,
 ) -> Int64[np.ndarray, "*inst n_samples"]:
     """Draw `n` batch indices per instance from `probabilities` (normalised per instance) (RES-4).

@@ -22,19 +22,21 @@ from refsae.conventions import (
     check_coefficient,
 )
 from refsae.oracle import _validate
+from refsae.oracle._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    Scalar,
+)
 from refsae.oracle.forward import decode, pre_activations
 from refsae.oracle.gradients import Gradients, gradients_given_mask
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss
 
-__all__ = [
-    "decode_sparse",
-    "topk",
-    "topk_encode",
-    "topk_encode_sparse",
-    "topk_loss_gradients",
-    "topk_select",
-    "topk_total_loss",
-]
+__all__ = ["decode_sparse", "topk", "topk_encode", "topk_encode_sparse", "topk_loss_gradients",
+    "topk_select", "topk_total_loss"]
 
 
 def check_k(k: int, d_sae: int) -> None:
@@ -45,7 +47,7 @@ def check_k(k: int, d_sae: int) -> None:
 
 @typechecked
 def topk_select(
-    z: Float64[np.ndarray, "batch *inst d_sae"], *, k: int
+    z: LatentBatch, *, k: int
 ) -> tuple[Float64[np.ndarray, "batch *inst k"], Int64[np.ndarray, "batch *inst k"]]:
     """The canonical selection (TOPK-1, TOPK-2): the k largest z per example, in descending order of
     value, the lower index first among equal values; returns their values (not clamped) and indices.
@@ -63,7 +65,7 @@ def topk_select(
 
 
 @typechecked
-def topk(z: Float64[np.ndarray, "batch *inst d_sae"], *, k: int) -> Float64[np.ndarray, "batch *inst d_sae"]:
+def topk(z: LatentBatch, *, k: int) -> LatentBatch:
     """Dense TopK latents: `max(z, 0)` at the canonical selection, 0 elsewhere (TOPK-1, TOPK-3).
 
     >>> import numpy as np
@@ -86,26 +88,16 @@ def _active(z: np.ndarray, k: int) -> np.ndarray:
 
 @typechecked
 def topk_encode(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    k: int,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *, k: int,
     encode: EncodeConvention = "tied",
-) -> Float64[np.ndarray, "batch *inst d_sae"]:
+) -> LatentBatch:
     """f = TopK_k(z) with z the pre-activations of ENC-2/ENC-3 (TOPK-3)."""
     return topk(pre_activations(x, W_enc, b_enc, b_dec, encode=encode), k=k)
 
 
 @typechecked
 def topk_encode_sparse(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    k: int,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *, k: int,
     encode: EncodeConvention = "tied",
 ) -> tuple[Float64[np.ndarray, "batch *inst k"], Int64[np.ndarray, "batch *inst k"]]:
     """(max(values, 0), indices) of the canonical selection of the pre-activations (TOPK-3): the
@@ -116,14 +108,10 @@ def topk_encode_sparse(
 
 @typechecked
 def decode_sparse(
-    values: Float64[np.ndarray, "batch *inst k"],
-    indices: Int64[np.ndarray, "batch *inst k"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    decoder: DecoderConvention = "constrained",
+    values: Float64[np.ndarray, "batch *inst k"], indices: Int64[np.ndarray, "batch *inst k"],
+    W_dec: DecoderWeights, b_dec: InputVector, *, decoder: DecoderConvention = "constrained",
     eps: float = DEFAULT_EPS,
-) -> Float64[np.ndarray, "batch *inst d_in"]:
+) -> InputBatch:
     """x_hat from a sparse code: Σ_i values_bi Ŵ_{indices_bi} + b_dec (TOPK-4). The oracle scatters
     into the dense f (adding values that share an index) and decodes it (DEC-1); indices must lie in
     0 … d_sae − 1.
@@ -145,16 +133,9 @@ def decode_sparse(
 
 @typechecked
 def topk_total_loss(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
-) -> Float64[np.ndarray, ""]:
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+) -> Scalar:
     """LOSS-6 with TopK latents: Σ_instances reconstruction + λ · sparsity (λ = 0 by default: the
     TopK constraint replaces the penalty, TOPK-6)."""
     check_coefficient("l1_coefficient", l1_coefficient)
@@ -169,15 +150,8 @@ def topk_total_loss(
 
 @typechecked
 def topk_loss_gradients(
-    x: Float64[np.ndarray, "batch *inst d_in"],
-    W_enc: Float64[np.ndarray, "*inst d_in d_sae"],
-    b_enc: Float64[np.ndarray, "*inst d_sae"],
-    W_dec: Float64[np.ndarray, "*inst d_sae d_in"],
-    b_dec: Float64[np.ndarray, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
 ) -> Gradients:
     """Gradients of `topk_total_loss` (TOPK-5): GRAD-1..GRAD-6 with the ReLU mask 1[z > 0] replaced by
     1[j selected ∧ z > 0]; the selection itself is piecewise constant and passes no gradient."""

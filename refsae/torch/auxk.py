@@ -5,21 +5,18 @@ min(k_aux, n_dead) (no Python loop); plain autograd."""
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float, Shaped
+from jaxtyping import Shaped
 from torch import Tensor
 
 from refsae._typecheck import CHECKS_ENABLED, typechecked
 from refsae.conventions import DEFAULT_EPS, DecoderConvention
 from refsae.oracle.auxk import AuxDecode, AuxKOptions, Normalisation, Residual, Scale, Values
 from refsae.torch import _validate
+from refsae.torch._shapes import DecoderWeights, InputBatch, InputVector, LatentBatch, Scalar
 from refsae.torch.forward import decoder_directions
 from refsae.torch.losses import total_variance
 
-__all__ = [
-    "auxk_latents",
-    "auxk_loss",
-    "auxk_loss_gradients",
-]
+__all__ = ["auxk_latents", "auxk_loss", "auxk_loss_gradients"]
 
 
 def _dead_mask(dead: Tensor) -> Tensor:
@@ -33,12 +30,8 @@ def _dead_mask(dead: Tensor) -> Tensor:
 
 @typechecked
 def auxk_latents(
-    z: Float[Tensor, "batch *inst d_sae"],
-    dead: Shaped[Tensor, "*inst d_sae"],
-    *,
-    k_aux: int,
-    values: Values = "relu",
-) -> Float[Tensor, "batch *inst d_sae"]:
+    z: LatentBatch, dead: Shaped[Tensor, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
+) -> LatentBatch:
     """v(z) at the min(k_aux, n_dead) largest dead pre-activations per example, 0 elsewhere
     (AUXK-2, AUXK-3); differentiable in z."""
     AuxKOptions(k_aux, values)
@@ -54,22 +47,12 @@ def auxk_latents(
 
 @typechecked
 def auxk_loss(
-    x: Float[Tensor, "batch *inst d_in"],
-    x_hat: Float[Tensor, "batch *inst d_in"],
-    z: Float[Tensor, "batch *inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    dead: Shaped[Tensor, "*inst d_sae"],
-    *,
-    k_aux: int,
-    values: Values = "relu",
-    aux_decode: AuxDecode = "without_b_dec",
-    scale: Scale = "unscaled",
-    normalisation: Normalisation = "residual_variance",
-    residual: Residual = "detached",
-    decoder: DecoderConvention = "constrained",
-    eps: float = DEFAULT_EPS,
-) -> Float[Tensor, ""]:
+    x: InputBatch, x_hat: InputBatch, z: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector,
+    dead: Shaped[Tensor, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec", scale: Scale = "unscaled",
+    normalisation: Normalisation = "residual_variance", residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+) -> Scalar:
     """Σ_inst s · Σ_{b,d} (ê − e)² / D (AUXK-1..AUXK-7)."""
     o = AuxKOptions(k_aux, values, aux_decode, scale, normalisation, residual, decoder, eps)
     _validate.check(batch=x, x=x, x_hat=x_hat, z=z, W_dec=W_dec, b_dec=b_dec)
@@ -100,21 +83,11 @@ def auxk_loss(
 
 @typechecked
 def auxk_loss_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    x_hat: Float[Tensor, "batch *inst d_in"],
-    z: Float[Tensor, "batch *inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    dead: Shaped[Tensor, "*inst d_sae"],
-    *,
-    k_aux: int,
-    values: Values = "relu",
-    aux_decode: AuxDecode = "without_b_dec",
-    scale: Scale = "unscaled",
-    normalisation: Normalisation = "residual_variance",
-    residual: Residual = "detached",
-    decoder: DecoderConvention = "constrained",
-    eps: float = DEFAULT_EPS,
+    x: InputBatch, x_hat: InputBatch, z: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector,
+    dead: Shaped[Tensor, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec", scale: Scale = "unscaled",
+    normalisation: Normalisation = "residual_variance", residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
 ) -> dict[str, Tensor]:
     """Autograd gradients of `auxk_loss` keyed z, W_dec, b_dec, x_hat; an input the loss does not
     reach (b_dec without it, x_hat detached) gets an exact zero gradient (AUXK-8)."""

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, check_coefficient
 from refsae.oracle.batchtopk import ThresholdUpdate, check_batch_k, check_update_options
 from refsae.torch import _validate
+from refsae.torch._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    PerInstance,
+    Scalar,
+)
 from refsae.torch.forward import decode, pre_activations
 from refsae.torch.gradients import autograd_gradients
 from refsae.torch.losses import reconstruction_loss, sparsity_loss
 
-__all__ = [
-    "batchtopk",
-    "batchtopk_inference",
-    "batchtopk_loss_gradients",
-    "batchtopk_min_positive",
-    "batchtopk_total_loss",
-    "batchtopk_update_threshold",
-]
+__all__ = ["batchtopk", "batchtopk_inference", "batchtopk_loss_gradients", "batchtopk_min_positive",
+    "batchtopk_total_loss", "batchtopk_update_threshold"]
 
 
 def _selected(z: Tensor, k: int) -> Tensor:
@@ -34,7 +38,7 @@ def _selected(z: Tensor, k: int) -> Tensor:
 
 
 @typechecked
-def batchtopk(z: Float[Tensor, "batch *inst d_sae"], *, k: int) -> Float[Tensor, "batch *inst d_sae"]:
+def batchtopk(z: LatentBatch, *, k: int) -> LatentBatch:
     """Training latents (BTOPK-1); ties across the k·B-th value broken by torch (BTOPK-2)."""
     check_batch_k(k, z.shape[-1])
     _validate.check(batch=z, batch_name="z", z=z)
@@ -42,9 +46,7 @@ def batchtopk(z: Float[Tensor, "batch *inst d_sae"], *, k: int) -> Float[Tensor,
 
 
 @typechecked
-def batchtopk_min_positive(
-    f: Float[Tensor, "batch *inst d_sae"],
-) -> tuple[Float[Tensor, "*inst"], Bool[Tensor, "*inst"]]:
+def batchtopk_min_positive(f: LatentBatch) -> tuple[PerInstance, Bool[Tensor, "*inst"]]:
     """(m, has): the smallest positive latent per instance, 0 where there is none (BTOPK-4)."""
     _validate.check(batch=f, batch_name="f", f=f)
     positive = f > 0
@@ -55,13 +57,9 @@ def batchtopk_min_positive(
 
 @typechecked
 def batchtopk_update_threshold(
-    threshold: Float[Tensor, "*inst"],
-    f: Float[Tensor, "batch *inst d_sae"],
-    *,
-    n_batches: int,
-    update: ThresholdUpdate = "mean",
+    threshold: PerInstance, f: LatentBatch, *, n_batches: int, update: ThresholdUpdate = "mean",
     beta: float = 0.99,
-) -> Float[Tensor, "*inst"]:
+) -> PerInstance:
     """The threshold estimate after one more batch (BTOPK-4, BTOPK-5)."""
     check_update_options(n_batches, update, beta)
     _validate.check(threshold=threshold, f=f)
@@ -75,9 +73,7 @@ def batchtopk_update_threshold(
 
 
 @typechecked
-def batchtopk_inference(
-    z: Float[Tensor, "batch *inst d_sae"], threshold: Float[Tensor, "*inst"]
-) -> Float[Tensor, "batch *inst d_sae"]:
+def batchtopk_inference(z: LatentBatch, threshold: PerInstance) -> LatentBatch:
     """z · 1[z > max(θ, 0)] with one θ per instance (BTOPK-6)."""
     _validate.check(batch=z, batch_name="z", z=z, threshold=threshold)
     theta = threshold.clamp(min=0)[..., None]
@@ -86,16 +82,9 @@ def batchtopk_inference(
 
 @typechecked
 def batchtopk_total_loss(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
-) -> Float[Tensor, ""]:
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+) -> Scalar:
     """LOSS-6 with BatchTopK training latents (BTOPK-3)."""
     check_coefficient("l1_coefficient", l1_coefficient)
     c = conventions
@@ -112,15 +101,8 @@ def batchtopk_total_loss(
 
 @typechecked
 def batchtopk_loss_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """Autograd gradients of `batchtopk_total_loss` (BTOPK-3)."""
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}

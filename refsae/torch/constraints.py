@@ -9,16 +9,13 @@ the same name in `refsae.oracle.constraints` and is proven against it by the row
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.torch import _validate
+from refsae.torch._shapes import DecoderWeights
 
-__all__ = [
-    "remove_parallel_component",
-    "renormalise_rows",
-]
+__all__ = ["remove_parallel_component", "renormalise_rows"]
 
 
 
@@ -33,7 +30,7 @@ def row_scale(v: Tensor) -> Tensor:
 
 
 @typechecked
-def renormalise_rows(W_dec: Float[Tensor, "*inst d_sae d_in"]) -> Float[Tensor, "*inst d_sae d_in"]:
+def renormalise_rows(W_dec: DecoderWeights) -> DecoderWeights:
     """Rows divided by their norm (CON-1); zero rows stay zero (CON-2)."""
     _validate.check(W_dec=W_dec)
     w = W_dec / row_scale(W_dec)  # exact (CON-4)
@@ -42,10 +39,7 @@ def renormalise_rows(W_dec: Float[Tensor, "*inst d_sae d_in"]) -> Float[Tensor, 
 
 
 @typechecked
-def remove_parallel_component(
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    grad_W_dec: Float[Tensor, "*inst d_sae d_in"],
-) -> Float[Tensor, "*inst d_sae d_in"]:
+def remove_parallel_component(W_dec: DecoderWeights, grad_W_dec: DecoderWeights) -> DecoderWeights:
     """g_j − (g_j·w_j / ‖w_j‖²) w_j (PAR-1, PAR-2); zero rows keep their gradient (PAR-3)."""
     _validate.check(W_dec=W_dec, grad_W_dec=grad_W_dec)
     w = W_dec / row_scale(W_dec)  # exact; the scale cancels (CON-4)

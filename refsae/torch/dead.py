@@ -7,19 +7,15 @@ oracle's exactly. No Python loop over batch or latents.
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float, Int, Int64
+from jaxtyping import Bool, Int, Int64
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.oracle.dead import check_count, check_threshold
 from refsae.torch import _validate
+from refsae.torch._shapes import LatentBatch
 
-__all__ = [
-    "dead_by_fire_fraction",
-    "dead_by_steps",
-    "fire_counts",
-    "update_steps_since_fired",
-]
+__all__ = ["dead_by_fire_fraction", "dead_by_steps", "fire_counts", "update_steps_since_fired"]
 
 
 def _same_device(**tensors: Tensor) -> None:
@@ -31,7 +27,7 @@ def _same_device(**tensors: Tensor) -> None:
 
 
 @typechecked
-def fire_counts(f: Float[Tensor, "batch *inst d_sae"]) -> Int64[Tensor, "*inst d_sae"]:
+def fire_counts(f: LatentBatch) -> Int64[Tensor, "*inst d_sae"]:
     """`#{b : f_bj > 0}` per latent (DEAD-1)."""
     _validate.check(batch=f, batch_name="f", f=f)
     return (f > 0).sum(dim=0)
@@ -53,7 +49,7 @@ def dead_by_fire_fraction(
 
 @typechecked
 def update_steps_since_fired(
-    steps_since: Int[Tensor, "*inst d_sae"], f: Float[Tensor, "batch *inst d_sae"]
+    steps_since: Int[Tensor, "*inst d_sae"], f: LatentBatch
 ) -> Int64[Tensor, "*inst d_sae"]:
     """0 where the latent fired on any example of the batch, `steps_since + 1` elsewhere (DEAD-3)."""
     _validate.check(batch=f, batch_name="f", f=f)

@@ -9,7 +9,6 @@ the same name in `refsae.oracle.forward` and is proven against it by the rows of
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
@@ -23,26 +22,24 @@ from refsae.conventions import (
     check_eps,
 )
 from refsae.torch import _validate
+from refsae.torch._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+)
 
-__all__ = [
-    "decode",
-    "decoder_directions",
-    "encode",
-    "forward",
-    "pre_activations",
-]
+__all__ = ["decode", "decoder_directions", "encode", "forward", "pre_activations"]
 
 
 
 @typechecked
 def pre_activations(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *,
     encode: EncodeConvention = "tied",
-) -> Float[Tensor, "batch *inst d_sae"]:
+) -> LatentBatch:
     """z = (x − b_dec) W_enc + b_enc (tied, ENC-2) or x W_enc + b_enc (untied, ENC-3)."""
     check_choice("encode", encode, ENCODE)
     _validate.check(batch=x, x=x, W_enc=W_enc, b_enc=b_enc, b_dec=b_dec)
@@ -52,13 +49,9 @@ def pre_activations(
 
 @typechecked
 def encode(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *,
     encode: EncodeConvention = "tied",
-) -> Float[Tensor, "batch *inst d_sae"]:
+) -> LatentBatch:
     """f = ReLU(z) (ENC-1)."""
     f: Tensor = torch.relu(pre_activations(x, W_enc, b_enc, b_dec, encode=encode))
     return f
@@ -69,11 +62,8 @@ _encode = encode  # the keyword argument `encode` shadows the function inside `f
 
 @typechecked
 def decoder_directions(
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    *,
-    decoder: DecoderConvention = "constrained",
-    eps: float = DEFAULT_EPS,
-) -> Float[Tensor, "*inst d_sae d_in"]:
+    W_dec: DecoderWeights, *, decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+) -> DecoderWeights:
     """Ŵ = W_dec (constrained, DEC-2) or W_dec_j / (‖W_dec_j‖ + eps) (normalised, DEC-3)."""
     check_choice("decoder", decoder, DECODER)
     check_eps(eps)
@@ -86,13 +76,9 @@ def decoder_directions(
 
 @typechecked
 def decode(
-    f: Float[Tensor, "batch *inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    decoder: DecoderConvention = "constrained",
+    f: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector, *, decoder: DecoderConvention = "constrained",
     eps: float = DEFAULT_EPS,
-) -> Float[Tensor, "batch *inst d_in"]:
+) -> InputBatch:
     """x_hat = f Ŵ + b_dec (DEC-1)."""
     _validate.check(batch=f, batch_name="f", f=f, W_dec=W_dec, b_dec=b_dec)
     W_hat = decoder_directions(W_dec, decoder=decoder, eps=eps)
@@ -101,16 +87,9 @@ def decode(
 
 @typechecked
 def forward(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    encode: EncodeConvention = "tied",
-    decoder: DecoderConvention = "constrained",
-    eps: float = DEFAULT_EPS,
-) -> tuple[Float[Tensor, "batch *inst d_sae"], Float[Tensor, "batch *inst d_in"]]:
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    encode: EncodeConvention = "tied", decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+) -> tuple[LatentBatch, InputBatch]:
     """(f, x_hat) (FWD-1)."""
     f = _encode(x, W_enc, b_enc, b_dec, encode=encode)
     return f, decode(f, W_dec, b_dec, decoder=decoder, eps=eps)

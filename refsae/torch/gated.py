@@ -5,36 +5,33 @@ no gradient (GATE-5)."""
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, EncodeConvention, check_choice, check_coefficient
 from refsae.oracle.gated import AUX_DECODER, AuxDecoder
 from refsae.torch import _validate
+from refsae.torch._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    Scalar,
+)
 from refsae.torch.forward import decode
 from refsae.torch.gradients import autograd_gradients
 from refsae.torch.losses import reconstruction_loss, sparsity_loss
 
-__all__ = [
-    "gated_encode",
-    "gated_loss_gradients",
-    "gated_pre_activations",
-    "gated_total_loss",
-]
+__all__ = ["gated_encode", "gated_loss_gradients", "gated_pre_activations", "gated_total_loss"]
 
 
 @typechecked
 def gated_pre_activations(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_gate: Float[Tensor, "*inst d_sae"],
-    r_mag: Float[Tensor, "*inst d_sae"],
-    b_mag: Float[Tensor, "*inst d_sae"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    encode: EncodeConvention = "tied",
-) -> tuple[Float[Tensor, "batch *inst d_sae"], Float[Tensor, "batch *inst d_sae"]]:
+    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
+    b_dec: InputVector, *, encode: EncodeConvention = "tied",
+) -> tuple[LatentBatch, LatentBatch]:
     """(π_gate, π_mag) = (u W + b_gate, exp(r_mag) ⊙ (u W) + b_mag), one product u W shared (GATE-1)."""
     check_choice("encode", encode, ("tied", "untied"))
     _validate.check(batch=x, x=x, W_enc=W_enc, b_gate=b_gate, r_mag=r_mag, b_mag=b_mag, b_dec=b_dec)
@@ -50,15 +47,9 @@ def _latents(pi_gate: Tensor, pi_mag: Tensor) -> Tensor:
 
 @typechecked
 def gated_encode(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_gate: Float[Tensor, "*inst d_sae"],
-    r_mag: Float[Tensor, "*inst d_sae"],
-    b_mag: Float[Tensor, "*inst d_sae"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    encode: EncodeConvention = "tied",
-) -> tuple[Float[Tensor, "batch *inst d_sae"], Float[Tensor, "batch *inst d_sae"]]:
+    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
+    b_dec: InputVector, *, encode: EncodeConvention = "tied",
+) -> tuple[LatentBatch, LatentBatch]:
     """(f, π_gate) (GATE-2)."""
     pi_gate, pi_mag = gated_pre_activations(x, W_enc, b_gate, r_mag, b_mag, b_dec, encode=encode)
     return _latents(pi_gate, pi_mag), pi_gate
@@ -66,18 +57,10 @@ def gated_encode(
 
 @typechecked
 def gated_total_loss(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_gate: Float[Tensor, "*inst d_sae"],
-    r_mag: Float[Tensor, "*inst d_sae"],
-    b_mag: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    l1_coefficient: float,
-    conventions: Conventions = Conventions(),
-    aux_decoder: AuxDecoder = "detached",
-) -> Float[Tensor, ""]:
+    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
+    W_dec: DecoderWeights, b_dec: InputVector, *, l1_coefficient: float,
+    conventions: Conventions = Conventions(), aux_decoder: AuxDecoder = "detached",
+) -> Scalar:
     """Σ_inst [R(x, x_hat) + λ · S(ReLU(π_gate)) + R(x, x_aux)] (GATE-3, GATE-4)."""
     check_coefficient("l1_coefficient", l1_coefficient)
     check_choice("aux_decoder", aux_decoder, AUX_DECODER)
@@ -99,17 +82,9 @@ def gated_total_loss(
 
 @typechecked
 def gated_loss_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_gate: Float[Tensor, "*inst d_sae"],
-    r_mag: Float[Tensor, "*inst d_sae"],
-    b_mag: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    l1_coefficient: float,
-    conventions: Conventions = Conventions(),
-    aux_decoder: AuxDecoder = "detached",
+    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
+    W_dec: DecoderWeights, b_dec: InputVector, *, l1_coefficient: float,
+    conventions: Conventions = Conventions(), aux_decoder: AuxDecoder = "detached",
 ) -> dict[str, Tensor]:
     """Autograd gradients of `gated_total_loss` keyed W_enc, b_gate, r_mag, b_mag, W_dec, b_dec
     (GATE-6)."""

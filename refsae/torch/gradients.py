@@ -12,31 +12,23 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.conventions import (
     Conventions,
 )
+from refsae.torch._shapes import DecoderWeights, EncoderWeights, InputBatch, InputVector, LatentVector
 from refsae.torch.losses import total_loss
 
-__all__ = [
-    "loss_gradients",
-]
+__all__ = ["loss_gradients"]
 
 
 
 @typechecked
 def loss_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    l1_coefficient: float,
-    conventions: Conventions = Conventions(),
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    l1_coefficient: float, conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """Autograd gradients of `total_loss` keyed W_enc, b_enc, W_dec, b_dec (GRAD-1)."""
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}

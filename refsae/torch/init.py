@@ -10,24 +10,21 @@ the certified gap is within half of the rounding allowance of INIT-11 (`stopping
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.checking.tolerances import gamma, weiszfeld_step_chain
 from refsae.oracle.init import DEFAULT_MAX_ITER, DEFAULT_TOL, check_iteration_options
 from refsae.torch import _validate
+from refsae.torch._shapes import InputBatch, InputVector
 
-__all__ = [
-    "b_dec_mean",
-    "geometric_median",
-]
+__all__ = ["b_dec_mean", "geometric_median"]
 
 _WORK_DTYPE = {torch.bfloat16: torch.float32, torch.float16: torch.float32}
 
 
 @typechecked
-def b_dec_mean(x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, "*inst d_in"]:
+def b_dec_mean(x: InputBatch) -> InputVector:
     """The batch mean (INIT-1): `torch.mean`, which accumulates half dtypes in float32."""
     _validate.check(batch=x, x=x)
     return x.mean(dim=0)
@@ -79,11 +76,8 @@ def _steps(z: Tensor, c: Tensor, dist: Tensor) -> Tensor:
 
 @typechecked
 def geometric_median(
-    x: Float[Tensor, "batch *inst d_in"],
-    *,
-    tol: float = DEFAULT_TOL,
-    max_iter: int = DEFAULT_MAX_ITER,
-) -> Float[Tensor, "*inst d_in"]:
+    x: InputBatch, *, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER,
+) -> InputVector:
     """The geometric median per instance (INIT-2..INIT-9): Weiszfeld with the Vardi–Zhang step,
     stopped by the certified gap; the last iterate after `max_iter` iterations."""
     check_iteration_options(tol, max_iter)

@@ -6,22 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, check_choice, check_coefficient
 from refsae.oracle.jumprelu import PARAMETRISATIONS, Parametrisation, check_bandwidth
 from refsae.torch import _validate
+from refsae.torch._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    Scalar,
+)
 from refsae.torch.forward import decode, pre_activations
 from refsae.torch.gradients import autograd_gradients
 from refsae.torch.losses import reconstruction_loss
 
-__all__ = [
-    "jumprelu",
-    "jumprelu_loss_gradients",
-    "jumprelu_total_loss",
-]
+__all__ = ["jumprelu", "jumprelu_loss_gradients", "jumprelu_total_loss"]
 
 
 def _check_threshold(theta: Tensor, bandwidth: float | None = None) -> None:
@@ -72,9 +76,7 @@ class _Step(torch.autograd.Function):
 
 
 @typechecked
-def jumprelu(
-    z: Float[Tensor, "batch *inst d_sae"], theta: Float[Tensor, "*inst d_sae"]
-) -> Float[Tensor, "batch *inst d_sae"]:
+def jumprelu(z: LatentBatch, theta: LatentVector) -> LatentBatch:
     """f = z · 1[z > θ], strictly (JUMP-1)."""
     _validate.check(batch=z, batch_name="z", z=z, theta=theta)
     _check_threshold(theta)
@@ -83,17 +85,10 @@ def jumprelu(
 
 @typechecked
 def jumprelu_total_loss(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    theta: Float[Tensor, "*inst d_sae"],
-    *,
-    l0_coefficient: float,
-    bandwidth: float,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
+    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
     conventions: Conventions = Conventions(),
-) -> Float[Tensor, ""]:
+) -> Scalar:
     """Σ_inst reconstruction + λ · L0 (JUMP-2), differentiable with the pseudo-derivatives."""
     check_coefficient("l0_coefficient", l0_coefficient)
     _check_threshold(theta, bandwidth)
@@ -111,17 +106,9 @@ def jumprelu_total_loss(
 
 @typechecked
 def jumprelu_loss_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    theta: Float[Tensor, "*inst d_sae"],
-    *,
-    l0_coefficient: float,
-    bandwidth: float,
-    conventions: Conventions = Conventions(),
-    parametrisation: Parametrisation = "theta",
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
+    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
+    conventions: Conventions = Conventions(), parametrisation: Parametrisation = "theta",
 ) -> dict[str, Tensor]:
     """Autograd through `jumprelu_total_loss`; `threshold` is ∂L/∂θ, or ∂L/∂log θ = θ ∂L/∂θ (the chain
     rule of θ = exp(log θ)) when the stored parameter is log θ (JUMP-5)."""

@@ -9,7 +9,6 @@ the same name in `refsae.oracle.losses` and is proven against it by the rows of
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
@@ -23,14 +22,19 @@ from refsae.conventions import (
     check_coefficient,
 )
 from refsae.torch import _validate
+from refsae.torch._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    PerInstance,
+    Scalar,
+)
 from refsae.torch.forward import forward
 
-__all__ = [
-    "reconstruction_loss",
-    "sparsity_loss",
-    "total_loss",
-    "total_variance",
-]
+__all__ = ["reconstruction_loss", "sparsity_loss", "total_loss", "total_variance"]
 
 
 
@@ -39,7 +43,7 @@ def _batch_and_dim_sum(a: Tensor) -> Tensor:
 
 
 @typechecked
-def total_variance(x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, "*inst"]:
+def total_variance(x: InputBatch) -> PerInstance:
     """Σ_{b,d} (x − mean_b x)² (LOSS-3)."""
     _validate.check(batch=x, x=x)
     return _batch_and_dim_sum((x - x.mean(dim=0, keepdim=True)) ** 2)
@@ -47,11 +51,8 @@ def total_variance(x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, "*inst
 
 @typechecked
 def reconstruction_loss(
-    x: Float[Tensor, "batch *inst d_in"],
-    x_hat: Float[Tensor, "batch *inst d_in"],
-    *,
-    reconstruction: ReconstructionConvention = "sum",
-) -> Float[Tensor, "*inst"]:
+    x: InputBatch, x_hat: InputBatch, *, reconstruction: ReconstructionConvention = "sum",
+) -> PerInstance:
     """`sum` (LOSS-1), `mean` (LOSS-2) or `fvu` (LOSS-3) reconstruction loss."""
     check_choice("reconstruction", reconstruction, RECONSTRUCTION)
     _validate.check(batch=x, x=x, x_hat=x_hat)
@@ -74,11 +75,8 @@ def reconstruction_denominator(x: Tensor, reconstruction: str) -> Tensor | float
 
 @typechecked
 def sparsity_loss(
-    f: Float[Tensor, "batch *inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    *,
-    sparsity: SparsityConvention = "l1",
-) -> Float[Tensor, "*inst"]:
+    f: LatentBatch, W_dec: DecoderWeights, *, sparsity: SparsityConvention = "l1",
+) -> PerInstance:
     """`l1` (LOSS-4) or `l1_decoder_norm` (LOSS-5) sparsity penalty."""
     check_choice("sparsity", sparsity, SPARSITY)
     _validate.check(batch=f, batch_name="f", f=f, W_dec=W_dec)
@@ -90,15 +88,9 @@ def sparsity_loss(
 
 @typechecked
 def total_loss(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    l1_coefficient: float,
-    conventions: Conventions = Conventions(),
-) -> Float[Tensor, ""]:
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    l1_coefficient: float, conventions: Conventions = Conventions(),
+) -> Scalar:
     """Σ_instances [reconstruction + l1_coefficient · sparsity] (LOSS-6, LOSS-7)."""
     check_coefficient("l1_coefficient", l1_coefficient)
     c = conventions

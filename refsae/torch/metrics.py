@@ -9,30 +9,27 @@ the same name in `refsae.oracle.metrics` and is proven against it by the rows of
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.torch import _validate
+from refsae.torch._shapes import InputBatch, LatentBatch, PerInstance
 from refsae.torch.losses import reconstruction_loss
 
-__all__ = [
-    "dead_fraction",
-    "explained_variance",
-    "l0",
-]
+__all__ = ["dead_fraction", "explained_variance", "l0"]
 
 
 
 @typechecked
-def l0(f: Float[Tensor, "batch *inst d_sae"]) -> Float[Tensor, "*inst"]:
+def l0(f: LatentBatch) -> PerInstance:
     """Mean over the batch of the number of non-zero latents (MET-1), as float64 (a count is exact)."""
     _validate.check(batch=f, batch_name="f", f=f)
     return (f != 0).sum(dim=(0, -1)).to(torch.float64) / f.shape[0]
 
 
 @typechecked
-def dead_fraction(fire_counts: Int[Tensor, "*inst d_sae"]) -> Float[Tensor, "*inst"]:
+def dead_fraction(fire_counts: Int[Tensor, "*inst d_sae"]) -> PerInstance:
     """Fraction of latents with fire count 0 (MET-2), as float64."""
     if fire_counts.shape[-1] == 0:
         raise ValueError("fire_counts has no latents (d_sae = 0)")
@@ -42,9 +39,6 @@ def dead_fraction(fire_counts: Int[Tensor, "*inst d_sae"]) -> Float[Tensor, "*in
 
 
 @typechecked
-def explained_variance(
-    x: Float[Tensor, "batch *inst d_in"],
-    x_hat: Float[Tensor, "batch *inst d_in"],
-) -> Float[Tensor, "*inst"]:
+def explained_variance(x: InputBatch, x_hat: InputBatch) -> PerInstance:
     """1 − FVU with per-dimension centring (MET-3)."""
     return 1 - reconstruction_loss(x, x_hat, reconstruction="fvu")

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from jaxtyping import Float
 from torch import Tensor, nn
 
 from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, check_coefficient
 from refsae.oracle.topk import check_k
+from refsae.torch._shapes import InputBatch, LatentBatch, Scalar
 from refsae.torch.constraints import renormalise_rows
 from refsae.torch.fast.constraints import parallel_removed, remove_parallel_component_, renormalise_rows_
 from refsae.torch.fast.gradients import Workspace
@@ -27,10 +27,7 @@ from refsae.torch.forward import pre_activations
 from refsae.torch.losses import total_loss
 from refsae.torch.topk import topk, topk_total_loss
 
-__all__ = [
-    "SAE",
-    "SAEConfig",
-]
+__all__ = ["SAE", "SAEConfig"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,7 @@ class SAE(nn.Module):
         return parallel_removed(self.W_dec.detach(), grad)
 
     @typechecked
-    def encode(self, x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, "batch *inst d_sae"]:
+    def encode(self, x: InputBatch) -> LatentBatch:
         encode = self.config.conventions.encode
         if self.config.k is not None:
             z = pre_activations(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
@@ -97,19 +94,17 @@ class SAE(nn.Module):
         return relu_encode(x, self.W_enc, self.b_enc, self.b_dec, encode=encode)
 
     @typechecked
-    def decode(self, f: Float[Tensor, "batch *inst d_sae"]) -> Float[Tensor, "batch *inst d_in"]:
+    def decode(self, f: LatentBatch) -> InputBatch:
         c = self.config.conventions
         return decode_latents(f, self.W_dec, self.b_dec, decoder=c.decoder, eps=c.eps)
 
     @typechecked
-    def forward(
-        self, x: Float[Tensor, "batch *inst d_in"]
-    ) -> tuple[Float[Tensor, "batch *inst d_sae"], Float[Tensor, "batch *inst d_in"]]:
+    def forward(self, x: InputBatch) -> tuple[LatentBatch, InputBatch]:
         f = self.encode(x)
         return f, self.decode(f)
 
     @typechecked
-    def loss(self, x: Float[Tensor, "batch *inst d_in"]) -> Float[Tensor, ""]:
+    def loss(self, x: InputBatch) -> Scalar:
         """The total loss of LOSS-6 (TOPK-6 for a TopK SAE) under the config's conventions."""
         if self.config.k is not None:
             return topk_total_loss(

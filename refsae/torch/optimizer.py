@@ -10,28 +10,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from jaxtyping import Float, Shaped
+from jaxtyping import Shaped
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters, check_maps
+from refsae.torch._shapes import DecoderWeights, EncoderWeights, InputVector, LatentVector
 from refsae.torch._validate import finite, same_dtype_and_device
 
-__all__ = [
-    "adam_reset_latents",
-    "adam_step",
-    "reset_adam_latents_",
-]
+__all__ = ["adam_reset_latents", "adam_step", "reset_adam_latents_"]
 
 TensorMap = Mapping[str, Tensor]
 
 
 @typechecked
 def _sae_shapes(
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
+    W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
 ) -> None:
     """The four tensors of one mapping have the canonical shapes of one SAE (NOT-1, NOT-3)."""
 
@@ -49,16 +43,8 @@ def check_parameter_maps(reference: TensorMap, reference_label: str = "param", *
 
 
 def adam_step(
-    param: TensorMap,
-    grad: TensorMap,
-    exp_avg: TensorMap,
-    exp_avg_sq: TensorMap,
-    *,
-    step: int,
-    lr: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
+    param: TensorMap, grad: TensorMap, exp_avg: TensorMap, exp_avg_sq: TensorMap, *, step: int, lr: float,
+    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
 ) -> dict[str, dict[str, Tensor]]:
     """One `torch.optim.Adam` step on copies, from `step` steps taken (OPT-1); returns the new
     parameters and moments keyed like the oracle's `AdamUpdate.as_dict()`."""
@@ -99,7 +85,7 @@ def _check_latents(latents: Tensor) -> None:
 
 
 @typechecked
-def _latents_shape(b_enc: Float[Tensor, "*inst d_sae"], latents: Shaped[Tensor, "*inst d_sae"]) -> None:
+def _latents_shape(b_enc: LatentVector, latents: Shaped[Tensor, "*inst d_sae"]) -> None:
     """The latent mask has the shape of b_enc (NOT-3)."""
 
 

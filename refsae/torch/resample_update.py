@@ -11,18 +11,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from jaxtyping import Float, Shaped
+from jaxtyping import Shaped
 from torch import Tensor
 
 from refsae._typecheck import typechecked
+from refsae.torch._shapes import DecoderWeights, LatentVector
 from refsae.torch._validate import finite, same_dtype_and_device
 from refsae.torch.constraints import row_scale
 from refsae.torch.optimizer import check_parameter_maps
 
-__all__ = [
-    "resample_anthropic",
-    "resample_simple",
-]
+__all__ = ["resample_anthropic", "resample_simple"]
 
 
 TensorMap = Mapping[str, Tensor]
@@ -48,11 +46,8 @@ def _apply(param: TensorMap, ok: Tensor, direction: Tensor, encoder_norm: Tensor
 
 @typechecked
 def _latent_shapes(
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    dead: Shaped[Tensor, "*inst d_sae"],
-    chosen: Float[Tensor, "*inst d_sae d_in"] | None = None,
-    directions: Float[Tensor, "*inst d_sae d_in"] | None = None,
+    b_enc: LatentVector, W_dec: DecoderWeights, dead: Shaped[Tensor, "*inst d_sae"],
+    chosen: DecoderWeights | None = None, directions: DecoderWeights | None = None,
 ) -> None:
     """The mask and the per-latent inputs match the parameters' latents and d_in (NOT-3)."""
 
@@ -72,11 +67,7 @@ def _dead_mask(param: TensorMap, dead: Tensor, scale: float, **given: Tensor) ->
 
 @typechecked
 def resample_anthropic(
-    param: TensorMap,
-    dead: Shaped[Tensor, "*inst d_sae"],
-    chosen: Float[Tensor, "*inst d_sae d_in"],
-    *,
-    centred: bool = False,
+    param: TensorMap, dead: Shaped[Tensor, "*inst d_sae"], chosen: DecoderWeights, *, centred: bool = False,
     encoder_scale: float = 0.2,
 ) -> dict[str, Any]:
     """Anthropic's resampling update given the chosen inputs (RES-10..RES-14), no Python loops."""
@@ -94,10 +85,7 @@ def resample_anthropic(
 
 @typechecked
 def resample_simple(
-    param: TensorMap,
-    dead: Shaped[Tensor, "*inst d_sae"],
-    directions: Float[Tensor, "*inst d_sae d_in"],
-    *,
+    param: TensorMap, dead: Shaped[Tensor, "*inst d_sae"], directions: DecoderWeights, *,
     encoder_scale: float = 1.0,
 ) -> dict[str, Any]:
     """The simple resampling update given explicit directions (RES-15)."""

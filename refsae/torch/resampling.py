@@ -16,19 +16,16 @@ from refsae._typecheck import typechecked
 from refsae.conventions import check_choice, check_coefficient
 from refsae.oracle.resampling import RESAMPLING_LOSS, ResamplingLoss
 from refsae.torch import _validate
+from refsae.torch._shapes import InputBatch, LatentBatch
 
-__all__ = [
-    "per_example_loss",
-    "resampling_probabilities",
-    "sample_examples",
-]
+__all__ = ["per_example_loss", "resampling_probabilities", "sample_examples"]
 
 
 @typechecked
 def per_example_loss(
-    x: Float[Tensor, "batch *inst d_in"],
-    x_hat: Float[Tensor, "batch *inst d_in"],
-    f: Float[Tensor, "batch *inst d_sae"],
+    x: InputBatch,
+    x_hat: InputBatch,
+    f: LatentBatch,
     *,
     l1_coefficient: float,
     loss: ResamplingLoss = "total",
@@ -45,9 +42,9 @@ def per_example_loss(
 
 @typechecked
 def resampling_probabilities(
-    x: Float[Tensor, "batch *inst d_in"],
-    x_hat: Float[Tensor, "batch *inst d_in"],
-    f: Float[Tensor, "batch *inst d_sae"],
+    x: InputBatch,
+    x_hat: InputBatch,
+    f: LatentBatch,
     *,
     l1_coefficient: float,
     loss: ResamplingLoss = "total",
@@ -68,10 +65,7 @@ def resampling_probabilities(
 @typechecked
 def sample_examples(
     probabilities: Float[Tensor, "batch *inst"],  # noqa: F821 (jaxtyping dims, not names)
-    n: int,
-    *,
-    replacement: bool,
-    generator: torch.Generator,
+    n: int, *, replacement: bool, generator: torch.Generator,
 ) -> Int64[Tensor, "*inst n_samples"]:
     """`n` batch indices per instance drawn from `probabilities` by `torch.multinomial` (RES-4, RES-5):
     independent draws with replacement, successive draws without."""

@@ -28,24 +28,26 @@ from refsae.conventions import (
 )
 from refsae.oracle.topk import check_k
 from refsae.torch import _validate
+from refsae.torch._shapes import (
+    DecoderWeights,
+    EncoderWeights,
+    InputBatch,
+    InputVector,
+    LatentBatch,
+    LatentVector,
+    Scalar,
+)
 from refsae.torch.forward import pre_activations
 from refsae.torch.gradients import autograd_gradients
 from refsae.torch.losses import reconstruction_loss
 
-__all__ = [
-    "decode_sparse",
-    "topk",
-    "topk_encode",
-    "topk_encode_sparse",
-    "topk_loss_gradients",
-    "topk_select",
-    "topk_total_loss",
-]
+__all__ = ["decode_sparse", "topk", "topk_encode", "topk_encode_sparse", "topk_loss_gradients",
+    "topk_select", "topk_total_loss"]
 
 
 @typechecked
 def topk_select(
-    z: Float[Tensor, "batch *inst d_sae"], *, k: int
+    z: LatentBatch, *, k: int
 ) -> tuple[Float[Tensor, "batch *inst k"], Int[Tensor, "batch *inst k"]]:
     """The k largest pre-activations per example and their indices, by `torch.topk` (TOPK-1); ties at
     the k-th value are broken however torch breaks them, a valid selection (TOPK-2)."""
@@ -56,7 +58,7 @@ def topk_select(
 
 
 @typechecked
-def topk(z: Float[Tensor, "batch *inst d_sae"], *, k: int) -> Float[Tensor, "batch *inst d_sae"]:
+def topk(z: LatentBatch, *, k: int) -> LatentBatch:
     """Dense TopK latents (TOPK-3), for comparison with the oracle."""
     values, indices = topk_select(z, k=k)
     return torch.zeros_like(z).scatter(-1, indices, torch.relu(values))
@@ -64,26 +66,16 @@ def topk(z: Float[Tensor, "batch *inst d_sae"], *, k: int) -> Float[Tensor, "bat
 
 @typechecked
 def topk_encode(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    k: int,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *, k: int,
     encode: EncodeConvention = "tied",
-) -> Float[Tensor, "batch *inst d_sae"]:
+) -> LatentBatch:
     """Dense TopK latents of the pre-activations (TOPK-3), the twin of `refsae.oracle.topk_encode`."""
     return topk(pre_activations(x, W_enc, b_enc, b_dec, encode=encode), k=k)
 
 
 @typechecked
 def topk_encode_sparse(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    k: int,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *, k: int,
     encode: EncodeConvention = "tied",
 ) -> tuple[Float[Tensor, "batch *inst k"], Int[Tensor, "batch *inst k"]]:
     """(max(values, 0), indices) of the k largest pre-activations (TOPK-3)."""
@@ -101,14 +93,9 @@ def _gather_rows(W: Tensor, indices: Tensor) -> Tensor:
 
 @typechecked
 def decode_sparse(
-    values: Float[Tensor, "batch *inst k"],
-    indices: Int[Tensor, "batch *inst k"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    decoder: DecoderConvention = "constrained",
-    eps: float = DEFAULT_EPS,
-) -> Float[Tensor, "batch *inst d_in"]:
+    values: Float[Tensor, "batch *inst k"], indices: Int[Tensor, "batch *inst k"], W_dec: DecoderWeights,
+    b_dec: InputVector, *, decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+) -> InputBatch:
     """x_hat = Σ_i values_bi Ŵ_{indices_bi} + b_dec from the k gathered rows (TOPK-4); under
     `normalised` only the gathered rows are normalised (DEC-3)."""
     check_choice("decoder", decoder, DECODER)
@@ -126,16 +113,9 @@ def decode_sparse(
 
 @typechecked
 def topk_total_loss(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
-) -> Float[Tensor, ""]:
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+) -> Scalar:
     """Σ_instances reconstruction + λ · sparsity through the sparse path (TOPK-6)."""
     check_coefficient("l1_coefficient", l1_coefficient)
     c = conventions
@@ -153,15 +133,8 @@ def topk_total_loss(
 
 @typechecked
 def topk_loss_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """Autograd gradients of `topk_total_loss` keyed W_enc, b_enc, W_dec, b_dec (TOPK-5)."""
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}

@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
 from refsae.torch import _validate
+from refsae.torch._shapes import DecoderWeights
 from refsae.torch.constraints import remove_parallel_component, renormalise_rows
 
 _DIRECT = (torch.float64, torch.float32, torch.bfloat16)
@@ -46,7 +46,7 @@ def _rowdot(a: Tensor, b: Tensor) -> Tensor:
 
 
 @typechecked
-def renormalise_rows_(W_dec: Float[Tensor, "*inst d_sae d_in"]) -> Float[Tensor, "*inst d_sae d_in"]:
+def renormalise_rows_(W_dec: DecoderWeights) -> DecoderWeights:
     """`renormalise_rows` in place (CON-1, CON-2); returns `W_dec` (a parameter too: no graph)."""
     _validate.check(W_dec=W_dec)
     with torch.no_grad():
@@ -57,9 +57,7 @@ def renormalise_rows_(W_dec: Float[Tensor, "*inst d_sae d_in"]) -> Float[Tensor,
 
 
 @typechecked
-def remove_parallel_component_(
-    W_dec: Float[Tensor, "*inst d_sae d_in"], grad_W_dec: Float[Tensor, "*inst d_sae d_in"]
-) -> Float[Tensor, "*inst d_sae d_in"]:
+def remove_parallel_component_(W_dec: DecoderWeights, grad_W_dec: DecoderWeights) -> DecoderWeights:
     """`remove_parallel_component` in place on `grad_W_dec` (PAR-1..PAR-3); returns it."""
     _validate.check(W_dec=W_dec, grad_W_dec=grad_W_dec)
     with torch.no_grad():

@@ -20,7 +20,6 @@ refsae.torch function: the `loss_gradients` row's fast path (PERF-1), the `train
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
@@ -29,6 +28,7 @@ from refsae.conventions import (
     check_coefficient,
 )
 from refsae.torch import _validate
+from refsae.torch._shapes import DecoderWeights, EncoderWeights, InputBatch, InputVector, LatentVector, Scalar
 from refsae.torch.constraints import row_scale
 from refsae.torch.forward import decoder_directions
 from refsae.torch.losses import reconstruction_denominator
@@ -80,17 +80,10 @@ def row_norms(W: Tensor) -> Tensor:
 
 @typechecked
 def fused_loss_and_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    l1_coefficient: float,
-    conventions: Conventions = Conventions(),
-    workspace: Workspace | None = None,
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    l1_coefficient: float, conventions: Conventions = Conventions(), workspace: Workspace | None = None,
     out: dict[str, Tensor] | None = None,
-) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
+) -> tuple[Scalar, dict[str, Tensor]]:
     """(total loss of LOSS-6, its gradients keyed W_enc, b_enc, W_dec, b_dec) by the hand-written
     backward of GRAD-1..GRAD-6, every convention, with or without the instance axis (PERF-1).
 
@@ -127,15 +120,8 @@ def target(out: dict[str, Tensor], name: str, like: Tensor) -> Tensor | None:
 
 
 def _fused(
-    x: Tensor,
-    W_enc: Tensor,
-    b_enc: Tensor,
-    W_dec: Tensor,
-    b_dec: Tensor,
-    lam: float,
-    c: Conventions,
-    ws: Workspace,
-    out: dict[str, Tensor],
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, lam: float, c: Conventions,
+    ws: Workspace, out: dict[str, Tensor],
 ) -> tuple[Tensor, dict[str, Tensor]]:
     batch, d_in, d_sae = x.shape[0], x.shape[-1], W_enc.shape[-1]
     xt = x if x.dim() == 2 else x.transpose(0, 1)  # (*inst, batch, d_in): instances lead
@@ -220,14 +206,8 @@ def normalisation_backward(W_dec: Tensor, G_hat: Tensor, eps: float) -> Tensor:
 
 @typechecked
 def fused_loss_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    l1_coefficient: float,
-    conventions: Conventions = Conventions(),
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    l1_coefficient: float, conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """The gradients of `fused_loss_and_gradients`, keyed like `loss_gradients` (its fast path, PERF-1)."""
     return fused_loss_and_gradients(

@@ -18,7 +18,6 @@ These are GRAD-1..GRAD-6 with 1[z > 0] replaced by `selected ∧ z > 0` (TOPK-5)
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from refsae._typecheck import typechecked
@@ -26,6 +25,7 @@ from refsae.conventions import (
     Conventions,
 )
 from refsae.oracle.topk import check_k
+from refsae.torch._shapes import DecoderWeights, EncoderWeights, InputBatch, InputVector, LatentVector, Scalar
 from refsae.torch.fast.gradients import (
     Workspace,
     check_inputs,
@@ -80,16 +80,8 @@ class _Bags:
 
 
 def _one_instance(
-    x: Tensor,
-    W_enc: Tensor,
-    b_enc: Tensor,
-    W_dec: Tensor,
-    b_dec: Tensor,
-    k: int,
-    lam: float,
-    c: Conventions,
-    ws: Workspace,
-    out: dict[str, Tensor],
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, k: int, lam: float,
+    c: Conventions, ws: Workspace, out: dict[str, Tensor],
 ) -> tuple[Tensor, dict[str, Tensor]]:
     batch, d_in, d_sae = x.shape[0], x.shape[-1], W_enc.shape[-1]
     u = torch.sub(x, b_dec, out=ws.get("u", (batch, d_in), x)) if c.encode == "tied" else x
@@ -128,18 +120,10 @@ def _one_instance(
 
 @typechecked
 def topk_fused_loss_and_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
-    workspace: Workspace | None = None,
-    out: dict[str, Tensor] | None = None,
-) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    workspace: Workspace | None = None, out: dict[str, Tensor] | None = None,
+) -> tuple[Scalar, dict[str, Tensor]]:
     """(TopK total loss of TOPK-6, its gradients keyed W_enc, b_enc, W_dec, b_dec) with the sparse
     backward above, every convention (PERF-3). No (batch, d_sae) tensor but the encoder's output, which
     lives in `workspace` between calls; no autograd graph is left behind. `out["W_enc"]`, when given
@@ -165,15 +149,8 @@ def topk_fused_loss_and_gradients(
 
 @typechecked
 def topk_fused_loss_gradients(
-    x: Float[Tensor, "batch *inst d_in"],
-    W_enc: Float[Tensor, "*inst d_in d_sae"],
-    b_enc: Float[Tensor, "*inst d_sae"],
-    W_dec: Float[Tensor, "*inst d_sae d_in"],
-    b_dec: Float[Tensor, "*inst d_in"],
-    *,
-    k: int,
-    l1_coefficient: float = 0.0,
-    conventions: Conventions = Conventions(),
+    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
+    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """The gradients of `topk_fused_loss_and_gradients`: `topk_loss_gradients`' fast path (PERF-3)."""
     return topk_fused_loss_and_gradients(

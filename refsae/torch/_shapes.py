@@ -1,0 +1,15 @@
+"""Shape annotations shared by the module's functions (NOT-1, NOT-3)."""
+
+from __future__ import annotations
+
+from jaxtyping import Float
+from torch import Tensor
+
+InputBatch = Float[Tensor, "batch *inst d_in"]
+LatentBatch = Float[Tensor, "batch *inst d_sae"]
+EncoderWeights = Float[Tensor, "*inst d_in d_sae"]
+DecoderWeights = Float[Tensor, "*inst d_sae d_in"]
+LatentVector = Float[Tensor, "*inst d_sae"]
+InputVector = Float[Tensor, "*inst d_in"]
+PerInstance = Float[Tensor, "*inst"]
+Scalar = Float[Tensor, ""]
