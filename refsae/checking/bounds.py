@@ -26,7 +26,8 @@ def _fw(f: np.ndarray, W: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sum_batch_dim(a: np.ndarray) -> np.ndarray:
+def sum_batch_dim(a: np.ndarray) -> np.ndarray:
+    """Σ over the batch and the feature axis: one value per instance."""
     return np.asarray(a.sum(axis=(0, -1)))
 
 
@@ -74,7 +75,7 @@ def total_variance(x: np.ndarray) -> Bound:
     mean = add(np.abs(x).mean(axis=0, keepdims=True), leaf(x), k_acc=batch + 1, k_store=1)
     centred = add(np.abs(x) + mean.magnitude, leaf(x), mean, k_store=1)
     square = mul(centred.magnitude**2, centred, centred, k_store=1)
-    return add(_sum_batch_dim(square.magnitude), square, k_acc=batch * x.shape[-1], k_store=1)
+    return add(sum_batch_dim(square.magnitude), square, k_acc=batch * x.shape[-1], k_store=1)
 
 
 def reconstruction_loss(x: np.ndarray, x_hat: Bound, x_hat_value: np.ndarray, reconstruction: str) -> Bound:
@@ -82,15 +83,15 @@ def reconstruction_loss(x: np.ndarray, x_hat: Bound, x_hat_value: np.ndarray, re
     batch, d_in = x.shape[0], x.shape[-1]
     r = add(x_hat.magnitude + np.abs(x), x_hat, leaf(x), k_store=1)
     square = mul(r.magnitude**2, r, r, k_store=1)
-    numerator = add(_sum_batch_dim(square.magnitude), square, k_acc=batch * d_in, k_store=1)
+    numerator = add(sum_batch_dim(square.magnitude), square, k_acc=batch * d_in, k_store=1)
     if reconstruction == "sum":
         return numerator.then(numerator.magnitude / batch, k_store=1)
     if reconstruction == "mean":
         return numerator.then(numerator.magnitude / (batch * d_in), k_store=1)
     # fvu = N / V, first order: |ΔN|/V + |N|·|ΔV|/V² (the centred variance V has its own chain).
     variance = total_variance(x)
-    V = _sum_batch_dim((x - x.mean(axis=0, keepdims=True)) ** 2)
-    N = _sum_batch_dim((x_hat_value - x) ** 2)
+    V = sum_batch_dim((x - x.mean(axis=0, keepdims=True)) ** 2)
+    N = sum_batch_dim((x_hat_value - x) ** 2)
     magnitude = numerator.magnitude / V + N * variance.magnitude / V**2
     return add(magnitude, numerator, variance, k_store=1)
 
@@ -102,7 +103,7 @@ def sparsity_loss(f: Bound, W_dec: np.ndarray, sparsity: str) -> Bound:
     if sparsity == "l1_decoder_norm":
         n = row_norms(W_dec)
         terms = mul(f.magnitude * n.magnitude, f, n, k_store=1)
-    total = add(_sum_batch_dim(terms.magnitude), terms, k_acc=batch * d_sae, k_store=1)
+    total = add(sum_batch_dim(terms.magnitude), terms, k_acc=batch * d_sae, k_store=1)
     return total.then(total.magnitude / batch, k_store=1)
 
 

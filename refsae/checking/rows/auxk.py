@@ -32,9 +32,7 @@ from hypothesis import strategies as st
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    finish,
-)
+from refsae.checking.cases import finish
 from refsae.checking.examples import K
 from refsae.checking.operation import Bounds, Operation, Outputs, exact
 from refsae.checking.rows.forward import EPSILONS
@@ -135,17 +133,13 @@ def auxk_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
     return finish(Case(arrays, options, dtype), magnitudes)
 
 
-def _sum_batch_dim(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a.sum(axis=(0, -1)))
-
-
 def residual_variance_bound(e: Bound, value: np.ndarray) -> Bound:
     """Σ (e − mean_b e)² of a computed e (LOSS-3's chain on top of e's own); `value` is e."""
     batch = value.shape[0]
     mean = add(e.magnitude.mean(axis=0, keepdims=True), e, k_acc=batch + 1, k_store=1)
     centred = add(e.magnitude + mean.magnitude, e, mean, k_store=1)
     square = mul(centred.magnitude**2, centred, centred, k_store=1)
-    return add(_sum_batch_dim(square.magnitude), square, k_acc=batch * value.shape[-1], k_store=1)
+    return add(bounds.sum_batch_dim(square.magnitude), square, k_acc=batch * value.shape[-1], k_store=1)
 
 
 def auxk_loss_parts(
@@ -171,20 +165,20 @@ def auxk_loss_parts(
     e = add(np.abs(x) + np.abs(x_hat), leaf(x), leaf(x_hat), k_store=1)
     diff = add(e_hat.magnitude + e.magnitude, e_hat, e, k_store=1)
     square = mul(diff.magnitude**2, diff, diff, k_store=1)
-    N = add(_sum_batch_dim(square.magnitude), square, k_acc=batch * x.shape[-1], k_store=1)
+    N = add(bounds.sum_batch_dim(square.magnitude), square, k_acc=batch * x.shape[-1], k_store=1)
     e_value = x - x_hat
     e_hat_value = np.einsum("b...j,...ji->b...i", a, decoder_directions(W_dec, decoder=o.decoder, eps=o.eps))
     if o.aux_decode == "with_b_dec":
         e_hat_value = e_hat_value + b_dec
-    N_value = _sum_batch_dim((e_hat_value - e_value) ** 2)
+    N_value = bounds.sum_batch_dim((e_hat_value - e_value) ** 2)
     if o.normalisation == "sum":
         D, D_value = Bound(np.full(N_value.shape, float(batch)), 0, 0), np.full(N_value.shape, float(batch))
     elif o.normalisation == "input_variance":
-        D, D_value = bounds.total_variance(x), _sum_batch_dim((x - x.mean(axis=0, keepdims=True)) ** 2)
+        D, D_value = bounds.total_variance(x), bounds.sum_batch_dim((x - x.mean(axis=0, keepdims=True)) ** 2)
     else:
         D, D_value = (
             residual_variance_bound(e, e_value),
-            _sum_batch_dim((e_value - e_value.mean(axis=0, keepdims=True)) ** 2),
+            bounds.sum_batch_dim((e_value - e_value.mean(axis=0, keepdims=True)) ** 2),
         )
     return a, W_hat, e, diff, N, N_value, D, np.where(D_value > 0, D_value, 1.0)
 

@@ -27,9 +27,7 @@ from hypothesis import strategies as st
 from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    pre_activations_of,
-)
+from refsae.checking.cases import pre_activations_of
 from refsae.checking.operation import Bounds, Operation, Outputs, exact
 from refsae.checking.rows.gradients import loss_gradients_bounds
 from refsae.checking.rows.losses import LOSS_EXAMPLE, variant_loss_bounds

@@ -11,10 +11,7 @@ from hypothesis import strategies as st
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    finish,
-    sae_case,
-)
+from refsae.checking.cases import finish, sae_case
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.tolerances import Bound, add, leaf, mul
 from refsae.torch.fast import constraints as fast_constraints

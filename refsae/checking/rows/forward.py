@@ -9,11 +9,7 @@ from hypothesis import strategies as st
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    finish,
-    sae_arrays,
-    sae_case,
-)
+from refsae.checking.cases import finish, sae_arrays, sae_case
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.tolerances import leaf
 from refsae.conventions import DECODER, ENCODE, Conventions

@@ -29,12 +29,7 @@ from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    conventions_of,
-    finish,
-    sae_case,
-    variance_is_certain,
-)
+from refsae.checking.cases import conventions_of, finish, sae_case, variance_is_certain
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.rows.losses import LOSS_EXAMPLE
 from refsae.checking.tolerances import Bound, add, allowed_error, leaf, magnitude_floor, mul

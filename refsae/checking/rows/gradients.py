@@ -6,10 +6,7 @@ from hypothesis import strategies as st
 
 from refsae.cases import Case
 from refsae.checking import bounds
-from refsae.checking.cases import (
-    conventions_of,
-    sae_arrays,
-)
+from refsae.checking.cases import conventions_of, sae_arrays
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.rows.losses import LOSS_EXAMPLE, loss_cases
 from refsae.torch.fast import gradients as fast_gradients

@@ -31,11 +31,7 @@ from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    conventions_of,
-    finish,
-    sae_arrays,
-)
+from refsae.checking.cases import conventions_of, finish, sae_arrays
 from refsae.checking.operation import Bounds, Operation, Outputs, exact
 from refsae.checking.rows.losses import LOSS_EXAMPLE, backward_magnitudes, loss_cases
 from refsae.checking.tolerances import SMALLEST_NORMAL, Bound, add, allowed_error, magnitude_floor, mul

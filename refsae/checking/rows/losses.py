@@ -14,13 +14,7 @@ from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    conventions_of,
-    finish,
-    sae_arrays,
-    sae_case,
-    variance_is_certain,
-)
+from refsae.checking.cases import conventions_of, finish, sae_arrays, sae_case, variance_is_certain
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.tolerances import Bound, allowed_error, leaf
 from refsae.conventions import RECONSTRUCTION, SPARSITY, Conventions

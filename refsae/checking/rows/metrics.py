@@ -11,10 +11,7 @@ from hypothesis import strategies as st
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    finish,
-    variance_is_certain,
-)
+from refsae.checking.cases import finish, variance_is_certain
 from refsae.checking.operation import Bounds, Operation, Outputs, exact
 from refsae.checking.tolerances import leaf
 
@@ -27,6 +24,7 @@ def latent_cases(draw: st.DrawFn, dtype: str) -> Case:
 
 @st.composite
 def count_cases(draw: st.DrawFn, dtype: str) -> Case:
+    """Fire counts (int64, >= 0) for `dead_fraction` (MET-2)."""
     shape = draw(rs.shapes())
     counts = draw(rs.arrays((*shape.inst, shape.d_sae), "float64", 4.0))
     return Case({"fire_counts": np.abs(np.round(counts)).astype(np.int64)}, {}, dtype)

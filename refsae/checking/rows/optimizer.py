@@ -17,10 +17,7 @@ from hypothesis import strategies as st
 
 from refsae.cases import Case
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    group,
-    sae_case,
-)
+from refsae.checking.cases import group, sae_case
 from refsae.checking.operation import Bounds, Operation, Outputs, exact_outputs
 from refsae.checking.tolerances import LARGEST, Bound, leaf
 from refsae.oracle.optimizer import PARAMETERS, Arrays

@@ -11,10 +11,7 @@ from hypothesis import strategies as st
 
 from refsae.cases import Case
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    group,
-    sae_case,
-)
+from refsae.checking.cases import group, sae_case
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.rows.constraints import renormalised_bound
 from refsae.checking.tolerances import Bound, leaf

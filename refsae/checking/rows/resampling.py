@@ -14,9 +14,7 @@ from hypothesis import strategies as st
 from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    within_range,
-)
+from refsae.checking.cases import within_range
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.rows.dead import seeded_rng
 from refsae.checking.tolerances import Bound, add, allowed_error, leaf, mul

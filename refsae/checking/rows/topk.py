@@ -33,10 +33,7 @@ from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import (
-    finish,
-    pre_activations_of,
-)
+from refsae.checking.cases import finish, pre_activations_of
 from refsae.checking.examples import K
 from refsae.checking.operation import Bounds, Operation, Outputs, exact
 from refsae.checking.rows.gradients import loss_gradients_bounds

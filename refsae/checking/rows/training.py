@@ -13,9 +13,7 @@ from refsae import oracle
 from refsae import torch as rt
 from refsae.cases import Case
 from refsae.checking import bounds
-from refsae.checking.cases import (
-    group,
-)
+from refsae.checking.cases import group
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.rows.constraints import parallel_removed_bound, renormalised_bound
 from refsae.checking.rows.losses import loss_cases
