@@ -2,21 +2,23 @@
 
 An adapter of a library whose SAE is an `nn.Module` declares
 
-- `parameters`: the parameter map, canonical name -> the attribute path of the library's tensor from
-  the object `build` returns (`"encoder.weight.T"`: an `nn.Linear` weight, the canonical array
-  transposed; a path may pass through a trainer: `"ae.bias"`);
+- `parameters`: the parameter map, canonical name -> the attribute path of the library's tensor in
+  the module (`"encoder.weight.T"`: an `nn.Linear` weight, the canonical array transposed; where
+  `build` returns a trainer, `holder` names its attribute holding the module);
 - `build(like, **options)`: the library's module (or trainer) for the row's canonical arrays `like`
   (their sizes, dtype, device) and options, with the settings it fixes (`fixed`, documented);
 - `loss(module, x, **options)`: how the library computes its training loss on a batch;
 - `loss_rows`: the table's loss rows it provides (`"total_loss"`, `"loss_gradients"`, …) and
-  `domains` (`refsae.conform.adapter.Domain`): the cases the library computes them on, by name and
-  reason, never a silent skip.
+  `domains` (`refsae.conform.adapter.Domain`): the cases the library computes a row on, by name and
+  reason (a precondition the report can name), never a silent skip.
 
 From these the base writes every row of `loss_rows`: a `*total_loss` row is `loss` of the loaded
 module (no autograd), a `*loss_gradients` row is its `backward()`, each parameter's `.grad` read back
 through the map (transposed back; zeros where the loss does not reach a parameter). `load` copies the
 canonical tensors into the module and refuses a map that names no tensor of the module or gives it
-another shape (`ParameterMapError`); a library with its own loading path overrides it.
+another shape (`ParameterMapError`); a library with its own loading path (`load_state_dict`,
+assigned `nn.Parameter`s) overrides it. The other rows stay methods named as the row (`Adapter`),
+built with `model(values, **options)`: `build`, then `load`.
 
     class MyAdapter(ModuleAdapter):
         parameters = {"W_enc": "encoder.weight.T", "b_enc": "encoder.bias",
