@@ -17,7 +17,6 @@ SUFFIXES = (".md", ".py", ".toml")
 EXCLUDED_FILES = {"specs/conformance.md"}  # generated from conformance/reports and findings.toml
 EXCLUDED_DIRS = (
     "conformance/reports/",  # generated
-    "refsae/conform/adapters/",  # being reworded elsewhere; the exclusion is removed at merge
 )
 
 

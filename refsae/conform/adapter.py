@@ -23,12 +23,19 @@ as refsae.torch's functions do.
             sae = mylib.SAE(d_in=x.shape[-1], d_sae=W_enc.shape[1]).to(x.dtype)
             load(sae, W_enc=W_enc, b_enc=b_enc, b_dec=b_dec)
             return sae.encode(x)
+
+A library that computes a row only on part of its cases declares that part as a `Domain` (a name, a
+reason, the rows, a predicate on the case): `run` skips the other cases (`hypothesis.assume`), and
+`domains` lists what the checks were narrowed to. Libraries built on `torch.nn.Module` subclass
+`refsae.conform.module_adapter.ModuleAdapter`, which writes the loss and gradient rows from a
+parameter map.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar
 
@@ -39,6 +46,22 @@ from refsae.checking import table
 from refsae.checking.implementations import to_numpy, to_tensor
 from refsae.checking.operation import Operation
 from refsae.conventions import CORE_AXES, DEFAULT_EPS
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where a library computes a row: cases outside it are skipped, for a reason the report can name
+    (a precondition, e.g. "SAELens's TopK loss has no sparsity term": only `l1_coefficient = 0`)."""
+
+    name: str
+    reason: str
+    ops: tuple[str, ...]
+    """The rows it narrows (those the adapter provides)."""
+    holds: Callable[[Case], bool]
+    """True on the cases the library computes (the case's float64 NumPy arrays and all its options)."""
+
+    def admits(self, operation: str, case: Case) -> bool:
+        return operation not in self.ops or bool(self.holds(case))
 
 
 class Adapter:
@@ -62,6 +85,8 @@ class Adapter:
     exact zeros, and the report says so (CONF-11). The methods still receive them (zeros)."""
     eps: ClassVar[float] = DEFAULT_EPS
     """The library's eps in `W_dec_j / (‖W_dec_j‖ + eps)` if it normalises in the forward pass."""
+    domains: ClassVar[tuple[Domain, ...]] = ()
+    """The parts of rows the library computes (`Domain`); `run` skips the cases outside them."""
     device: str = "cpu"
 
     @property
@@ -120,8 +145,26 @@ class Adapter:
         """An output back to float64 NumPy."""
         return to_numpy(value)
 
+    def row_arrays(self, operation: str) -> tuple[str, ...]:
+        """The arrays of `operation`'s row, in the order its method receives them."""
+        return table.get(operation).arrays
+
+    def row_outputs(self, operation: str) -> tuple[str, ...]:
+        """The outputs of `operation`'s row, in order."""
+        return table.get(operation).outputs
+
+    def check_domains(self, operation: str, case: Case) -> None:
+        """Skip `case` (`hypothesis.assume`) where a declared domain of `operation` does not hold."""
+        for domain in self.domains:
+            if not domain.admits(operation, case):
+                from hypothesis import assume
+
+                assume(False)
+
     def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
-        """Call the method of `operation` on `case` (the checker's `Implementation` protocol)."""
+        """Call the method of `operation` on `case` (the checker's `Implementation` protocol), within
+        the adapter's domains."""
+        self.check_domains(operation, case)
         op = table.get(operation)
         arrays = {k: self.to_array(v, case.dtype) for k, v in case.arrays.items()}
         result = op.call(getattr(self, operation), arrays, self.options_for(op, case.options))

@@ -1,141 +1,25 @@
-"""Adapters of SAELens (PyPI `sae-lens` 6.54.x, import `sae_lens`), one per SAE architecture (CONF-6).
-
-Every target builds SAELens's **training** class with its default config (`apply_b_dec_to_input=True`,
-`normalize_activations="none"`, the architecture's own defaults, e.g. `rescale_acts_by_decoder_norm=True`
-for TopK and BatchTopK), only `d_in`, `d_sae`, `dtype`, `device` and the coefficients named by a row's
-options set, and loads the case's parameters with `load_state_dict` (SAELens's own loading path).
-Losses go through `training_forward_pass(TrainStepInput(sae_in=x, coefficients=…, dead_neuron_mask=None,
-n_training_steps=0, is_logging_step=False)).loss` (no dead mask: the AuxK term is 0 there; the `auxk_*`
-rows call it directly), gradients through `.backward()` on it, read from the parameters' `.grad`. What
-the suite found is recorded in `conformance/sae_lens/findings.toml`.
-
-Layouts: SAELens's parameters have the canonical layout (`W_enc (d_in, d_sae)`, `W_dec (d_sae, d_in)`,
-rows = dictionary vectors), so no transposes. Unused parameters of a row (e.g. `W_dec` for `encode`)
-are zeros. No instance axis: the cases are drawn without one (`instances = False`).
-
-## `sae_lens` (`StandardTrainingSAE`, ReLU, `l1_coefficient`)
-
-- `encode`, `decode`, `forward`: the SAE's `encode`, `decode` and `forward` (`(encode(x), sae(x))`).
-- `sparsity_loss`: `calculate_aux_loss(...)["l1_loss"]` with the `l1` coefficient 1 and `feature_acts=f`
-  (it reads `f` and `W_dec` only).
-- `total_loss`, `loss_gradients`: the training loss with `l1_coefficient`, and its backward.
-- `renormalise_rows`: `fold_W_dec_norm()`, SAELens's operation that makes the decoder rows unit-norm
-  (`W_dec / W_dec.norm(dim=-1).clamp(min=1e-8)`, folding the norms into `W_enc` and `b_enc`, which the
-  row does not read); the output is the resulting `W_dec`.
-- `l0`: `sae_lens.synthetic.evals.L0Calculator` (`add_batch(f)`, `compute()`, a Python float).
-- `explained_variance`: `sae_lens.evals.ExplainedVarianceCalculator` (`add_batch(x_hat, x)`,
-  `compute()`), the explained variance of `run_evals` and of the synthetic-data evaluation.
-- `dead_by_steps`: the `SAETrainer.dead_neurons` property (`n_forward_passes_since_fired >
-  dead_feature_window`) of a trainer whose counter is the row's `steps_since` (in the trainer's own
-  float32 buffer) and whose `dead_feature_window` is `n`.
-- `fire_counts`, `update_steps_since_fired`: one `SAETrainer._train_step`, which updates
-  `act_freq_scores` (from zeros: the fire counts) and `n_forward_passes_since_fired` (from the row's
-  `steps_since`) from the batch's `feature_acts` (`.bool()`: non-zero fires). The trainer's SAE has
-  `d_in = d_sae`, `W_enc = I` and zero biases, so that its `feature_acts` are `ReLU(f)` for the input
-  `f` (`f @ I` adds only exact zeros; ReLU changes no positive entry, and a zero or negative one does
-  not fire under DEAD-1 either). The step's backward pass and Adam step change nothing that is read.
-
-Not provided: `reconstruction_loss` (computed inline in `training_forward_pass`); `decoder_directions`;
-`remove_parallel_component` (SAELens's trainer does not remove the parallel gradient and has no
-function for it); `dead_fraction` (`DeadLatentsCalculator` takes latents, not fire counts);
-`dead_by_fire_fraction`; `adam_step` (torch's `Adam`); `training_step` (`SAETrainer._train_step` also
-clips the gradient norm to 1 and steps a learning-rate schedule, and has no Adam state of its own to
-load: outside the row); resampling and `b_dec` initialisation (SAELens 6 has neither).
-
-## `sae_lens.topk` (`TopKTrainingSAE`, `TopK`) and `sae_lens.batchtopk` (`BatchTopKTrainingSAE`, `BatchTopK`)
-
-- `decode`: the training SAE's `decode` (with `rescale_acts_by_decoder_norm`: `f / ‖W_dec_j‖ @ W_dec`).
-- `topk`: `TopK(k)(z)`; `batchtopk`: `BatchTopK(k)(z)`.
-- `decode_sparse` (TopK): `(values, indices)` become the COO tensor that SAELens's own
-  `TopK(use_sparse_activations=True)` builds (row index repeated k times, the indices, the values),
-  which `decode` multiplies sparsely.
-- `topk_total_loss`, `topk_loss_gradients`, `batchtopk_total_loss`, `batchtopk_loss_gradients`: the
-  training loss with `k` and its backward. SAELens's TopK losses have no sparsity term, i.e. they are
-  the rows at `l1_coefficient = 0` only: cases with another coefficient are skipped
-  (`hypothesis.assume`).
-- `auxk_latents`: `topk_sae.calculate_topk_aux_acts(k_aux, z, dead)`, the helper of the AuxK loss. Its
-  caller clamps `k_aux` to the number of dead latents before calling it (the helper then selects
-  `-inf` entries), so cases with `k_aux > n_dead` are skipped.
-- `auxk_loss`, `auxk_loss_gradients`: `calculate_topk_aux_loss(sae_in=x, sae_out=x_hat, hidden_pre=z,
-  dead_neuron_mask=dead)` (`aux_loss_coefficient` 1, the default) and its backward to `z`, `W_dec`,
-  `b_dec`, `x_hat` (no graph to a tensor: a zero gradient; no dead latent: the loss is a constant 0).
-  SAELens fixes `k_aux = d_in // 2`. To give it the row's `k_aux`, `x`, `x_hat`, `b_dec` and the columns
-  of `W_dec` are padded with zero dimensions up to `d_in' = max(d_in, 2 k_aux)`, where `d_in' // 2 =
-  k_aux` (the library's loss sums the squared error over `d_in`, and the padded dimensions add exact
-  zeros to every sum and norm); the padding is removed from the gradients. Cases with `d_in > 2 k_aux
-  + 1`, where no padding can give the row's `k_aux`, are skipped.
-- `batchtopk_update_threshold`: the case's threshold goes into the `topk_threshold` buffer (float64 in
-  SAELens) and `update_topk_threshold(f)` is called with `topk_threshold_lr = 1 − β`. SAELens's update
-  is an EMA (BTOPK-5 `update="ema"`); it has no running mean (`n_batches` sets nothing).
-- `batchtopk_inference`: SAELens saves a BatchTopK SAE as a `JumpReLUSAE` whose `threshold` is
-  `topk_threshold` repeated per latent (`process_state_dict_for_saving_inference`); its `encode` is run
-  with `W_enc = I`, `b_enc = b_dec = 0` (`d_in = d_sae`), so that its pre-activations are exactly `z`.
-
-## `sae_lens.jumprelu` (`JumpReLUTrainingSAE`, `JumpReLU`)
-
-- `decode`; `jumprelu`: SAELens's `JumpReLU` autograd function on `(z, θ)` (the training activation).
-- `jumprelu_total_loss`, `jumprelu_loss_gradients`: the training loss (`jumprelu_sparsity_loss_mode=
-  "step"`, `jumprelu_ste_to_input=False`, `pre_act_loss_coefficient=None`, the defaults) with
-  `l0_coefficient` and `jumprelu_bandwidth = bandwidth`, and its backward. The `threshold` parameter
-  is `θ` itself in SAELens 6.x (`log_threshold` survives only in the loader of old checkpoints), so
-  the `threshold` output is the gradient of `θ`. SAELens keeps `threshold` in float32 whatever the SAE
-  dtype (`JumpReLUTrainingSAE._apply`): the target lists float32 first, so that conventions are
-  detected in the dtype the whole SAE has.
-
-## `sae_lens.gated` (`GatedTrainingSAE`, `l1_coefficient`)
-
-- `decode`; `gated_total_loss`, `gated_loss_gradients`: the training loss and its backward.
-- `gated_encode`: SAELens returns `f` and the *magnitude* pre-activation, not `π_gate`; `π_gate` is the
-  `hidden_pre` of the same `GatedTrainingSAE` with the magnitude path given the gate's parameters
-  (`r_mag = 0`, `b_mag = b_gate`): `sae_in @ (W_enc * exp(0)) + b_gate`, exactly `sae_in @ W_enc + b_gate`.
-"""
+"""Adapters of SAELens (https://github.com/jbloomAus/SAELens, PyPI `sae-lens` 6.54.x), one per
+architecture: each builds SAELens's training class with its default config and loads the case's
+parameters with `load_state_dict`. Which library code each row calls, and why: conformance/sae_lens/
+README.md; what the suite found: conformance/sae_lens/findings.toml."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor
 
-from refsae.conform.adapter import Adapter
+from refsae.conform.adapter import Domain
+from refsae.conform.module_adapter import ModuleAdapter, backward_to, eye_and_zeros, library, pad
 
-Params = Mapping[str, Tensor]
+CANONICAL = {"W_enc": "W_enc", "b_enc": "b_enc", "W_dec": "W_dec", "b_dec": "b_dec"}
+"""SAELens's parameters have the canonical names and layout (no transposes)."""
 
 
-@functools.cache
 def _saes() -> Any:
-    """`sae_lens.saes`, imported on first use."""
-    import sae_lens.saes
-
-    return sae_lens.saes
-
-
-def _skip_unless(condition: bool) -> None:
-    """Skip the case (`hypothesis.assume`) unless `condition`: a choice SAELens fixes (module docstring)."""
-    from hypothesis import assume
-
-    assume(condition)
-
-
-def _build(cls: str, params: Params, **config: Any) -> Any:
-    """SAELens training class `cls` (config `clsConfig`, d_in and d_sae of `W_dec`, its dtype and device)
-    with `params` loaded by `load_state_dict`."""
-    saes = _saes()
-    like = params["W_dec"]
-    d_sae, d_in = like.shape
-    dtype = str(like.dtype).removeprefix("torch.")
-    cfg = getattr(saes, f"{cls}Config")(
-        d_in=d_in, d_sae=d_sae, dtype=dtype, device=str(like.device), **config
-    )
-    sae = getattr(saes, cls)(cfg)
-    missing, unexpected = sae.load_state_dict(
-        {k: v.detach().clone() for k, v in params.items()}, strict=False
-    )
-    if unexpected or set(missing) - {"topk_threshold"}:
-        raise RuntimeError(f"{cls}: parameters missing {missing}, unexpected {unexpected}")
-    return sae
+    return library("sae_lens.saes")
 
 
 def _step(sae: Any, x: Tensor) -> Any:
@@ -151,44 +35,44 @@ def _step(sae: Any, x: Tensor) -> Any:
     return sae.training_forward_pass(step)
 
 
-def _grads(sae: Any, x: Tensor, names: tuple[str, ...]) -> dict[str, Tensor]:
-    """Backward of the training loss; the `.grad` of each named parameter."""
-    _step(sae, x).loss.backward()
-    return {name: cast(Tensor, getattr(sae, name).grad) for name in names}
-
-
-def _sae_params(W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor) -> dict[str, Tensor]:
+def _params(W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor) -> dict[str, Tensor]:
     return {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
 
 
-def _grad_or_zeros(t: Tensor) -> Tensor:
-    """`t.grad`, or zeros where the loss has no graph to `t` (its gradient is 0)."""
-    return t.grad if t.grad is not None else torch.zeros_like(t)
-
-
-def _trainer(d_sae: int, dtype: torch.dtype) -> Any:
-    """An `SAETrainer` around a `StandardTrainingSAE` with `d_in = d_sae`, `W_enc = I` and zero biases
-    (its `feature_acts` are `ReLU(x)`); `lr_end` is given because the trainer asserts it is set."""
-    from sae_lens.config import SAETrainerConfig
-    from sae_lens.training.sae_trainer import SAETrainer
-
-    eye = torch.eye(d_sae, dtype=dtype)
-    zeros = torch.zeros(d_sae, dtype=dtype)
-    sae = _build("StandardTrainingSAE", _sae_params(eye, zeros, eye, zeros))
-    cfg = SAETrainerConfig(total_training_samples=1, train_batch_size_samples=1, lr_end=3e-4)
-    return SAETrainer(cfg=cfg, sae=sae, data_provider=iter(()))
-
-
-GRADS = ("W_enc", "b_enc", "W_dec", "b_dec")
-
-
-class _SAELens(Adapter):
+class _SAELens(ModuleAdapter):
     library: ClassVar[str] = "sae-lens"
     # SAEConfig.apply_b_dec_to_input, "Whether to apply decoder bias to the input before encoding"
     # (TopKSAEConfig's docstring, sae_lens/saes/topk_sae.py), default True.
     claims: ClassVar[Mapping[str, str]] = {"encode": "tied"}
+    parameters: ClassVar[Mapping[str, str]] = CANONICAL
     cls: ClassVar[str] = ""
-    """The SAELens training class of `decode`."""
+    """The SAELens training class of the target."""
+
+    def sae(self, values: Mapping[str, Tensor], cls: str = "", **config: Any) -> Any:
+        """`make`, loaded with `values`."""
+        return self.load(self.make(values, cls, **config), values)
+
+    def make(self, like: Mapping[str, Tensor], cls: str = "", **config: Any) -> Any:
+        """SAELens class `cls` (default: the target's) with `clsConfig(**config)`, d_in and d_sae of
+        `W_dec`, its dtype and device."""
+        saes = _saes()
+        cls = cls or self.cls
+        W_dec = like["W_dec"]
+        d_sae, d_in = W_dec.shape
+        dtype = str(W_dec.dtype).removeprefix("torch.")
+        config = {"d_in": d_in, "d_sae": d_sae, "dtype": dtype, "device": str(W_dec.device), **config}
+        return getattr(saes, cls)(getattr(saes, f"{cls}Config")(**config))
+
+    def load(self, module: Any, values: Mapping[str, Tensor]) -> Any:
+        """SAELens's own loading path, `load_state_dict`; every parameter must be given."""
+        state = {self.parameters[k]: v.detach().clone() for k, v in values.items()}
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"topk_threshold"}:
+            raise RuntimeError(f"{self.cls}: parameters missing {missing}, unexpected {unexpected}")
+        return module
+
+    def loss(self, module: Any, x: Tensor, **options: Any) -> Tensor:
+        return cast(Tensor, _step(module, x).loss)
 
     def _decoder_sae(self, W_dec: Tensor, b_dec: Tensor) -> Any:
         zeros = torch.zeros(W_dec.shape[0], dtype=W_dec.dtype, device=W_dec.device)
@@ -196,7 +80,7 @@ class _SAELens(Adapter):
         extra = {"b_gate": zeros, "r_mag": zeros, "b_mag": zeros} if self.cls == "GatedTrainingSAE" else {}
         if self.cls != "GatedTrainingSAE":
             params["b_enc"] = zeros
-        return _build(self.cls, {**params, **extra}, **self._decode_config(W_dec.shape[0]))
+        return self.sae({**params, **extra}, **self._decode_config(W_dec.shape[0]))
 
     def _decode_config(self, d_sae: int) -> dict[str, Any]:
         return {}
@@ -207,15 +91,30 @@ class _SAELens(Adapter):
             return cast(Tensor, self._decoder_sae(W_dec, b_dec).decode(f))
 
 
+def _trainer(adapter: _SAELens, d_sae: int, dtype: torch.dtype) -> Any:
+    """An `SAETrainer` around a `StandardTrainingSAE` with `d_in = d_sae`, `W_enc = I` and zero biases
+    (its `feature_acts` are `ReLU(x)`); `lr_end` is given because the trainer asserts it is set."""
+    config = library("sae_lens.config")
+    eye = torch.eye(d_sae, dtype=dtype)
+    zeros = torch.zeros(d_sae, dtype=dtype)
+    sae = adapter.sae(_params(eye, zeros, eye, zeros), "StandardTrainingSAE")
+    cfg = config.SAETrainerConfig(total_training_samples=1, train_batch_size_samples=1, lr_end=3e-4)
+    return library("sae_lens.training.sae_trainer").SAETrainer(cfg=cfg, sae=sae, data_provider=iter(()))
+
+
 class StandardSAE(_SAELens):
     """`StandardTrainingSAE`: ReLU SAE with SAELens's L1 penalty (`l1_coefficient`), and the metrics and
     dead-latent bookkeeping of `sae_lens.evals`, `sae_lens.synthetic.evals` and `SAETrainer`."""
 
     name: ClassVar[str] = "sae_lens"
     cls: ClassVar[str] = "StandardTrainingSAE"
+    loss_rows: ClassVar[tuple[str, ...]] = ("total_loss", "loss_gradients")
 
-    def _sae(self, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, l1: float = 1.0) -> Any:
-        return _build(self.cls, _sae_params(W_enc, b_enc, W_dec, b_dec), l1_coefficient=l1)
+    def build(self, like: Mapping[str, Tensor], *, l1_coefficient: float = 1.0) -> Any:
+        return self.make(like, l1_coefficient=l1_coefficient)
+
+    def _sae(self, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor) -> Any:
+        return self.model(_params(W_enc, b_enc, W_dec, b_dec))
 
     def encode(self, x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor) -> Tensor:
         W_dec = torch.zeros_like(W_enc.T)
@@ -229,10 +128,13 @@ class StandardSAE(_SAELens):
         with torch.no_grad():
             return sae.encode(x), sae(x)
 
+    def _decoder_only(self, W_dec: Tensor) -> Any:
+        zeros = torch.zeros(W_dec.shape[1], dtype=W_dec.dtype, device=W_dec.device)
+        return self._sae(W_dec.T.contiguous(), torch.zeros_like(W_dec[:, 0]), W_dec, zeros), zeros
+
     def sparsity_loss(self, f: Tensor, W_dec: Tensor) -> Tensor:
         """`calculate_aux_loss(...)["l1_loss"]` with the l1 coefficient 1 (it reads f and W_dec only)."""
-        zeros = torch.zeros(W_dec.shape[1], dtype=W_dec.dtype, device=W_dec.device)
-        sae = self._sae(W_dec.T.contiguous(), torch.zeros_like(W_dec[:, 0]), W_dec, zeros)
+        sae, zeros = self._decoder_only(W_dec)
         step = _saes().sae.TrainStepInput(
             sae_in=zeros[None],
             coefficients={"l1": 1.0},
@@ -241,52 +143,34 @@ class StandardSAE(_SAELens):
             is_logging_step=False,
         )
         with torch.no_grad():
-            return cast(
-                Tensor,
-                sae.calculate_aux_loss(step, feature_acts=f, hidden_pre=f, sae_out=zeros[None])["l1_loss"],
-            )
-
-    def total_loss(
-        self, x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, *, l1_coefficient: float
-    ) -> Tensor:
-        with torch.no_grad():
-            return cast(Tensor, _step(self._sae(W_enc, b_enc, W_dec, b_dec, l1_coefficient), x).loss)
-
-    def loss_gradients(
-        self, x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, *, l1_coefficient: float
-    ) -> dict[str, Tensor]:
-        return _grads(self._sae(W_enc, b_enc, W_dec, b_dec, l1_coefficient), x, GRADS)
+            losses = sae.calculate_aux_loss(step, feature_acts=f, hidden_pre=f, sae_out=zeros[None])
+            return cast(Tensor, losses["l1_loss"])
 
     def renormalise_rows(self, W_dec: Tensor) -> Tensor:
         """`fold_W_dec_norm()`; the row reads the resulting `W_dec` (W_enc, b_enc take the folded norms)."""
-        zeros = torch.zeros(W_dec.shape[1], dtype=W_dec.dtype, device=W_dec.device)
-        sae = self._sae(W_dec.T.contiguous(), torch.zeros_like(W_dec[:, 0]), W_dec, zeros)
+        sae, _ = self._decoder_only(W_dec)
         sae.fold_W_dec_norm()
         return cast(Tensor, sae.W_dec.detach())
 
     def l0(self, f: Tensor) -> Tensor:
-        from sae_lens.synthetic.evals import L0Calculator
-
-        calculator = L0Calculator()
+        calculator = library("sae_lens.synthetic.evals").L0Calculator()
         calculator.add_batch(f)
         return torch.tensor(calculator.compute(), dtype=torch.float64)
 
     def explained_variance(self, x: Tensor, x_hat: Tensor) -> Tensor:
-        from sae_lens.evals import ExplainedVarianceCalculator
-
-        calculator = ExplainedVarianceCalculator()
+        calculator = library("sae_lens.evals").ExplainedVarianceCalculator()
         calculator.add_batch(x_hat, x)
         return torch.tensor(calculator.compute(), dtype=torch.float64)
 
     def dead_by_steps(self, steps_since: Tensor, *, n: int) -> Tensor:
-        trainer = _trainer(steps_since.shape[-1], torch.float64)
+        trainer = _trainer(self, steps_since.shape[-1], torch.float64)
         trainer.cfg.dead_feature_window = n
         trainer.n_forward_passes_since_fired = steps_since.to(trainer.n_forward_passes_since_fired.dtype)
         return cast(Tensor, trainer.dead_neurons)
 
     def _fired_step(self, steps_since: Tensor, f: Tensor) -> Any:
         """A trainer after one `_train_step` on `f` (its SAE's `feature_acts` are `ReLU(f)`)."""
-        trainer = _trainer(f.shape[-1], f.dtype)
+        trainer = _trainer(self, f.shape[-1], f.dtype)
         trainer.n_forward_passes_since_fired = steps_since.to(trainer.n_forward_passes_since_fired.dtype)
         trainer._train_step(sae=trainer.sae, sae_in=f)
         return trainer
@@ -305,6 +189,11 @@ class StandardSAE(_SAELens):
 NO_EPS = 1e-300
 
 
+def _auxk_width(case: Any) -> bool:
+    """SAELens fixes `k_aux = d_in // 2`; zero padding reaches the row's `k_aux` when d_in ≤ 2 k_aux + 1."""
+    return bool(case.arrays["W_dec"].shape[-1] <= 2 * case.options["k_aux"] + 1)
+
+
 class _TopKBase(_SAELens):
     """What TopK and BatchTopK share: the training SAE with `k` set, its loss and gradients, AuxK."""
 
@@ -312,54 +201,53 @@ class _TopKBase(_SAELens):
     # TopKTrainingSAEConfig: "rescale_acts_by_decoder_norm (bool): Treat the decoder as if it was already
     # normalized" (default True, sae_lens/saes/topk_sae.py; inherited by BatchTopKTrainingSAEConfig).
     claims: ClassVar[Mapping[str, str]] = {"encode": "tied", "decoder": "normalised"}
+    domains: ClassVar[tuple[Domain, ...]] = (
+        Domain(
+            "l1_coefficient_zero",
+            "SAELens's TopK and BatchTopK training losses have no sparsity term",
+            ("topk_total_loss", "topk_loss_gradients", "batchtopk_total_loss", "batchtopk_loss_gradients"),
+            lambda case: case.options["l1_coefficient"] == 0.0,
+        ),
+        Domain(
+            "k_aux_at_most_dead",
+            "calculate_topk_aux_acts's caller clamps k_aux to the number of dead latents first",
+            ("auxk_latents",),
+            lambda case: case.options["k_aux"] <= int(case.arrays["dead"].astype(bool).sum()),
+        ),
+        Domain(
+            "k_aux_reachable_by_padding",
+            "SAELens fixes k_aux = d_in // 2; zero padding reaches k_aux only where d_in <= 2 k_aux + 1",
+            ("auxk_loss", "auxk_loss_gradients"),
+            _auxk_width,
+        ),
+    )
 
     def _decode_config(self, d_sae: int) -> dict[str, Any]:
         return {"k": d_sae}
 
-    def _sae(self, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, k: int) -> Any:
-        return _build(self.cls, _sae_params(W_enc, b_enc, W_dec, b_dec), k=k)
-
-    def _loss(
-        self, x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, k: int, l1: float
-    ) -> Tensor:
-        """The training loss; SAELens's TopK losses have no sparsity term: only `l1_coefficient = 0`."""
-        _skip_unless(l1 == 0.0)
-        with torch.no_grad():
-            return cast(Tensor, _step(self._sae(W_enc, b_enc, W_dec, b_dec, k), x).loss)
-
-    def _gradients(
-        self, x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, k: int, l1: float
-    ) -> dict[str, Tensor]:
-        _skip_unless(l1 == 0.0)
-        return _grads(self._sae(W_enc, b_enc, W_dec, b_dec, k), x, GRADS)
+    def build(self, like: Mapping[str, Tensor], *, k: int, l1_coefficient: float = 0.0) -> Any:
+        return self.make(like, k=k)
 
     def auxk_latents(self, z: Tensor, dead: Tensor, *, k_aux: int) -> Tensor:
         """`calculate_topk_aux_acts`, called by the loss with `k_aux` clamped to the dead count."""
-        mask = dead.to(torch.bool)
-        _skip_unless(k_aux <= int(mask.sum()))
         with torch.no_grad():
-            return cast(Tensor, _saes().topk_sae.calculate_topk_aux_acts(k_aux, z, mask))
+            return cast(Tensor, _saes().topk_sae.calculate_topk_aux_acts(k_aux, z, dead.to(torch.bool)))
 
     def _auxk(
         self, x: Tensor, x_hat: Tensor, z: Tensor, W_dec: Tensor, b_dec: Tensor, dead: Tensor, k_aux: int
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """`calculate_topk_aux_loss` on the row's arrays padded to `d_in' = max(d_in, 2 k_aux)` zero
-        dimensions (module docstring); the loss and the leaves whose gradients the row reads."""
+        dimensions (conformance/sae_lens/README.md); the loss and the leaves the row reads."""
         d_sae, d_in = W_dec.shape
-        _skip_unless(d_in <= 2 * k_aux + 1)
         width = max(d_in, 2 * k_aux)
-
-        def pad(t: Tensor) -> Tensor:
-            return torch.nn.functional.pad(t, (0, width - d_in))
-
-        W_dec_p = pad(W_dec)
+        W_dec_p = pad(W_dec, width)
         zeros = torch.zeros(d_sae, dtype=W_dec.dtype, device=W_dec.device)
-        sae = _build(self.cls, _sae_params(W_dec_p.T.contiguous(), zeros, W_dec_p, pad(b_dec)), k=d_sae)
+        sae = self.sae(_params(W_dec_p.T.contiguous(), zeros, W_dec_p, pad(b_dec, width)), k=d_sae)
         assert sae.cfg.d_in // 2 == k_aux  # SAELens's k_aux = sae_in.shape[-1] // 2
-        x_hat_p = pad(x_hat).requires_grad_(True)
+        x_hat_p = pad(x_hat, width).requires_grad_(True)
         z_leaf = z.clone().requires_grad_(True)
         loss = sae.calculate_topk_aux_loss(
-            sae_in=pad(x), sae_out=x_hat_p, hidden_pre=z_leaf, dead_neuron_mask=dead.to(torch.bool)
+            sae_in=pad(x, width), sae_out=x_hat_p, hidden_pre=z_leaf, dead_neuron_mask=dead.to(torch.bool)
         )
         return cast(Tensor, loss), {"z": z_leaf, "W_dec": sae.W_dec, "b_dec": sae.b_dec, "x_hat": x_hat_p}
 
@@ -372,16 +260,11 @@ class _TopKBase(_SAELens):
     def auxk_loss_gradients(
         self, x: Tensor, x_hat: Tensor, z: Tensor, W_dec: Tensor, b_dec: Tensor, dead: Tensor, *, k_aux: int
     ) -> dict[str, Tensor]:
-        loss, leaves = self._auxk(x, x_hat, z, W_dec, b_dec, dead, k_aux)
-        if loss.requires_grad:
-            loss.backward()  # type: ignore[no-untyped-call]
+        """Gradients to the leaves of `_auxk`, the padding removed."""
+        grads = backward_to(*self._auxk(x, x_hat, z, W_dec, b_dec, dead, k_aux))
         d_in = x.shape[-1]
-        return {
-            "z": _grad_or_zeros(leaves["z"]),
-            "W_dec": _grad_or_zeros(leaves["W_dec"])[:, :d_in],
-            "b_dec": _grad_or_zeros(leaves["b_dec"])[:d_in],
-            "x_hat": _grad_or_zeros(leaves["x_hat"])[:, :d_in],
-        }
+        trimmed = {"W_dec": grads["W_dec"][:, :d_in], "x_hat": grads["x_hat"][:, :d_in]}
+        return {**grads, **trimmed, "b_dec": grads["b_dec"][:d_in]}
 
 
 class TopKSAE(_TopKBase):
@@ -389,11 +272,13 @@ class TopKSAE(_TopKBase):
 
     name: ClassVar[str] = "sae_lens.topk"
     cls: ClassVar[str] = "TopKTrainingSAE"
+    loss_rows: ClassVar[tuple[str, ...]] = ("topk_total_loss", "topk_loss_gradients")
 
     def topk(self, z: Tensor, *, k: int) -> Tensor:
         return cast(Tensor, _saes().topk_sae.TopK(k)(z))
 
     def decode_sparse(self, values: Tensor, indices: Tensor, W_dec: Tensor, b_dec: Tensor) -> Tensor:
+        """The COO tensor SAELens's `TopK(use_sparse_activations=True)` builds, then `decode`."""
         batch, k = values.shape
         rows = torch.arange(batch, device=values.device).repeat_interleave(k)
         coo = torch.sparse_coo_tensor(
@@ -404,32 +289,6 @@ class TopKSAE(_TopKBase):
         )
         return self.decode(coo, W_dec, b_dec)
 
-    def topk_total_loss(
-        self,
-        x: Tensor,
-        W_enc: Tensor,
-        b_enc: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        *,
-        k: int,
-        l1_coefficient: float,
-    ) -> Tensor:
-        return self._loss(x, W_enc, b_enc, W_dec, b_dec, k, l1_coefficient)
-
-    def topk_loss_gradients(
-        self,
-        x: Tensor,
-        W_enc: Tensor,
-        b_enc: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        *,
-        k: int,
-        l1_coefficient: float,
-    ) -> dict[str, Tensor]:
-        return self._gradients(x, W_enc, b_enc, W_dec, b_dec, k, l1_coefficient)
-
 
 class BatchTopKSAE(_TopKBase):
     """`BatchTopKTrainingSAE` (default `rescale_acts_by_decoder_norm=True`), `BatchTopK`, and the
@@ -437,6 +296,7 @@ class BatchTopKSAE(_TopKBase):
 
     name: ClassVar[str] = "sae_lens.batchtopk"
     cls: ClassVar[str] = "BatchTopKTrainingSAE"
+    loss_rows: ClassVar[tuple[str, ...]] = ("batchtopk_total_loss", "batchtopk_loss_gradients")
     # BatchTopKTrainingSAEConfig: "The threshold is updated using an exponential moving average of the
     # minimum positive activation value" (sae_lens/saes/batchtopk_sae.py).
     claims: ClassVar[Mapping[str, str]] = {**_TopKBase.claims, "update": "ema"}
@@ -451,51 +311,23 @@ class BatchTopKSAE(_TopKBase):
         `n_batches` sets nothing)."""
         d_sae = f.shape[-1]
         W = torch.zeros(d_sae, d_sae, dtype=f.dtype, device=f.device)
-        sae = _build(self.cls, _sae_params(W, W[0], W, W[0]), k=d_sae, topk_threshold_lr=1.0 - beta)
+        sae = self.sae(_params(W, W[0], W, W[0]), k=d_sae, topk_threshold_lr=1.0 - beta)
         sae.topk_threshold = threshold.to(sae.topk_threshold.dtype).clone()  # float64 in SAELens
         sae.update_topk_threshold(f)
         return cast(Tensor, sae.topk_threshold)
 
     def batchtopk_inference(self, z: Tensor, threshold: Tensor) -> Tensor:
+        """The `JumpReLUSAE` of `process_state_dict_for_saving_inference` (threshold = ones_like(b_enc) ·
+        topk_threshold), with W_enc = I and zero biases: its pre-activations are `z`."""
+        eye, zeros = eye_and_zeros(z)
+        saes, dtype = _saes(), str(z.dtype).removeprefix("torch.")
         d_sae = z.shape[-1]
-        eye = torch.eye(d_sae, dtype=z.dtype, device=z.device)
-        zeros = torch.zeros(d_sae, dtype=z.dtype, device=z.device)
-        saes = _saes()
-        dtype = str(z.dtype).removeprefix("torch.")
-        sae = saes.JumpReLUSAE(
-            saes.JumpReLUSAEConfig(d_in=d_sae, d_sae=d_sae, dtype=dtype, device=str(z.device))
-        )
-        # as process_state_dict_for_saving_inference: threshold = ones_like(b_enc) * topk_threshold
+        cfg = saes.JumpReLUSAEConfig(d_in=d_sae, d_sae=d_sae, dtype=dtype, device=str(z.device))
+        sae = saes.JumpReLUSAE(cfg)
         theta = torch.ones_like(zeros) * threshold
         sae.load_state_dict({"W_enc": eye, "b_enc": zeros, "W_dec": eye, "b_dec": zeros, "threshold": theta})
         with torch.no_grad():
             return cast(Tensor, sae.encode(z))
-
-    def batchtopk_total_loss(
-        self,
-        x: Tensor,
-        W_enc: Tensor,
-        b_enc: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        *,
-        k: int,
-        l1_coefficient: float,
-    ) -> Tensor:
-        return self._loss(x, W_enc, b_enc, W_dec, b_dec, k, l1_coefficient)
-
-    def batchtopk_loss_gradients(
-        self,
-        x: Tensor,
-        W_enc: Tensor,
-        b_enc: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        *,
-        k: int,
-        l1_coefficient: float,
-    ) -> dict[str, Tensor]:
-        return self._gradients(x, W_enc, b_enc, W_dec, b_dec, k, l1_coefficient)
 
 
 class JumpReLUSAE(_SAELens):
@@ -504,66 +336,26 @@ class JumpReLUSAE(_SAELens):
 
     name: ClassVar[str] = "sae_lens.jumprelu"
     cls: ClassVar[str] = "JumpReLUTrainingSAE"
+    parameters: ClassVar[Mapping[str, str]] = {**CANONICAL, "theta": "threshold"}
+    loss_rows: ClassVar[tuple[str, ...]] = ("jumprelu_total_loss", "jumprelu_loss_gradients")
     # JumpReLUTrainingSAE: "The threshold is parameterized directly rather than as exp(log_threshold)"
     # (sae_lens/saes/jumprelu_sae.py).
     claims: ClassVar[Mapping[str, str]] = {**_SAELens.claims, "parametrisation": "theta"}
-    # The threshold parameter is float32 in every SAE dtype (module docstring): detect in float32.
+    # The threshold parameter is float32 in every SAE dtype (conformance/sae_lens/README.md): detect
+    # in float32.
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+
+    def build(self, like: Mapping[str, Tensor], *, l0_coefficient: float, bandwidth: float) -> Any:
+        return self.make(like, l0_coefficient=l0_coefficient, jumprelu_bandwidth=bandwidth)
 
     def _decoder_sae(self, W_dec: Tensor, b_dec: Tensor) -> Any:
         zeros = torch.zeros(W_dec.shape[0], dtype=W_dec.dtype, device=W_dec.device)
-        return self._sae(W_dec.T.contiguous(), zeros, W_dec, b_dec, zeros + 1.0, 1.0, 1.0)
-
-    def _sae(
-        self,
-        W_enc: Tensor,
-        b_enc: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        theta: Tensor,
-        l0: float,
-        bandwidth: float,
-    ) -> Any:
-        params = {**_sae_params(W_enc, b_enc, W_dec, b_dec), "threshold": theta}
-        return _build(self.cls, params, l0_coefficient=l0, jumprelu_bandwidth=bandwidth)
+        params = {**_params(W_dec.T.contiguous(), zeros, W_dec, b_dec), "theta": zeros + 1.0}
+        return self.model(params, l0_coefficient=1.0, bandwidth=1.0)
 
     def jumprelu(self, z: Tensor, theta: Tensor) -> Tensor:
         bandwidth = _saes().JumpReLUTrainingSAEConfig.jumprelu_bandwidth  # unused by the forward pass
         return cast(Tensor, _saes().jumprelu_sae.JumpReLU.apply(z, theta, bandwidth, False))
-
-    def jumprelu_total_loss(
-        self,
-        x: Tensor,
-        W_enc: Tensor,
-        b_enc: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        theta: Tensor,
-        *,
-        l0_coefficient: float,
-        bandwidth: float,
-    ) -> Tensor:
-        with torch.no_grad():
-            sae = self._sae(W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient, bandwidth)
-            return cast(Tensor, _step(sae, x).loss)
-
-    def jumprelu_loss_gradients(
-        self,
-        x: Tensor,
-        W_enc: Tensor,
-        b_enc: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        theta: Tensor,
-        *,
-        l0_coefficient: float,
-        bandwidth: float,
-    ) -> dict[str, Tensor]:
-        sae = self._sae(W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient, bandwidth)
-        return _grads(sae, x, (*GRADS, "threshold"))
-
-
-GATED = ("W_enc", "b_gate", "r_mag", "b_mag", "W_dec", "b_dec")
 
 
 class GatedSAE(_SAELens):
@@ -571,57 +363,24 @@ class GatedSAE(_SAELens):
 
     name: ClassVar[str] = "sae_lens.gated"
     cls: ClassVar[str] = "GatedTrainingSAE"
+    parameters: ClassVar[Mapping[str, str]] = {
+        k: k for k in ("W_enc", "b_gate", "r_mag", "b_mag", "W_dec", "b_dec")
+    }
+    loss_rows: ClassVar[tuple[str, ...]] = ("gated_total_loss", "gated_loss_gradients")
 
-    def _sae(
-        self,
-        W_enc: Tensor,
-        b_gate: Tensor,
-        r_mag: Tensor,
-        b_mag: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        l1: float = 1.0,
-    ) -> Any:
-        params = dict(zip(GATED, (W_enc, b_gate, r_mag, b_mag, W_dec, b_dec), strict=True))
-        return _build(self.cls, params, l1_coefficient=l1)
+    def build(self, like: Mapping[str, Tensor], *, l1_coefficient: float = 1.0) -> Any:
+        return self.make(like, l1_coefficient=l1_coefficient)
 
     def gated_encode(
         self, x: Tensor, W_enc: Tensor, b_gate: Tensor, r_mag: Tensor, b_mag: Tensor, b_dec: Tensor
     ) -> tuple[Tensor, Tensor]:
+        """`f`, and `π_gate` as the `hidden_pre` of the magnitude path given the gate's parameters
+        (`r_mag = 0`, `b_mag = b_gate`): `sae_in @ (W_enc * exp(0)) + b_gate`, exactly."""
         W_dec = torch.zeros_like(W_enc.T)
+        arrays = (W_enc, b_gate, r_mag, b_mag, W_dec, b_dec)
+        params = dict(zip(self.parameters, arrays, strict=True))
         with torch.no_grad():
-            f, _ = self._sae(W_enc, b_gate, r_mag, b_mag, W_dec, b_dec).encode_with_hidden_pre(x)
-            gate = self._sae(W_enc, b_gate, torch.zeros_like(r_mag), b_gate, W_dec, b_dec)
+            f, _ = self.model(params).encode_with_hidden_pre(x)
+            gate = self.model({**params, "r_mag": torch.zeros_like(r_mag), "b_mag": b_gate})
             _, pi_gate = gate.encode_with_hidden_pre(x)
         return f, pi_gate
-
-    def gated_total_loss(
-        self,
-        x: Tensor,
-        W_enc: Tensor,
-        b_gate: Tensor,
-        r_mag: Tensor,
-        b_mag: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        *,
-        l1_coefficient: float,
-    ) -> Tensor:
-        with torch.no_grad():
-            sae = self._sae(W_enc, b_gate, r_mag, b_mag, W_dec, b_dec, l1_coefficient)
-            return cast(Tensor, _step(sae, x).loss)
-
-    def gated_loss_gradients(
-        self,
-        x: Tensor,
-        W_enc: Tensor,
-        b_gate: Tensor,
-        r_mag: Tensor,
-        b_mag: Tensor,
-        W_dec: Tensor,
-        b_dec: Tensor,
-        *,
-        l1_coefficient: float,
-    ) -> dict[str, Tensor]:
-        sae = self._sae(W_enc, b_gate, r_mag, b_mag, W_dec, b_dec, l1_coefficient)
-        return _grads(sae, x, GATED)
