@@ -68,7 +68,7 @@ def _arrays(draw: st.DrawFn, dtype: str, *, full: bool) -> tuple[dict[str, np.nd
     shape = draw(rs.shapes(min_batch=2 if full else 1))
     z = draw(rs.arrays((shape.batch, *shape.inst, shape.d_sae), dtype, draw(rs.scales(dtype))))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    fraction = draw(st.sampled_from((0.3, 0.7, 0.0, 1.0)))
+    fraction = draw(st.sampled_from((0.0, 0.3, 0.7, 1.0)))
     dead = (rng.uniform(size=(*shape.inst, shape.d_sae)) < fraction).astype(np.int64)
     k_aux: int = draw(st.integers(1, shape.d_sae + 2))
     values: str = draw(rs.convention("values", oracle_auxk.VALUES))
