@@ -13,10 +13,14 @@ import torch
 from hypothesis.errors import UnsatisfiedAssumption
 from torch import Tensor, nn
 
+from refsae.cases import Case
+from refsae.checking import table
+from refsae.checking.check import compare
 from refsae.conform import conform
 from refsae.conform.adapter import Domain
 from refsae.conform.module_adapter import ModuleAdapter, ParameterMapError
 from refsae.conform.targets import BUILTIN
+from refsae.conventions import Conventions
 
 
 class ToySAE(nn.Module):
@@ -79,30 +83,29 @@ def _case(l1_coefficient: float) -> Any:
     return SimpleNamespace(arrays=arrays, options={"l1_coefficient": l1_coefficient}, dtype="float64")
 
 
+def _oracle_case(l1_coefficient: float) -> Case:
+    """The same case with the toy's conventions named (tied, constrained, sum, l1), for the oracle."""
+    options = {"l1_coefficient": l1_coefficient, "conventions": Conventions()}
+    return Case(_case(l1_coefficient).arrays, options)
+
+
 def test_the_loss_rows_are_written_from_the_declared_build_and_loss() -> None:
+    """The written `total_loss` row is the toy's loss, equal to the oracle's within the row's bound."""
     adapter = Toy()
     assert adapter.operations() == ("total_loss", "loss_gradients")  # only the declared rows
     out = adapter.run("total_loss", _case(0.5))
-    p = _params()
-    sae = ToySAE(3, 5).double()
-    with torch.no_grad():
-        sae.encoder.weight.copy_(p["W_enc"].T), sae.encoder.bias.copy_(p["b_enc"])
-        sae.decoder.weight.copy_(p["W_dec"].T), sae.decoder.bias.copy_(p["b_dec"])
-        expected = sae.loss(torch.ones(2, 3, dtype=torch.float64), 0.5)
-    assert out["loss"] == pytest.approx(float(expected), rel=1e-15)
+    op, case = table.get("total_loss"), _oracle_case(0.5)
+    compare(op, case, op.reference(case), out)  # raises Mismatch beyond the allowed error (TOL-1)
 
 
 def test_gradients_come_back_through_the_map_in_the_canonical_layout() -> None:
+    """The written `loss_gradients` row reads each `.grad` back through the map (transposed back):
+    the oracle's gradients within the row's bounds, in the canonical shapes."""
     grads = Toy().run("loss_gradients", _case(0.5))
-    leaves = {k: v.clone().requires_grad_(True) for k, v in _params().items()}
-    x = torch.ones(2, 3, dtype=torch.float64)
-    f = torch.relu((x - leaves["b_dec"]) @ leaves["W_enc"] + leaves["b_enc"])
-    x_hat = f @ leaves["W_dec"] + leaves["b_dec"]
-    loss = ((x_hat - x) ** 2).sum(-1).mean() + 0.5 * f.abs().sum(-1).mean()
-    loss.backward()
-    for name, leaf in leaves.items():
-        assert grads[name].shape == tuple(leaf.shape)
-        np.testing.assert_allclose(grads[name], leaf.grad.numpy(), rtol=1e-13)  # type: ignore[union-attr]
+    op, case = table.get("loss_gradients"), _oracle_case(0.5)
+    expected = op.reference(case)
+    assert {k: v.shape for k, v in grads.items()} == {k: v.shape for k, v in expected.items()}
+    compare(op, case, expected, grads)
 
 
 def test_a_parameter_map_missing_a_transpose_is_refused_naming_the_parameter() -> None:
