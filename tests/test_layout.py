@@ -127,3 +127,11 @@ def test_no_module_imports_a_private_name_of_another_refsae_module(path: str) ->
             and not node.attr.startswith("__")
         ):
             pytest.fail(f"refsae/{path}: {node.value.id}.{node.attr} reaches into {aliases[node.value.id]}")
+
+
+def test_every_folder_of_python_modules_is_a_package_that_a_wheel_ships() -> None:
+    """A folder without `__init__.py` is a namespace package, which setuptools' `find_packages`
+    (pyproject.toml) leaves out of the wheel although an editable install imports it."""
+    folders = {p.parent for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(str(f.relative_to(ROOT.parent)) for f in folders if not (f / "__init__.py").exists())
+    assert not missing, f"no __init__.py in {missing}"
