@@ -165,3 +165,13 @@ def test_every_peer_adapter_declares_its_domains_on_rows_it_provides() -> None:
             assert set(domain.ops) & set(adapter.operations()), (target, domain.name)
             domains += 1
     assert domains >= 6
+
+
+def test_an_adapter_declaring_loss_rows_without_its_loss_is_refused_when_the_class_is_defined() -> None:
+    with pytest.raises(TypeError, match=r"declares loss_rows \(total_loss\) but no loss$"):
+
+        class NoLoss(ModuleAdapter):
+            loss_rows: ClassVar[tuple[str, ...]] = ("total_loss",)
+
+            def build(self, like: Mapping[str, Tensor], **options: Any) -> Any:
+                return ToySAE(*like["W_enc"].shape)

@@ -108,6 +108,10 @@ class ModuleAdapter(Adapter):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        missing = [hook for hook in ("build", "loss") if getattr(cls, hook) is getattr(ModuleAdapter, hook)]
+        if cls.loss_rows and missing:  # the written rows call both: refuse the class, not a later case
+            rows = ", ".join(cls.loss_rows)
+            raise TypeError(f"{cls.__name__} declares loss_rows ({rows}) but no {' or '.join(missing)}")
         for row in cls.loss_rows:
             if row not in cls.__dict__:
                 setattr(cls, row, _loss_row(row))
