@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 from types import ModuleType
 
+from refsae.checking.equivalence import Equivalence
 from refsae.checking.operation import Operation, by_name
 from refsae.checking.rows import (
     auxk,
@@ -37,7 +38,7 @@ from refsae.checking.rows import (
     training,
 )
 
-__all__ = ["BY_NAME", "FAMILIES", "TABLE", "Operation", "get", "resolve"]
+__all__ = ["BY_NAME", "EQUIVALENCES", "FAMILIES", "TABLE", "Operation", "equivalences_of", "get", "resolve"]
 
 FAMILIES: tuple[ModuleType, ...] = (
     forward,
@@ -94,3 +95,24 @@ def get(name: str) -> Operation:
         return BY_NAME[name]
     except KeyError:
         raise KeyError(f"no operation {name!r}; known: {', '.join(BY_NAME)}") from None
+
+
+def _equivalences() -> tuple[Equivalence, ...]:
+    found = tuple(eq for module in FAMILIES for eq in getattr(module, "EQUIVALENCES", ()))
+    names = [eq.name for eq in found]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate equivalence names: {sorted({n for n in names if names.count(n) > 1})}")
+    for eq in found:
+        unknown = [r for r in eq.rows if r not in BY_NAME]
+        if unknown:
+            raise LookupError(f"equivalence {eq.name!r} names unknown rows {unknown}")
+    return found
+
+
+EQUIVALENCES: tuple[Equivalence, ...] = _equivalences()
+"""Every family's named equivalences (EQ-1), in table order."""
+
+
+def equivalences_of(name: str) -> tuple[Equivalence, ...]:
+    """The equivalences that apply to the row called `name`."""
+    return tuple(eq for eq in EQUIVALENCES if eq.applies(name))
