@@ -13,6 +13,7 @@ import pytest
 
 from refsae.checking import table
 from refsae.checking.check import check
+from refsae.conform import seeds
 from refsae.conform.mutants import MUTANTS, Mutant
 
 POWER = [(m, dtype) for m in MUTANTS.values() for dtype in m.dtypes]
@@ -40,3 +41,12 @@ def test_the_checker_flags_the_mutant_on_its_row(mutant: Mutant, dtype: str) -> 
     assert outcome.failure is not None
     if mutant.output:
         assert f"{op.name} [{dtype}] differs from the oracle at {mutant.output}" in outcome.failure
+
+
+def test_the_seed_measurement_counts_the_seeds_flagged_and_the_first_failing_examples() -> None:
+    """CONF-8: `refsae.conform.seeds` runs a mutant on seeds 1..N and records, per seed, the first
+    failing example (the full 20-seed table is conformance/mutant_seeds.md, too slow for CI)."""
+    row = seeds.measure(MUTANTS["encode_ignores_b_enc"], "float32", 3)
+    assert row.flagged == 3 and row.survived_seeds == []
+    assert all(i is not None and 1 <= i <= row.max_examples for i in row.first_failing)
+    assert "| `encode_ignores_b_enc` | encode | float32 | 100 | 3/3 |" in row.markdown()

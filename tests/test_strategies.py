@@ -1,4 +1,4 @@
-"""The public strategies do what they promise (STR-1..STR-8)."""
+"""The public strategies do what they promise (STR-1..STR-10)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,71 @@ def test_fvu_cases_have_a_variance_certainly_above_zero(dtype: str, data: st.Dat
     """STR-8."""
     case = data.draw(explained_variance_cases(dtype))
     assert variance_is_certain(case.arrays["x"], dtype)
+
+
+def _mean_spread_energy(x: np.ndarray) -> tuple[float, float, float]:
+    """Of one instance's batch (batch, d_in): ‖mean‖ / median ‖x_b − mean‖, the share of the centred
+    batch's energy in its top 4 singular directions, and max / median ‖x_b − mean‖."""
+    mean = x.mean(axis=0)
+    deviation = np.linalg.norm(x - mean, axis=-1)
+    energy = np.linalg.svd(x - mean, compute_uv=False) ** 2
+    median = float(np.median(deviation))
+    return (
+        float(np.linalg.norm(mean)) / median,
+        float(energy[:4].sum() / energy.sum()),
+        float(deviation.max()) / median,
+    )
+
+
+REALISTIC_SHAPES = rs.shapes(min_batch=16).filter(lambda s: s.d_in >= 8)
+
+
+@given(st.sampled_from(DTYPES), st.data())
+def test_realistic_activations_have_a_dominant_shared_mean_and_few_directions(
+    dtype: str, data: st.DataObject
+) -> None:
+    """STR-9: every instance's batch has a mean larger than its typical deviation from it (2, 8 or 32
+    times, nominally) and, centred, lies almost entirely in at most 4 directions; STR-1 holds."""
+    shape = data.draw(REALISTIC_SHAPES)
+    x = data.draw(rs.activations(shape, dtype, data.draw(rs.scales(dtype))))
+    assert x.shape == (shape.batch, *shape.inst, shape.d_in) and np.all(np.isfinite(x))
+    np.testing.assert_array_equal(rs.round_to(x, dtype), x)
+    for index in np.ndindex(shape.inst):
+        ratio, energy, _ = _mean_spread_energy(x[(slice(None), *index)])
+        assert ratio > 1.0 and energy > 0.95, (ratio, energy)
+
+
+def test_inputs_are_realistic_activations_a_fair_share_of_the_time_with_heavy_tails() -> None:
+    """STR-5, STR-9: about a third of the input batches are realistic (low rank once centred, which
+    an iid batch of 8 or more dimensions never is), and a fair share of those have an outlier: an
+    example at least 6 times the median distance from the mean (Student-t codes)."""
+    seen: list[tuple[float, float, float]] = []
+
+    @settings(max_examples=150, derandomize=True, database=None, deadline=None)
+    @given(st.sampled_from(DTYPES), st.data())
+    def draw(dtype: str, data: st.DataObject) -> None:
+        shape = data.draw(REALISTIC_SHAPES)
+        x = data.draw(rs.inputs(shape, dtype))
+        seen.append(_mean_spread_energy(x.reshape(shape.batch, -1, shape.d_in)[:, 0]))
+
+    draw()
+    realistic = [s for s in seen if s[1] > 0.95 and s[0] > 1.0]
+    assert 0.15 < len(realistic) / len(seen) < 0.6, (len(realistic), len(seen))
+    assert sum(s[2] > 6 for s in realistic) >= len(realistic) / 10
+
+
+def test_zero_is_a_minority_of_the_sparsity_coefficients() -> None:
+    """STR-10: λ = 0 is drawn, but rarely enough that the sparsity term is in most cases."""
+    drawn: list[float] = []
+
+    @settings(max_examples=200, derandomize=True, database=None)
+    @given(rs.l1_coefficients(), st.integers(0, 2**20))
+    def draw(lam: float, _: int) -> None:
+        drawn.append(lam)
+
+    draw()
+    assert 0 < drawn.count(0.0) < len(drawn) / 4
+    assert all(lam == 0.0 or (float(np.log2(lam)).is_integer() and -10 <= np.log2(lam) <= 2) for lam in drawn)
 
 
 def test_case_reproduction_is_runnable_python_that_rebuilds_the_arrays() -> None:

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for SAE shapes, parameters and inputs (public API, STR-1..STR-6).
+"""Hypothesis strategies for SAE shapes, parameters and inputs (public API, STR-1..STR-10).
 
 Every array comes out as a float64 NumPy array whose values are exactly representable in the
 target dtype, so the same case feeds the oracle (float64) and an implementation in that dtype
@@ -85,14 +85,16 @@ def shapes(
 ) -> st.SearchStrategy[Shape]:
     """Shapes with d_in, d_sae in 1..max_dim, batch in min_batch..max_batch, and an instance axis
     always (True), never (False) or sometimes (None) (STR-5); never while `instances=False` is pinned
-    (a library without an instance axis, CONF-2) unless the row needs one."""
+    (a library without an instance axis, CONF-2) unless the row needs one. Sometimes: absent or of
+    length 1 a quarter of the time each, of length 2 … max_inst half the time."""
     dims = st.integers(1, max_dim)
     if instance_axis is None and pinned_value("instances") is False:
         instance_axis = False
     inst: st.SearchStrategy[int | None]
     several = st.integers(min(2, max_inst), max_inst)  # n_inst >= 2 is where instance bugs show
     if instance_axis is None:
-        inst = st.none() | st.just(1) | several
+        branches: tuple[st.SearchStrategy[int | None], ...] = (st.none(), st.just(1), several, several)
+        inst = st.integers(0, len(branches) - 1).flatmap(lambda i: branches[i])
     elif instance_axis:
         inst = st.just(1) | several
     else:
@@ -183,13 +185,52 @@ def sae_params(draw: st.DrawFn, shape: Shape, dtype: str) -> dict[str, np.ndarra
     return params
 
 
+INPUT_KINDS = ("iid", "offset", "activations")
+"""The three shapes of an input batch (STR-5, STR-9), each drawn a third of the time."""
+
+MEAN_TO_SPREAD = (2.0, 8.0, 32.0)
+"""‖μ‖ / ‖x_b − μ‖ of realistic activations (STR-9): the shared mean dominates every example."""
+
+ACTIVATION_TAIL = 16.0
+"""Heavy-tailed coordinates (Student-t, 3 degrees of freedom) are clipped at this many units."""
+
+
+@st.composite
+def activations(draw: st.DrawFn, shape: Shape, dtype: str, scale: float) -> np.ndarray:
+    """A batch shaped like a model's activations (STR-9): x_b = μ + Σ_r c_br u_r + ε_b, a large mean
+    shared by the batch (one per instance), a few dominant unit directions u_r (rank 1 … 4) with
+    heavy-tailed codes c_br (Student-t, 3 degrees of freedom, clipped at ±16, occasional outliers),
+    and isotropic noise ε 1/8 of the codes' size; ‖μ‖ is 2, 8 or 32 times the typical ‖x_b − μ‖.
+    Elements of μ are about `scale`, like an iid draw's."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rank = min(draw(st.integers(1, 4)), shape.d_in)
+    ratio = draw(st.sampled_from(MEAN_TO_SPREAD))
+    rng = np.random.default_rng(seed)
+    inst, d = shape.inst, shape.d_in
+    mu = rng.standard_normal((*inst, 1, d))
+    directions = rng.standard_normal((*inst, rank, d))
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    codes = np.clip(rng.standard_t(3, (shape.batch, *inst, rank)), -ACTIVATION_TAIL, ACTIVATION_TAIL)
+    codes *= 0.5 ** np.arange(rank)  # decreasing importance of the directions
+    spread = np.einsum("b...r,...rd->b...d", codes, directions)
+    spread += rng.standard_normal(spread.shape) / (8 * math.sqrt(d))
+    spread *= np.linalg.norm(mu, axis=-1)[None, ..., 0, None] / ratio
+    x = np.moveaxis(mu, -2, 0) + spread
+    return round_to(x * scale, dtype)
+
+
 @st.composite
 def inputs(draw: st.DrawFn, shape: Shape, dtype: str) -> np.ndarray:
-    """A batch x of shape (batch, *inst, d_in); half the time each dimension has its own mean, as
-    real activations do (this is what tells per-dimension from global centring apart, MET-3)."""
+    """A batch x of shape (batch, *inst, d_in), drawn iid (STR-3), iid with each dimension's own mean
+    (STR-5: this is what tells per-dimension from global centring apart, MET-3) or shaped like real
+    activations (STR-9: a dominant shared mean, a few directions, heavy tails), a third of the time
+    each."""
     scale = draw(scales(dtype))
+    kind = draw(st.sampled_from(INPUT_KINDS))
+    if kind == "activations":
+        return draw(activations(shape, dtype, scale))
     x = draw(arrays((shape.batch, *shape.inst, shape.d_in), dtype, scale))
-    if draw(st.booleans()):
+    if kind == "offset":
         offset = draw(arrays((*shape.inst, shape.d_in), dtype, scale * draw(st.sampled_from((1.0, 4.0)))))
         x = round_to(x + offset, dtype)
     return x
@@ -235,9 +276,15 @@ def conventions(
     )
 
 
+L1_COEFFICIENTS: tuple[float, ...] = (0.0, *(2.0**k for k in range(-10, 3)))
+"""λ = 0 or 2^k, k in [−10, 2], each equally likely: zero is one choice in 14 (drawn as one branch of
+two it came half the time, two thirds with hypothesis's bias to the first: the sparsity term, and
+every bug in it, then vanished from most examples; conformance/mutant_seeds.md)."""
+
+
 def l1_coefficients() -> st.SearchStrategy[float]:
-    """Sparsity coefficients λ >= 0: exactly 0 sometimes, otherwise 2^k for k in [-10, 2]."""
-    return st.just(0.0) | st.integers(-10, 2).map(lambda k: 2.0**k)
+    """Sparsity coefficients λ >= 0: exactly 0 sometimes (1 in 14), otherwise 2^k for k in [-10, 2]."""
+    return st.sampled_from(L1_COEFFICIENTS)
 
 
 def kink_margin_b_enc(z0: np.ndarray, b_enc: np.ndarray, margin: np.ndarray, dtype: str) -> np.ndarray:

@@ -5,7 +5,7 @@ Case strategies of the `b_dec` initialisations (INIT-12): data whose median is k
 
 Each case is a batch `x` of shape `(batch, *inst, d_in)` (STR-5 shapes, STR-1 values), of one kind:
 
-- `plain`: `strategies.inputs` (a per-dimension offset half the time);
+- `plain`: `strategies.inputs` (iid, with a per-dimension offset, or shaped like activations, STR-9);
 - `symmetric`: centrally symmetric pairs `c ± v_i`, whose median is the centre `c`;
 - `centre`: the same plus `c` itself, so that the first iterate (the mean) sits on a data point;
 - `mean_point`: plain data plus one more point equal to (the dtype's rounding of) their mean;

@@ -19,10 +19,15 @@ from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.tolerances import Bound, allowed_error, leaf
 from refsae.conventions import RECONSTRUCTION, SPARSITY, Conventions
 
+RECONSTRUCTION_DRAWN = (*RECONSTRUCTION, "fvu")
+"""`fvu` is drawn half the time by `reconstruction_cases`: its cases are the only ones that centre,
+and the ones STR-8 rejects, so at a third it kept a quarter of the examples (measured: the
+uncentred-FVU mutant then went unflagged on 2 of 20 seeds in bfloat16, conformance/mutant_seeds.md)."""
+
 
 @st.composite
 def reconstruction_cases(draw: st.DrawFn, dtype: str) -> Case:
-    reconstruction = draw(rs.convention("reconstruction", RECONSTRUCTION))
+    reconstruction = draw(rs.convention("reconstruction", RECONSTRUCTION_DRAWN))
     shape = draw(rs.shapes(min_batch=2 if reconstruction == "fvu" else 1))
     x = draw(rs.inputs(shape, dtype))
     x_hat = draw(rs.inputs(shape, dtype))

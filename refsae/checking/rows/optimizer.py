@@ -26,7 +26,10 @@ from refsae.oracle.optimizer import PARAMETERS, Arrays
 def adam_moments(
     draw: st.DrawFn, params: dict[str, np.ndarray], dtype: str, fresh: bool
 ) -> dict[str, np.ndarray]:
-    """exp_avg (any sign) and exp_avg_sq (>= 0), zero when `fresh`."""
+    """exp_avg (any sign) and exp_avg_sq (>= 0), zero when `fresh`. A state Adam can reach: where
+    exp_avg_sq is 0 every past gradient was 0, so exp_avg is 0 there too (a non-zero m over v = 0
+    divides by √v̂ + eps ≈ eps as soon as the new gradient is computed as 0, which no first-order
+    bound covers; drawn so, it failed the training step in bfloat16)."""
     out: dict[str, np.ndarray] = {}
     for name, p in params.items():
         if fresh:
@@ -34,8 +37,9 @@ def adam_moments(
             out[f"exp_avg_sq.{name}"] = np.zeros_like(p)
             continue
         scale = draw(rs.scales(dtype))
-        out[f"exp_avg.{name}"] = draw(rs.arrays(p.shape, dtype, scale))
-        out[f"exp_avg_sq.{name}"] = rs.round_to(draw(rs.arrays(p.shape, dtype, scale)) ** 2, dtype)
+        v = rs.round_to(draw(rs.arrays(p.shape, dtype, scale)) ** 2, dtype)
+        out[f"exp_avg.{name}"] = np.where(v == 0, 0.0, draw(rs.arrays(p.shape, dtype, scale)))
+        out[f"exp_avg_sq.{name}"] = v
     return out
 
 

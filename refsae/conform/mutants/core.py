@@ -155,8 +155,13 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("sparsity_ignores_decoder_norm", "sparsity_loss", "LOSS-5",
         "`l1_decoder_norm` computed as plain l1 (the decoder norm ignored)", sparsity_ignores_decoder_norm,
         unseen_by_selftest=CANONICAL_ONLY.format("sparsity=l1_decoder_norm", "l1")),
+    # the bug shows only with two or more instances, and in bfloat16 only where the loss's bound
+    # (about 0.1 of its magnitudes) is below half the loss, i.e. where x_hat does not dominate x:
+    # measured on random seeds, 100 examples missed it on 2 of 80 seeds, 200 on none of 100 (the
+    # latest first flag at example 141) (conformance/mutant_seeds.md)
     Mutant("total_loss_averages_instances", "total_loss", "LOSS-6",
-        "averages the instances' losses instead of summing them", total_loss_averages_instances),
+        "averages the instances' losses instead of summing them", total_loss_averages_instances,
+        max_examples=300),
     Mutant("gradients_without_sparsity_term", "loss_gradients", "GRAD-1",
         "the L1 term's gradient is dropped", gradients_without_sparsity_term),
     Mutant("gradients_with_parallel_component_removed", "loss_gradients", "GRAD-1",

@@ -174,9 +174,13 @@ MUTANTS: tuple[Mutant, ...] = (
         adam_without_bias_correction),
     Mutant("adam_reset_first_moment_only", "adam_reset_latents", "OPT-4",
         "resets exp_avg but not exp_avg_sq", adam_reset_first_moment_only),
+    # the order shows only under decoder=constrained, and in bfloat16 mostly with weight decay (Adam's
+    # update hardly depends on the gradient's scale): measured on random seeds, 100 examples missed
+    # it on 3 of 100 seeds, 200 on none of 100 (the latest first flag at example 150)
+    # (conformance/mutant_seeds.md)
     Mutant("training_step_constraint_before_step", "training_step", "STEP-1",
         "renormalises W_dec before the optimizer step instead of after",
-        training_step_constraint_before_step),
+        training_step_constraint_before_step, max_examples=300),
     Mutant("probabilities_proportional_to_the_loss", "resampling_probabilities", "RES-2",
         "p ∝ ℓ instead of ℓ²", probabilities_proportional_to_the_loss, max_examples=200),
     Mutant("probabilities_zero_loss_gives_zero", "resampling_probabilities", "RES-3",
@@ -199,9 +203,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("geometric_median_coordinate_wise", "geometric_median", "INIT-2",
         "the coordinate-wise median instead of the geometric median", geometric_median_coordinate_wise,
         dtypes=("float32",)),
+    # three steps from the mean fall within INIT-11's bound unless the batch is skewed (three of the
+    # seven kinds of INIT-12 have the mean as median): measured on random seeds, 13% of the examples
+    # flag it (a third of the heavy-tailed STR-9 batches, 4-10% of iid ones) and 100 examples missed
+    # it on 2 of 80 seeds, 200 on none of 100 (the latest first flag at example 127)
+    # (conformance/mutant_seeds.md)
     Mutant("geometric_median_three_iterations", "geometric_median", "INIT-6",
         "stops after three Weiszfeld steps, unconverged", geometric_median_three_iterations,
-        dtypes=("float32",)),
+        dtypes=("float32",), max_examples=300),
     Mutant("b_dec_mean_over_instances_too", "b_dec_mean", "INIT-1",
         "averages over the instances as well as the batch", b_dec_mean_over_instances_too,
         dtypes=("float32",)),
