@@ -1,5 +1,5 @@
 """The metrics (metrics.md): case strategies, error bounds and rows of `l0`, `dead_fraction` and
-`explained_variance`.
+`explained_variance`; the explained variance with a centred residual (`centred_residual`, EQ-6).
 """
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
 from refsae.checking.cases import finish, variance_is_certain
+from refsae.checking.equivalence import Equivalence, calling
 from refsae.checking.operation import Bounds, Operation, Outputs, exact
 from refsae.checking.tolerances import leaf
 
@@ -58,3 +60,12 @@ ROWS = (
         arrays=("x", "x_hat"), outputs=("explained_variance",), cases=explained_variance_cases,
         bounds=explained_variance_bounds),
 )
+
+
+EQUIVALENCES = (
+    Equivalence(name="centred_residual", clause="EQ-6", rows=("explained_variance",),
+        formula="1 − Σ_d var_b(x − x_hat) / Σ_d var_b(x): the residual centred by its batch mean (MET-3 "
+        "divides Σ (x_hat − x)²); sklearn's explained_variance_score, multioutput='variance_weighted'",
+        reference=calling({"explained_variance": oracle.explained_variance_centred_residual})),
+)
+"""The centred-residual explained variance (EQ-6)."""
