@@ -52,6 +52,9 @@ class Equivalence:
     """The rows it applies to."""
     reference: Reference
     kind: EquivalenceKind = "convention"
+    about: tuple[str, ...] = ()
+    """The spec clauses whose definition it reparametrises (CON-1 for an eps in the renormalisation):
+    a finding under it marks those of the row's clauses; empty: every clause the failure marks."""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     """Default parameters of `reference` (an adapter may declare others, e.g. a library's target L0)."""
 

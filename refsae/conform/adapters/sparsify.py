@@ -10,6 +10,7 @@ from typing import Any, ClassVar, cast
 import torch
 
 from refsae.conform.adapter import Domain
+from refsae.conform.domains import unit_rows
 from refsae.conform.module_adapter import ModuleAdapter, backward_to, library, pad
 
 Tensor = torch.Tensor
@@ -30,6 +31,7 @@ class SparseCoder(ModuleAdapter):
     }  # fmt: skip
     loss_rows: ClassVar[tuple[str, ...]] = ("topk_total_loss", "topk_loss_gradients")
     domains: ClassVar[tuple[Domain, ...]] = (
+        unit_rows("sparsify's Trainer calls set_decoder_norm_to_unit_norm before remove_gradient_parallel_to_decoder_directions"),
         Domain(
             "l1_coefficient_zero",
             "sparsify's loss (fvu) has no sparsity term (TOPK-6's default)",
