@@ -151,10 +151,10 @@ def run_conform(args: argparse.Namespace) -> int:
     for f in report.findings:
         if f.verdict not in ("pass", "unsupported"):
             first = f.message.splitlines()[0] if f.message else f.detail
-            known = f" [{f.known}]" if f.known else ""
+            mark = f" [{f.known}]" if f.known else ""
             label = finding_heading(f)
             label = label[: len(f.verdict)].upper() + label[len(f.verdict) :]
-            print(f"{label}{known} {f.operation} ({', '.join(f.clauses)}): {first}")
+            print(f"{label}{mark} {f.operation} ({', '.join(f.clauses)}): {first}")
     for op in report.fixed:
         print(f"FIXED {op}: a known bug that no longer reproduces")
     print(f"{report.target}: {counts(report.verdicts)} ({report.seconds:.1f} s)")

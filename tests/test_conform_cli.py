@@ -43,7 +43,9 @@ def test_a_failing_target_exits_1_and_prints_each_failing_clause(
     assert "BUG (generic) encode (ENC-1, " in captured.out
     assert "1 pass, 1 bug" in captured.out  # operations: decode passes, encode has a bug
     text = md.read_text()
-    assert "## `encode`: bug (generic)" in text and "Reproduction:" in text and "oracle_outputs('encode'" in text
+    assert (
+        "## `encode`: bug (generic)" in text and "Reproduction:" in text and "oracle_outputs('encode'" in text
+    )
     assert "> **ENC-1** " in text  # the clause it is about, quoted
     assert "detecting the conventions of encode" in captured.err  # progress while it runs
 
@@ -145,7 +147,9 @@ def test_the_pytest_plugin_reports_a_failing_clause_with_its_reproduction(pytest
     result.stdout.fnmatch_lines(["*bug: DEC-1 (decode)*", "*Reproduction:*", "*oracle_outputs('decode'*"])
 
 
-def test_the_pytest_plugin_passes_a_finding_that_is_not_a_bug_unless_strict(pytester: pytest.Pytester) -> None:
+def test_the_pytest_plugin_passes_a_finding_that_is_not_a_bug_unless_strict(
+    pytester: pytest.Pytester,
+) -> None:
     """CONF-12: a precision finding passes (its verdict in the test's properties); `--refsae-strict`
     fails it."""
     args = [

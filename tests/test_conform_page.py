@@ -30,7 +30,9 @@ def _known(tmp: Path, **fields: object) -> KnownFinding:
     return KnownFinding(library="lib", folder=tmp, **fields)  # type: ignore[arg-type]
 
 
-def test_the_card_shows_each_bug_with_its_library_only_reproduction_and_other_findings_apart(tmp_path: Path) -> None:
+def test_the_card_shows_each_bug_with_its_library_only_reproduction_and_other_findings_apart(
+    tmp_path: Path,
+) -> None:
     """CONF-19: counts by verdict; a bug with its file and line, default reach, fix, upstream, the
     quoted clause and the library-only script inlined; other verdicts in their own table."""
     (tmp_path / "repro").mkdir()

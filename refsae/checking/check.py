@@ -30,7 +30,13 @@ class Mismatch(AssertionError):
     """An implementation's output is outside the allowed error of the oracle's (CHK-2)."""
 
     def __init__(
-        self, message: str, *, output: str = "", error: float = 0.0, expected: float = 0.0, non_finite: bool = False
+        self,
+        message: str,
+        *,
+        output: str = "",
+        error: float = 0.0,
+        expected: float = 0.0,
+        non_finite: bool = False,
     ) -> None:
         super().__init__(message)
         self.output, self.error, self.expected, self.non_finite = output, error, expected, non_finite
@@ -81,7 +87,10 @@ def compare(
     with magnitude_floor(case.dtype):
         bounds = op.bounds(case, expected)
         if working and op.working_bounds is not None:
-            bounds = {**bounds, **{k: b for k, b in op.working_bounds(case, expected).items() if bounds.get(k) is None}}
+            bounds = {
+                **bounds,
+                **{k: b for k, b in op.working_bounds(case, expected).items() if bounds.get(k) is None},
+            }
     worst_ratio, worst = 0.0, ""
     absent = pinned_value("absent")  # a library without b_dec has no gradient of it (CONF-11)
     for name in op.outputs:

@@ -114,4 +114,6 @@ def clause_text(clause: str) -> str:
 
 if __name__ == "__main__":  # python -m refsae.checking.clauses: regenerate clause_texts.json
     root = Path(__file__).resolve().parents[2]
-    TEXTS.write_text(json.dumps(texts(root), indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    TEXTS.write_text(
+        json.dumps(texts(root), indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
+    )

@@ -43,7 +43,7 @@ class Equivalence:
     """One named equivalence of one or more rows (EQ-1)."""
 
     name: str
-    """Short identifier, as reports print it: `l1_batch_sum`, `norm_plus_eps(1e-6)`, `threshold_at_or_above`."""
+    """Short identifier, as reports print it: `l1_batch_sum`, `norm_plus_eps(1e-6)` …"""
     formula: str
     """How it relates to the spec, for a reader: "l1 with λ' = λ·B"."""
     clause: str
@@ -61,7 +61,9 @@ class Equivalence:
     def applies(self, operation: str) -> bool:
         return operation in self.rows
 
-    def outputs(self, op: Any, case: Case, parameters: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    def outputs(
+        self, op: Any, case: Case, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
         """The row's float64 outputs under this equivalence."""
         params = {**self.parameters, **(parameters or {})}
         return {k: np.asarray(v, dtype=np.float64) for k, v in self.reference(op, case, params).items()}

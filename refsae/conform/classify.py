@@ -60,7 +60,9 @@ def _run(engine: Engine, op: Operation, dtype: str, pins: dict[str, object], **k
         )
 
 
-def _reference(eq: Equivalence, op: Operation, params: dict[str, Any]) -> Callable[[Case], dict[str, np.ndarray]]:
+def _reference(
+    eq: Equivalence, op: Operation, params: dict[str, Any]
+) -> Callable[[Case], dict[str, np.ndarray]]:
     return lambda case: eq.outputs(op, case, params)
 
 
@@ -122,7 +124,9 @@ def _precision(
     return found
 
 
-def judge(engine: Engine, op: Operation, v: RowVerdict, pins: dict[str, object], *, contradicted: bool) -> None:
+def judge(
+    engine: Engine, op: Operation, v: RowVerdict, pins: dict[str, object], *, contradicted: bool
+) -> None:
     """Set `v.verdict` and its evidence from the check under the spec (`v.outcomes`)."""
     failing = [o for o in v.outcomes if o.status in ("fail", "error")]
     if v.status == "pass":
@@ -141,11 +145,11 @@ def judge(engine: Engine, op: Operation, v: RowVerdict, pins: dict[str, object],
     params = dict(engine.adapter.equivalence_parameters)
     equivalences = table.equivalences_of(op.name)
     for kind in ("convention", "tie"):
-        for eq in (e for e in equivalences if e.kind == kind):
-            if _passes(engine, op, dtypes, pins, reference=_reference(eq, op, params)):
-                v.verdict, v.equivalence = kind, eq.name
-                v.clauses = row_clauses(engine, op, v, eq.about)
-                v.detail = f"{eq.name}: {eq.formula} ({eq.clause})"
+        for alternative in (e for e in equivalences if e.kind == kind):
+            if _passes(engine, op, dtypes, pins, reference=_reference(alternative, op, params)):
+                v.verdict, v.equivalence = kind, alternative.name
+                v.clauses = row_clauses(engine, op, v, alternative.about)
+                v.detail = f"{alternative.name}: {alternative.formula} ({alternative.clause})"
                 return
     for domain in engine.adapter.preconditions(op.name):
         if _passes(engine, op, dtypes, pins, prepare=domain.project):
@@ -157,13 +161,21 @@ def judge(engine: Engine, op: Operation, v: RowVerdict, pins: dict[str, object],
             )
             return
     if failing and not any(o.status == "error" for o in failing):
-        for eq in (None, *(e for e in equivalences if e.kind == "convention")):
+        candidates: tuple[Equivalence | None, ...] = (
+            None,
+            *(e for e in equivalences if e.kind == "convention"),
+        )
+        for eq in candidates:
             kw = {} if eq is None else {"reference": _reference(eq, op, params)}
             working = _precision(engine, op, failing, pins, **kw)
             if working is None:
                 continue
-            units = ", ".join(f"{d} call: {w} arithmetic, error {_units(o, w)} u_{w}"
-                              for o in failing for d, w in working.items() if d == o.dtype)
+            units = ", ".join(
+                f"{d} call: {w} arithmetic, error {_units(o, w)} u_{w}"
+                for o in failing
+                for d, w in working.items()
+                if d == o.dtype
+            )
             v.working = working
             if eq is None:
                 v.verdict = "precision"

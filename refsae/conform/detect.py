@@ -17,7 +17,6 @@ from itertools import product
 from typing import Any
 
 import numpy as np
-
 from hypothesis import settings
 
 from refsae.cases import Case
@@ -83,7 +82,9 @@ def detect(
     params = dict(adapter.equivalence_parameters)
     alternatives: list[tuple[str, Callable[[Case], dict[str, np.ndarray]] | None]] = [("", None)]
     alternatives += [
-        (eq.name, _reference(eq, op, params)) for eq in table.equivalences_of(op.name) if eq.kind == "convention"
+        (eq.name, _reference(eq, op, params))
+        for eq in table.equivalences_of(op.name)
+        if eq.kind == "convention"
     ]
     for name, reference in alternatives:
         for combo in product(*(candidates[a] for a in axes)):
@@ -110,5 +111,7 @@ def detect(
     return detection
 
 
-def _reference(eq: Equivalence, op: Operation, params: dict[str, Any]) -> Callable[[Case], dict[str, np.ndarray]]:
+def _reference(
+    eq: Equivalence, op: Operation, params: dict[str, Any]
+) -> Callable[[Case], dict[str, np.ndarray]]:
     return lambda case: eq.outputs(op, case, params)

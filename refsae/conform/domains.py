@@ -31,5 +31,11 @@ def with_unit_rows(case: Case) -> Case:
 def unit_rows(reason: str, ops: tuple[str, ...] = ("remove_parallel_component",)) -> Domain:
     """The precondition that the decoder's rows are unit vectors (PAR-2's shortcut is then PAR-1)."""
     return Domain(
-        "unit_rows", reason, ops, has_unit_rows, kind="precondition", project=with_unit_rows, about=("PAR-1", "PAR-2")
+        "unit_rows",
+        reason,
+        ops,
+        has_unit_rows,
+        kind="precondition",
+        project=with_unit_rows,
+        about=("PAR-1", "PAR-2"),
     )

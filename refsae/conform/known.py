@@ -23,15 +23,20 @@ lists whose row no longer has a `bug` verdict is `fixed` (its operation is in `R
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from refsae.conform.report import Report
 from refsae.conform.verdicts import SEVERITIES, VERDICTS
 
-__all__ = ["KnownFinding", "annotate", "load", "load_all"]
+__all__ = ["KnownFinding", "annotate", "load", "load_all", "verify"]
 
 _KEYS = frozenset({
     "target", "operation", "summary", "verdict", "clauses", "severity", "default", "source", "fix",
@@ -118,3 +123,47 @@ def annotate(report: Report, known: list[KnownFinding]) -> None:
         f.known = "known" if f.operation in listed and (f.verdict != "bug" or f.operation in bugs) else "new"
     verdicts = {f.operation: f.verdict for f in report.findings}
     report.fixed = sorted(op for op in bugs if op in verdicts and verdicts[op] not in ("bug", "error"))
+
+
+def verify(folder: Path, python: str = sys.executable) -> dict[str, dict[str, object]]:
+    """Run every bug's library-only reproduction of `folder/findings.toml` with `python` (the
+    library's venv) and return, per script, its exit status and last line: 1 and `BUG REPRODUCED`
+    while the bug is there, 0 and `fixed` once it is gone (CONF-19)."""
+    results: dict[str, dict[str, object]] = {}
+    for k in load(folder / "findings.toml"):
+        path = k.repro_path
+        if k.verdict != "bug" or path is None:
+            continue
+        done = subprocess.run([python, str(path)], capture_output=True, text=True, timeout=600, check=False)
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        results[k.repro] = {"exit": done.returncode, "last_line": lines[-1] if lines else ""}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m refsae.conform.known conformance/LIBRARY`: run the library's reproductions in this
+    interpreter (its venv) and write `conformance/LIBRARY/repro/results.json` with the library's version."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not (Path(args[0]) / "findings.toml").is_file():
+        print("usage: python -m refsae.conform.known conformance/LIBRARY", file=sys.stderr)
+        return 2
+    folder = Path(args[0])
+    results = verify(folder)
+    versions = {}
+    lines = (folder / "requirements.txt").read_text().splitlines()
+    names = [re.split(r"[<>=!~\[; ]", line.strip())[0] for line in lines if line.strip() and line[0] != "#"]
+    for name in [*names, "torch", "numpy"]:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    (folder / "repro").mkdir(exist_ok=True)
+    out = {"versions": versions, "results": results}
+    (folder / "repro" / "results.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    for script, r in results.items():
+        print(f"{script}: exit {r['exit']}, {r['last_line']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -46,7 +46,10 @@ def report_markdown(report: Report) -> str:
     for d in report.domains:
         lines += [f"Declared {d['kind']} `{d['name']}` on {d['ops']}: {d['reason']}.", ""]
     if report.fixed:
-        lines += ["Fixed (known bugs that no longer reproduce): " + ", ".join(f"`{o}`" for o in report.fixed), ""]
+        lines += [
+            "Fixed (known bugs that no longer reproduce): " + ", ".join(f"`{o}`" for o in report.fixed),
+            "",
+        ]
     seen = sorted({c.status for c in report.clauses} | {f.verdict for f in report.findings})
     lines += ["Verdicts: " + "; ".join(f"`{v}`: {MEANING[v]}" for v in seen if v in MEANING) + ".", ""]
     lines += [
@@ -63,7 +66,7 @@ def report_markdown(report: Report) -> str:
             continue
         known = f" — {f.known}" if f.known else ""
         lines += ["", f"## `{f.operation}`: {finding_heading(f)}{known}", ""]
-        lines += quoted(f.clauses, texts) + [""]
+        lines += [*quoted(f.clauses, texts), ""]
         if f.severity:
             lines += [f"Severity: {f.severity} ({SEVERITIES[f.severity]}).", ""]
         if f.detail:

@@ -106,28 +106,52 @@ def _matrix(reports: list[Report]) -> list[str]:
     return lines
 
 
+def _verified(k: KnownFinding) -> str:
+    """`, run by nox: exit 1, BUG REPRODUCED (saev 0.1.0, torch 2.13.0+cpu)` from repro/results.json."""
+    path = k.folder / "repro" / "results.json"
+    if not path.is_file():
+        return ""
+    data = json.loads(path.read_text())
+    result = data.get("results", {}).get(k.repro)
+    if result is None:
+        return ""
+    versions = ", ".join(f"{n} {v}" for n, v in sorted(data.get("versions", {}).items()))
+    return f"; last run: exit {result['exit']}, `{result['last_line']}` ({versions})"
+
+
 def _script(k: KnownFinding) -> list[str]:
     path = k.repro_path
     if path is None or not path.is_file():
         return [f"*Reproduction `{k.repro}` missing.*" if k.repro else "*No library-only reproduction yet.*"]
     text = path.read_text(encoding="utf-8").strip()
     where = f"conformance/{k.library}/{k.repro}"
-    head = [f"Reproduction with the library alone (`{where}`; exits 1 while the bug is there):", ""]
+    head = [
+        f"Reproduction with the library alone (`{where}`; exits 1 while the bug is there){_verified(k)}:",
+        "",
+    ]
     if len(text.splitlines()) > REPRODUCTION_LINES:
         return [*head[:-1], f" {len(text.splitlines())} lines, not inlined."]
     return [*head, "<details><summary>reproduction</summary>", "", "```python", text, "```", "", "</details>"]
 
 
+UNTRIAGED = "(not in the known-findings file; not yet triaged)."
+REACH = {
+    True: "the default configuration reaches it",
+    False: "the default configuration does not reach it",
+    None: "default reach not stated",
+}
+
+
 def _bug(k: KnownFinding, f: Finding | None, texts: dict[str, str]) -> list[str]:
     severity = k.severity or (f.severity if f else "")
-    reach = {True: "the default configuration reaches it", False: "the default configuration does not reach it",
-             None: "default reach not stated"}[k.default]  # fmt: skip
+    reach = REACH[k.default]
     suite = "found by hand; the suite's cases do not reach it" if k.by_hand else ""
-    head = f"- **`{k.target}` · `{k.operation}`** — bug ({severity or '?'}: {SEVERITIES.get(severity, '')}); {reach}"
+    what = f"bug ({severity or '?'}: {SEVERITIES.get(severity, '')})"
+    head = f"- **`{k.target}` · `{k.operation}`** — {what}; {reach}"
     lines = [head + (f"; {suite}" if suite else "") + ".", ""]
     body = [k.summary, ""]
     clauses = list(k.clauses) or (f.clauses if f else [])
-    body += quoted(clauses, texts) + [""] if clauses else []
+    body += [*quoted(clauses, texts), ""] if clauses else []
     if k.source:
         body += [f"Where: `{k.source}`.", ""]
     if k.fix:
@@ -145,34 +169,47 @@ def _card(library: str, reports: list[Report], known: list[KnownFinding], texts:
     version = ", ".join(sorted({f"{r.library} {r.library_version}".strip() for r in reports}))
     counts = _count([f for r in reports for f in r.findings])
     lines = [f"### {library} ({version})", ""]
-    lines += ["**" + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + "** over "
-              f"{len(reports)} target{'s' * (len(reports) > 1)} ({', '.join(f'`{r.target}`' for r in reports)}).", ""]  # fmt: skip
-    lines += [k.summary for k in mine if not k.operation] + ([""] if any(not k.operation for k in mine) else [])
+    names = ", ".join(f"`{r.target}`" for r in reports)
+    total = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    lines += [f"**{total}** over {len(reports)} target{'s' * (len(reports) > 1)} ({names}).", ""]
+    lines += [k.summary for k in mine if not k.operation] + (
+        [""] if any(not k.operation for k in mine) else []
+    )
     bugs = [k for k in mine if k.verdict == "bug" and (k.by_hand or findings.get((k.target, k.operation)))]
     bugs = [k for k in bugs if k.by_hand or findings[(k.target, k.operation)].verdict in ("bug", "error")]
-    new = [(t, f) for (t, _), f in findings.items() if f.verdict in ("bug", "error") and (t, f.operation) not in
-           {(k.target, k.operation) for k in bugs}]  # fmt: skip
+    listed = {(k.target, k.operation) for k in bugs}
+    new = [
+        (t, f) for (t, op), f in findings.items() if f.verdict in ("bug", "error") and (t, op) not in listed
+    ]
     if bugs or new:
         lines += ["#### Bugs", ""]
         for k in bugs:
             lines += _bug(k, findings.get((k.target, k.operation)), texts)
         for target, f in new:
-            lines += [f"- **`{target}` · `{f.operation}`** — {finding_heading(f)}, **new** (not in the "
-                      "known-findings file; not yet triaged).", "", "  " + (f.message.splitlines() or [""])[0],
-                      "", f"  Suite's reproduction: `conformance/reports/{target}.md`.", ""]  # fmt: skip
+            first = (f.message.splitlines() or [""])[0]
+            lines += [
+                f"- **`{target}` · `{f.operation}`** — {finding_heading(f)}, **new** " + UNTRIAGED,
+                "",
+                f"  {first}",
+                "",
+                f"  Suite's reproduction: `conformance/reports/{target}.md`.",
+                "",
+            ]
     fixed = [(r.target, op) for r in reports for op in r.fixed]
     if fixed:
-        lines += ["#### Fixed", "", "Known bugs that no longer reproduce: "
-                  + ", ".join(f"`{t}` · `{op}`" for t, op in fixed) + ".", ""]  # fmt: skip
+        gone = ", ".join(f"`{t}` · `{op}`" for t, op in fixed)
+        lines += ["#### Fixed", "", f"Known bugs that no longer reproduce: {gone}.", ""]
     others = [(t, f) for (t, _), f in findings.items() if f.verdict not in ("bug", "error")]
     if others:
-        lines += ["#### Other findings (not bugs)", "", "| target | operation | verdict | on | explanation |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["#### Other findings (not bugs)", "", "| target | operation | verdict | on | explanation |"]
+        lines.append("|---|---|---|---|---|")
         for target, f in others:
-            k = by_key.get((target, f.operation))
-            text = k.summary if k else "*Not yet explained.*"
+            entry = by_key.get((target, f.operation))
+            text = entry.summary if entry else "*Not yet explained.*"
             on = ", ".join(f.clauses) or "—"
-            lines.append(f"| `{target}` | `{f.operation}` | {finding_heading(f)} | {on} | {f.detail}. {text} |")
+            lines.append(
+                f"| `{target}` | `{f.operation}` | {finding_heading(f)} | {on} | {f.detail}. {text} |"
+            )
         lines.append("")
     return lines
 
@@ -184,7 +221,9 @@ def render(reports: list[Report], known: list[KnownFinding]) -> str:
     texts = {c.clause: c.text for r in reports for c in r.clauses if c.text}
     profiles = sorted({r.profile for r in reports})
     libraries = sorted({r.library for r in reports if r.target != "refsae"})
-    folders = sorted({k.library for k in known} | {r.target.split(".")[0] for r in reports if r.target != "refsae"})
+    folders = sorted(
+        {k.library for k in known} | {r.target.split(".")[0] for r in reports if r.target != "refsae"}
+    )
     legend = [f"- `{v}`: {MEANING[v]}." for v in VERDICTS]
     lines = [
         "# Conformance of SAE libraries",

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from refsae import __version__
 from refsae.checking import profiles, table
 from refsae.checking.check import Outcome, check
+from refsae.checking.clauses import clause_text
 from refsae.checking.operation import Operation
 from refsae.conform.adapter import Adapter
+from refsae.conform.classify import judge, judge_error
 from refsae.conform.detect import Detection, detect
 from refsae.conform.report import ClauseResult, Finding, Report
-from refsae.conform.verdicts import FINDINGS
-from refsae.checking.clauses import clause_text
-from refsae.conform.classify import judge, judge_error
 from refsae.conform.repro import snippet
+from refsae.conform.verdicts import FINDINGS
 from refsae.conventions import AXES, CLAUSES, pinned
 
 EXAMPLES = {"dev": 10, "ci": 25, "thorough": 200}
@@ -58,6 +58,7 @@ class RowVerdict:
     working: dict[str, str] = field(default_factory=dict)
     """Failing dtype -> the working precision it passes at (precision)."""
     domain: str = ""
+
 
 class Engine:
     """Runs operations for one adapter, caching each verdict (the pytest plugin asks lazily).
@@ -253,7 +254,9 @@ class Engine:
         notes = [detection.note()] if detection is not None and detection.note() else []
         if unmatched:
             claim = ", ".join(f"{a}={pins[a]}" for a in unmatched)
-            notes.append(f"matches no named convention or equivalence on {', '.join(unmatched)}; checked as {claim}")
+            notes.append(
+                f"matches no named convention or equivalence on {', '.join(unmatched)}; checked as {claim}"
+            )
             v.status = "fail" if v.status == "pass" else v.status
         if contradicted:
             said = ", ".join(f"{a}={self.claims[a]}" for a in contradicted)
@@ -309,10 +312,17 @@ class Engine:
                 pass
             elif clause in excluded:
                 d = excluded[clause]
-                status, message = "unsupported", f"only cases outside the scope {d.name} exercise {clause}: {d.reason}"
+                status, message = (
+                    "unsupported",
+                    f"only cases outside the scope {d.name} exercise {clause}: {d.reason}",
+                )
             elif clause not in v.clauses:
                 status = "pass"
-                message = "" if v.verdict == "pass" else f"holds; the row's {v.verdict} is about {', '.join(v.clauses)}"
+                message = (
+                    ""
+                    if v.verdict == "pass"
+                    else f"holds; the row's {v.verdict} is about {', '.join(v.clauses)}"
+                )
             owner = next(((a, n) for (a, n), c in CLAUSES.items() if c == clause), None)
             if status == "pass" and owner is not None and owner[0] in names:
                 axis, name = owner

@@ -138,7 +138,9 @@ def false_alarm_run(profile: str | None = None, seed: int | None = None) -> list
     """The findings of the correct adapter, as `CLAUSE (operation): verdict` (must be none)."""
     report = conform(correct(), profile=profile, seed=seed)
     return [
-        f"{c.clause} ({c.operation}): {c.status}" for c in report.clauses if c.status not in ("pass", "unsupported")
+        f"{c.clause} ({c.operation}): {c.status}"
+        for c in report.clauses
+        if c.status not in ("pass", "unsupported")
     ]
 
 

@@ -36,13 +36,13 @@ FINDINGS: frozenset[str] = frozenset({"bug", "error", "convention", "precision",
 
 SEVERITIES: dict[str, str] = {
     "generic": "a wrong value on generic inputs",
-    "degenerate": "NaN, inf or a crash on a degenerate input (a zero row, a one-point batch, every latent dead …)",
+    "degenerate": "NaN, inf or a crash on a degenerate input (a zero row, one point, every latent dead …)",
 }
 """The severity of a `bug` (CONF-17)."""
 
 MEANING: dict[str, str] = {
     "pass": "agrees with the spec under the detected conventions",
-    "bug": "wrong under every named convention and equivalence, on inputs inside the library's domain (CONF-17)",
+    "bug": "wrong under every named convention and equivalence, inside the library's domain (CONF-17)",
     "error": "the library raised on a valid input that is not degenerate (CONF-17)",
     "convention": "matches a named convention or equivalence of the spec (CONF-13, EQ-1)",
     "precision": "the same mathematics at a lower working precision (CONF-14)",

@@ -37,8 +37,14 @@ from refsae.oracle.forward import decode, pre_activations
 from refsae.oracle.gradients import Gradients, gradients_given_mask
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss
 
-__all__ = ["batchtopk", "batchtopk_inference", "batchtopk_loss_gradients", "batchtopk_min_positive",
-    "batchtopk_total_loss", "batchtopk_update_threshold"]
+__all__ = [
+    "batchtopk",
+    "batchtopk_inference",
+    "batchtopk_loss_gradients",
+    "batchtopk_min_positive",
+    "batchtopk_total_loss",
+    "batchtopk_update_threshold",
+]
 
 ThresholdUpdate = Literal["mean", "ema"]
 THRESHOLD_UPDATES: tuple[str, ...] = OPERATION_AXES["update"]
@@ -108,7 +114,11 @@ def batchtopk_min_positive(f: LatentBatch) -> tuple[PerInstance, Bool[np.ndarray
 
 @typechecked
 def batchtopk_update_threshold(
-    threshold: PerInstance | float, f: LatentBatch, *, n_batches: int, update: ThresholdUpdate = "mean",
+    threshold: PerInstance | float,
+    f: LatentBatch,
+    *,
+    n_batches: int,
+    update: ThresholdUpdate = "mean",
     beta: float = 0.99,
 ) -> PerInstance:
     """The threshold estimate after one more training batch `f` (BTOPK-4, BTOPK-5). `mean`: the
@@ -160,8 +170,15 @@ def _latents(
 
 @typechecked
 def batchtopk_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """LOSS-6 with BatchTopK training latents (BTOPK-3)."""
     check_coefficient("l1_coefficient", l1_coefficient)
@@ -177,8 +194,15 @@ def batchtopk_total_loss(
 
 @typechecked
 def batchtopk_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Gradients:
     """Gradients of `batchtopk_total_loss`: GRAD-1..GRAD-6 with the mask 1[(b, j) selected ∧ z > 0]
     (BTOPK-3); the selection passes no gradient."""

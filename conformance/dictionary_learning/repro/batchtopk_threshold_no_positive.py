@@ -5,13 +5,15 @@
 
 BTOPK-4/BTOPK-5: a batch without a positive latent has no minimum and leaves the estimate unchanged.
 """
+
 import torch
 from dictionary_learning.trainers.batch_top_k import BatchTopKTrainer
 
 
 def trainer(threshold):
-    tr = BatchTopKTrainer(steps=2, activation_dim=2, dict_size=2, k=1, layer=0, lm_name="repro",
-                          warmup_steps=0, device="cpu")
+    tr = BatchTopKTrainer(
+        steps=2, activation_dim=2, dict_size=2, k=1, layer=0, lm_name="repro", warmup_steps=0, device="cpu"
+    )
     tr.threshold_beta = 0.5
     tr.ae.threshold = torch.tensor(threshold)
     return tr

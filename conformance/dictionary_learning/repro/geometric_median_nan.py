@@ -5,6 +5,7 @@ TopKTrainer.update calls it on the first batch to initialise b_dec.
 INIT-2: the geometric median minimises sum_b ||x_b - y||; it is never NaN for finite input; one point
 returns that point. INIT-4: points equal to the iterate are left out of the Weiszfeld step.
 """
+
 import numpy as np
 import torch
 from dictionary_learning.trainers.top_k import geometric_median

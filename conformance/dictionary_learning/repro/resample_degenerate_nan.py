@@ -5,6 +5,7 @@
 RES-13: a dead latent whose v is exactly 0 is left unchanged (never NaN) and not marked resampled.
 RES-14: with no live latent the scale is encoder_scale * 1 = 0.2: W_enc[:, j] = 0.2 * v/||v||.
 """
+
 import numpy as np
 import torch
 from dictionary_learning.trainers import StandardTrainer
@@ -12,16 +13,28 @@ from dictionary_learning.trainers import StandardTrainer
 
 def resample(W_enc, deads, rows):
     torch.manual_seed(0)
-    tr = StandardTrainer(steps=2, activation_dim=2, dict_size=2, layer=0, lm_name="repro",
-                         warmup_steps=0, sparsity_warmup_steps=None, device="cpu")
+    tr = StandardTrainer(
+        steps=2,
+        activation_dim=2,
+        dict_size=2,
+        layer=0,
+        lm_name="repro",
+        warmup_steps=0,
+        sparsity_warmup_steps=None,
+        device="cpu",
+    )
     ae = tr.ae.to(torch.float64)
     with torch.no_grad():
-        ae.encoder.weight.copy_(torch.tensor(W_enc)); ae.encoder.bias.zero_()
+        ae.encoder.weight.copy_(torch.tensor(W_enc))
+        ae.encoder.bias.zero_()
         ae.decoder.weight.copy_(torch.eye(2, dtype=torch.float64))
         ae.bias.copy_(torch.tensor([1.0, 1.0]))  # b_dec != 0: a zero input has a loss > 0 (drawable)
     for p in ae.parameters():  # the Adam state resample_neurons indexes
-        tr.optimizer.state[p] = {"step": torch.tensor(1.0), "exp_avg": torch.zeros_like(p),
-                                 "exp_avg_sq": torch.zeros_like(p)}
+        tr.optimizer.state[p] = {
+            "step": torch.tensor(1.0),
+            "exp_avg": torch.zeros_like(p),
+            "exp_avg_sq": torch.zeros_like(p),
+        }
     deads = torch.tensor(deads)
     tr.resample_neurons(deads, torch.tensor(rows))
     return ae.encoder.weight.detach().numpy(), ae.decoder.weight.detach().numpy(), deads.numpy()
@@ -32,8 +45,7 @@ W_enc = np.array([[1.0, 0.0], [0.3, 0.4]])
 enc, dec, resampled = resample(W_enc, [False, True], np.zeros((1, 2)))
 print("(a) expected: W_enc[:, 1] =", W_enc[1], " W_dec_1 = [0. 1.]  resampled = [False False]")
 print("(a) actual:   W_enc[:, 1] =", enc[1], " W_dec_1 =", dec[:, 1], " resampled =", resampled)
-bug_a = not (np.array_equal(enc[1], W_enc[1]) and np.array_equal(dec[:, 1], [0.0, 1.0])
-             and not resampled[1])
+bug_a = not (np.array_equal(enc[1], W_enc[1]) and np.array_equal(dec[:, 1], [0.0, 1.0]) and not resampled[1])
 
 # (b) both latents dead, both drawn inputs equal to v = (3, 4): RES-14's scale 0.2 * 1
 v = np.array([3.0, 4.0])

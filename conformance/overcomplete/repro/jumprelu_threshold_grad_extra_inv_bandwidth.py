@@ -5,6 +5,7 @@ already return K(u/eps)/eps (rectangle_kernel: 1[|u| <= eps/2] / eps, although i
 
 overcomplete/sae/jump_sae.py:68 (JumpReLU.backward) and :127 (HeavisidePseudoGradient.backward),
 overcomplete/sae/kernels.py:31 (rectangle_kernel)."""
+
 import importlib.util
 import sys
 import types
@@ -17,8 +18,8 @@ spec = importlib.util.find_spec("overcomplete")
 package = types.ModuleType("overcomplete")
 package.__path__ = list(spec.submodule_search_locations)
 sys.modules["overcomplete"] = package
-from overcomplete.sae.jump_sae import heaviside, jump_relu
-from overcomplete.sae.kernels import rectangle_kernel
+from overcomplete.sae.jump_sae import heaviside, jump_relu  # noqa: E402
+from overcomplete.sae.kernels import rectangle_kernel  # noqa: E402
 
 eps, theta0, z0 = 0.5, 1.0, 1.1  # z - theta = 0.1, inside the window |z - theta| < eps/2
 K = float(abs((z0 - theta0) / eps) < 0.5)  # rectangle kernel K(u) = 1[|u| < 1/2]
@@ -33,7 +34,7 @@ for fn in (jump_relu, heaviside):
     actual.append(float(theta.grad[0]))
 actual = np.array(actual)
 print("expected: [d jump_relu/d theta, d heaviside/d theta] =", expected.tolist())  # [-2, -2]
-print("actual:   [d jump_relu/d theta, d heaviside/d theta] =", actual.tolist())    # [-4, -4]
+print("actual:   [d jump_relu/d theta, d heaviside/d theta] =", actual.tolist())  # [-4, -4]
 bug = not np.allclose(actual, expected)
 print("BUG REPRODUCED" if bug else "fixed")
 raise SystemExit(1 if bug else 0)

@@ -3,13 +3,14 @@ BatchTopKTrainingSAE, which inherits it) decodes feature_acts * (1 / ||W_dec_j||
 gives 0 * inf = NaN, and the matmul spreads it to every coordinate of every example's reconstruction,
 even where that latent is not selected. DEC-4: under a normalised decoder a zero row contributes
 nothing, never NaN (SAELens's own get_W_dec_norm clamps the norm at 1e-8)."""
+
 import numpy as np
 import torch
 from sae_lens.saes import TopKTrainingSAE, TopKTrainingSAEConfig
 
 x = np.array([[1.0, 0.5]])
 W_enc, b_enc = np.eye(2), np.zeros(2)
-W_dec, b_dec = np.array([[1.0, 0.0], [0.0, 0.0]]), np.zeros(2)   # row 1 is zero
+W_dec, b_dec = np.array([[1.0, 0.0], [0.0, 0.0]]), np.zeros(2)  # row 1 is zero
 k = 1
 
 # Expected (numpy): SAELens's rescaled TopK (select the k largest z_j ||W_dec_j||, decode

@@ -1,12 +1,13 @@
 """saev 0.1.0: SparseAutoencoder.normalize_w_dec divides every row of W_dec by its norm with no guard,
 so an all-zero row becomes NaN (0/0) instead of staying zero (CON-2; the non-zero rows come out unit,
 CON-1)."""
+
 import numpy as np
 import torch
 from saev.config import SparseAutoencoder as Config
 from saev.nn import SparseAutoencoder
 
-W_dec = np.array([[3.0, 4.0], [0.0, 0.0]])   # d_sae = 2 rows, d_in = 2; row 1 is zero
+W_dec = np.array([[3.0, 4.0], [0.0, 0.0]])  # d_sae = 2 rows, d_in = 2; row 1 is zero
 
 # Expected (numpy): CON-1 w / ||w|| for a non-zero row; CON-2 a zero row stays zero.
 norms = np.linalg.norm(W_dec, axis=1, keepdims=True)

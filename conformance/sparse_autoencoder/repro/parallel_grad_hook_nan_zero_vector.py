@@ -3,10 +3,13 @@ dictionary vector into NaN (PAR-3: a zero row keeps its gradient unchanged).
 
 The hook (autoencoder/components/unit_norm_decoder.py:251) divides the weight by its column norms
 with no guard, so a zero column gives 0/0."""
+
 import numpy as np
 import torch
+import torch.optim.optimizer as _opt
+import torch.serialization as _ser
+import torch.types as _types
 
-import torch.optim.optimizer as _opt, torch.serialization as _ser, torch.types as _types
 if not hasattr(_ser, "FILE_LIKE"):  # torch >= 2.6 renamed two names the library imports
     _ser.FILE_LIKE = _types.FileLike
 if not hasattr(_opt, "params_t"):

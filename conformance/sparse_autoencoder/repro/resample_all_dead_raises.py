@@ -5,9 +5,12 @@ encoder_scale * 1 = 0.2). Two messages, depending on the other components:
   (activation_resampler/activation_resampler.py:191, which takes "all counts 0" for "nothing
   collated yet");
 - another component has activity: "No alive neurons found." (activation_resampler.py:413)."""
-import torch
 
-import torch.optim.optimizer as _opt, torch.serialization as _ser, torch.types as _types
+import torch
+import torch.optim.optimizer as _opt
+import torch.serialization as _ser
+import torch.types as _types
+
 if not hasattr(_ser, "FILE_LIKE"):  # torch >= 2.6 renamed two names the library imports
     _ser.FILE_LIKE = _types.FileLike
 if not hasattr(_opt, "params_t"):

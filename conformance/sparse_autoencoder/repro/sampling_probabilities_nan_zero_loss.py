@@ -3,10 +3,13 @@ component whose every per-example loss is 0 (RES-3: uniform 1/B), and for losses
 their squares underflow (RES-2: computed as q_b^2 / sum q^2 with q = l / max l).
 
 activation_resampler/activation_resampler.py:293-294: loss.pow(2) / loss.pow(2).sum(0)."""
+
 import numpy as np
 import torch
+import torch.optim.optimizer as _opt
+import torch.serialization as _ser
+import torch.types as _types
 
-import torch.optim.optimizer as _opt, torch.serialization as _ser, torch.types as _types
 if not hasattr(_ser, "FILE_LIKE"):  # torch >= 2.6 renamed two names the library imports
     _ser.FILE_LIKE = _types.FileLike
 if not hasattr(_opt, "params_t"):

@@ -3,6 +3,7 @@ non-positive pre-activation (its value is ReLU(z) = 0), i.e. it omits the ReLU m
 
 d_in = d_sae = k = 1, W_enc = W_dec = 1, b_enc = b_dec = 0, x = (1, -1): the second example's only
 latent is selected (k = d_sae) with z = -1, so f = ReLU(z) = 0 and it must pass no gradient."""
+
 import numpy as np
 import torch
 from sparsify import SparseCoder, SparseCoderConfig
@@ -19,14 +20,14 @@ mask = selected & (z > 0)
 f = np.where(mask, z, 0.0)
 x_hat = f @ W_dec + b_dec
 variance = ((x - x.mean(0)) ** 2).sum()
-g_xhat = 2 * (x_hat - x) / variance          # dL/dx_hat
-g_z = (g_xhat @ W_dec.T) * mask              # dL/dz, masked (TOPK-5)
+g_xhat = 2 * (x_hat - x) / variance  # dL/dx_hat
+g_z = (g_xhat @ W_dec.T) * mask  # dL/dz, masked (TOPK-5)
 expected = {"b_enc": g_z.sum(0), "W_enc": (x - b_dec).T @ g_z}
 
 # Actual: the library's own SparseCoder (encode = fused_encoder, decode, fvu) and autograd.
 sae = SparseCoder(1, SparseCoderConfig(num_latents=1, k=k), dtype=torch.float64)
 with torch.no_grad():
-    sae.encoder.weight.copy_(torch.tensor(W_enc.T))   # sparsify stores W_enc transposed
+    sae.encoder.weight.copy_(torch.tensor(W_enc.T))  # sparsify stores W_enc transposed
     sae.encoder.bias.copy_(torch.tensor(b_enc))
     sae.W_dec.copy_(torch.tensor(W_dec))
     sae.b_dec.copy_(torch.tensor(b_dec))

@@ -106,15 +106,28 @@ def remove_parallel_component_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="renormalise_rows",
+    Operation(
+        name="renormalise_rows",
         summary="unit-norm constraint: W_dec_j / ‖W_dec_j‖, zero rows stay zero",
-        clauses=("CON-1", "CON-2"), arrays=("W_dec",), outputs=("W_dec",), cases=renormalise_rows_cases,
-        bounds=renormalise_rows_bounds, edge_clauses=(("CON-2", has_zero_row),),
+        clauses=("CON-1", "CON-2"),
+        arrays=("W_dec",),
+        outputs=("W_dec",),
+        cases=renormalise_rows_cases,
+        bounds=renormalise_rows_bounds,
+        edge_clauses=(("CON-2", has_zero_row),),
         edge_elements={"CON-2": zero_rows_of("W_dec")},
-        fast=fast_constraints.renormalised),
-    Operation(name="remove_parallel_component", summary="g_j − (g_j·w_j / ‖w_j‖²) w_j",
-        clauses=("PAR-1", "PAR-2", "PAR-3"), arrays=("W_dec", "grad_W_dec"), outputs=("grad_W_dec",),
-        cases=remove_parallel_component_cases, bounds=remove_parallel_component_bounds,
-        edge_clauses=(("PAR-3", has_zero_row),), edge_elements={"PAR-3": zero_rows_of("grad_W_dec")},
-        fast=fast_constraints.parallel_removed),
+        fast=fast_constraints.renormalised,
+    ),
+    Operation(
+        name="remove_parallel_component",
+        summary="g_j − (g_j·w_j / ‖w_j‖²) w_j",
+        clauses=("PAR-1", "PAR-2", "PAR-3"),
+        arrays=("W_dec", "grad_W_dec"),
+        outputs=("grad_W_dec",),
+        cases=remove_parallel_component_cases,
+        bounds=remove_parallel_component_bounds,
+        edge_clauses=(("PAR-3", has_zero_row),),
+        edge_elements={"PAR-3": zero_rows_of("grad_W_dec")},
+        fast=fast_constraints.parallel_removed,
+    ),
 )

@@ -61,12 +61,34 @@ def dead_fraction_working_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="l0", summary="mean number of non-zero latents", clauses=("MET-1",), arrays=("f",),
-        outputs=("l0",), cases=latent_cases, bounds=exact("l0"), working_bounds=l0_working_bounds),
-    Operation(name="dead_fraction", summary="fraction of latents that never fired", clauses=("MET-2",),
-        arrays=("fire_counts",), outputs=("dead_fraction",), cases=count_cases,
-        bounds=exact("dead_fraction"), dtypes=("float64",), working_bounds=dead_fraction_working_bounds),
-    Operation(name="explained_variance", summary="1 − FVU with per-dimension centring", clauses=("MET-3",),
-        arrays=("x", "x_hat"), outputs=("explained_variance",), cases=explained_variance_cases,
-        bounds=explained_variance_bounds),
+    Operation(
+        name="l0",
+        summary="mean number of non-zero latents",
+        clauses=("MET-1",),
+        arrays=("f",),
+        outputs=("l0",),
+        cases=latent_cases,
+        bounds=exact("l0"),
+        working_bounds=l0_working_bounds,
+    ),
+    Operation(
+        name="dead_fraction",
+        summary="fraction of latents that never fired",
+        clauses=("MET-2",),
+        arrays=("fire_counts",),
+        outputs=("dead_fraction",),
+        cases=count_cases,
+        bounds=exact("dead_fraction"),
+        dtypes=("float64",),
+        working_bounds=dead_fraction_working_bounds,
+    ),
+    Operation(
+        name="explained_variance",
+        summary="1 − FVU with per-dimension centring",
+        clauses=("MET-3",),
+        arrays=("x", "x_hat"),
+        outputs=("explained_variance",),
+        cases=explained_variance_cases,
+        bounds=explained_variance_bounds,
+    ),
 )

@@ -133,13 +133,24 @@ def has_instance_all_dead(case: Case) -> bool:
 
 
 ROWS = (
-    Operation(name="resample_anthropic",
+    Operation(
+        name="resample_anthropic",
         summary="Anthropic's resampling update given the chosen inputs (plain or centred)",
-        clauses=("RES-10", "RES-11", "RES-12", "RES-13", "RES-14"), arrays=(*PARAMS, "dead", "chosen"),
-        outputs=(*PARAMS, "resampled"), cases=resample_anthropic_cases, bounds=resample_anthropic_bounds,
+        clauses=("RES-10", "RES-11", "RES-12", "RES-13", "RES-14"),
+        arrays=(*PARAMS, "dead", "chosen"),
+        outputs=(*PARAMS, "resampled"),
+        cases=resample_anthropic_cases,
+        bounds=resample_anthropic_bounds,
         example={"centred": True},
-        edge_clauses=(("RES-13", has_zero_direction), ("RES-14", has_instance_all_dead))),
-    Operation(name="resample_simple", summary="the simple resampling update given explicit directions",
-        clauses=("RES-13", "RES-15"), arrays=(*PARAMS, "dead", "directions"),
-        outputs=(*PARAMS, "resampled"), cases=resample_simple_cases, bounds=resample_simple_bounds),
+        edge_clauses=(("RES-13", has_zero_direction), ("RES-14", has_instance_all_dead)),
+    ),
+    Operation(
+        name="resample_simple",
+        summary="the simple resampling update given explicit directions",
+        clauses=("RES-13", "RES-15"),
+        arrays=(*PARAMS, "dead", "directions"),
+        outputs=(*PARAMS, "resampled"),
+        cases=resample_simple_cases,
+        bounds=resample_simple_bounds,
+    ),
 )

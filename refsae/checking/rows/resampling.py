@@ -151,9 +151,15 @@ def has_instance_without_loss(case: Case) -> bool:
 
 
 ROWS = (
-    Operation(name="resampling_probabilities",
+    Operation(
+        name="resampling_probabilities",
         summary="p_b ∝ ℓ_b² over the batch, per instance; uniform where every ℓ_b = 0",
-        clauses=("RES-1", "RES-2", "RES-3"), arrays=("x", "x_hat", "f"), outputs=("probabilities",),
-        cases=resampling_cases, bounds=resampling_probabilities_bounds,
-        example={"loss": "total", "l1_coefficient": 0.5}, edge_clauses=(("RES-3", has_instance_without_loss),)),
+        clauses=("RES-1", "RES-2", "RES-3"),
+        arrays=("x", "x_hat", "f"),
+        outputs=("probabilities",),
+        cases=resampling_cases,
+        bounds=resampling_probabilities_bounds,
+        example={"loss": "total", "l1_coefficient": 0.5},
+        edge_clauses=(("RES-3", has_instance_without_loss),),
+    ),
 )

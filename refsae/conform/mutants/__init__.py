@@ -32,7 +32,9 @@ from refsae.conform.mutants.record import CorrectRefsae, Mutant, MutantImplement
 
 __all__ = ["MUTANTS", "SELFTEST", "CorrectRefsae", "Mutant", "MutantImplementation", "correct"]
 
-MUTANTS: dict[str, Mutant] = {m.name: m for family in (core, training, variants, classified) for m in family.MUTANTS}
+MUTANTS: dict[str, Mutant] = {
+    m.name: m for family in (core, training, variants, classified) for m in family.MUTANTS
+}
 """Every mutant by name, in table order of families (core, training dynamics, variants)."""
 
 SELFTEST: tuple[Mutant, ...] = tuple(m for m in MUTANTS.values() if not m.unseen_by_selftest)

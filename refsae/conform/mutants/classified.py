@@ -20,12 +20,14 @@ def total_loss_l1_summed_over_batch(
     x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, **kw: Any
 ) -> Tensor:
     """The L1 term summed over the batch: the spec's loss with λ' = λ·B (EQ `l1_batch_sum`)."""
-    return rt.total_loss(x, W_enc, b_enc, W_dec, b_dec, **{**kw, "l1_coefficient": kw["l1_coefficient"] * x.shape[0]})
+    return rt.total_loss(
+        x, W_enc, b_enc, W_dec, b_dec, **{**kw, "l1_coefficient": kw["l1_coefficient"] * x.shape[0]}
+    )
 
 
 def renormalise_rows_plus_finfo_eps(W_dec: Tensor) -> Tensor:
     """W_dec_j / (‖W_dec_j‖ + finfo(dtype).eps), as dictionary_learning and sparsify guard it."""
-    norms = torch.linalg.vector_norm(W_dec, dim=-1, keepdim=True)
+    norms: Tensor = torch.linalg.vector_norm(W_dec, dim=-1, keepdim=True)
     return W_dec / (norms + torch.finfo(W_dec.dtype).eps)
 
 
