@@ -43,13 +43,12 @@ def test_every_bug_has_its_severity_reach_source_fix_and_a_library_only_reproduc
     path = k.repro_path
     assert path is not None and path.is_file(), k.repro
     tree = ast.parse(path.read_text())
-    imported = {
-        (n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Import | ast.ImportFrom)
-        for a in (n.names if isinstance(n, ast.Import) else [n])  # type: ignore[attr-defined]
-        if not isinstance(n, ast.ImportFrom) or n.module
-    }
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
     library = {"dictionary_learning", "sparsify", "saev", "sae_lens", "sparse_autoencoder", "overcomplete"}
     allowed = {"numpy", "torch", k.library} | library & {k.library} | set(sys.stdlib_module_names)
     assert "refsae" not in imported and imported <= allowed, imported - allowed
