@@ -150,6 +150,7 @@ def check(
     include: Callable[[Case], bool] | None = None,
     reference: Callable[[Case], dict[str, np.ndarray]] | None = None,
     call_dtype: str | None = None,
+    bounds_dtype: str | None = None,
     prepare: Callable[[Case], Case] | None = None,
     elements: Callable[[Case], dict[str, np.ndarray]] | None = None,
 ) -> Outcome:
@@ -161,7 +162,9 @@ def check(
     The conformance suite's classification (CONF-12..CONF-16) checks variants of the row: against
     `reference` (an equivalence's outputs) instead of the oracle's; with the cases drawn and the
     bounds taken in `dtype` (the working precision) but the implementation called in `call_dtype`
-    (float32 arithmetic inside a float64 call); on the cases `prepare` maps into a declared domain."""
+    (float32 arithmetic inside a float64 call), or with the bounds of `bounds_dtype` (inputs that the
+    library stores in `dtype`, the rest computed in `bounds_dtype`); on the cases `prepare` maps
+    into a declared domain."""
     outcome = Outcome(op.name, dtype, impl.name, clauses=op.clauses)
     last: list[Case | None] = [None]  # the case of the latest call: the shrunk one after a failure
     if not impl.supports(op.name):
@@ -194,10 +197,10 @@ def check(
         try:
             ratio, worst = compare(
                 op,
-                case,
+                case if bounds_dtype is None else dataclasses.replace(case, dtype=bounds_dtype),
                 expected,
                 actual,
-                working=call_dtype is not None,
+                working=call_dtype is not None and bounds_dtype is None,
                 elements=None if elements is None else elements(case),
             )
         except Mismatch as m:

@@ -8,8 +8,8 @@ shrinking; the first that passes in every failing dtype decides:
 2. a named equivalence of the row (EQ-1, `refsae.checking.table.equivalences_of`): `convention`;
 3. the other rule at a kink (an equivalence of kind `tie`): `tie`;
 4. a precondition the adapter declares, on the cases projected into it: `precondition`;
-5. a lower working precision (cases drawn and bounds derived in that dtype, the library called in the
-   failing one), under the spec or one of its equivalences: `precision` (or `convention`);
+5. a lower working precision (float32 in a float64 call) that the library shows, under the spec or
+   one of its equivalences: `precision` (or `convention`), see `_precision`;
 6. otherwise a `bug`: `degenerate` when the library returned NaN/inf or raised, `generic` otherwise;
    an exception on a case that exercises no edge clause is an `error` (CONF-17).
 
@@ -25,24 +25,43 @@ import numpy as np
 
 from refsae.cases import Case
 from refsae.checking import table
-from refsae.checking.check import Outcome, check
+from refsae.checking.check import Mismatch, Outcome, check
 from refsae.checking.equivalence import Equivalence
 from refsae.checking.operation import Operation
+from refsae.checking.strategies import round_to
 from refsae.checking.tolerances import UNIT_ROUNDOFF
 from refsae.conventions import pinned
 
 if TYPE_CHECKING:
+    from refsae.conform.adapter import Adapter
     from refsae.conform.runner import Engine, RowVerdict
 
 __all__ = ["LOWER", "judge", "judge_error", "row_clauses"]
 
-LOWER: dict[str, tuple[str, ...]] = {
-    "float64": ("float32", "bfloat16", "float16"),
-    "float32": ("bfloat16", "float16"),
-    "bfloat16": (),
-    "float16": (),
-}
-"""The working precisions tried for a failing dtype, highest first (CONF-14)."""
+LOWER: dict[str, tuple[str, ...]] = {"float64": ("float32",), "float32": (), "bfloat16": (), "float16": ()}
+"""The working precisions tried for a failing dtype (CONF-14): float32 inside a float64 call. A
+library that silently computes in bfloat16 is not a case the suite excuses."""
+
+
+class ReturnsIn:
+    """The adapter, its outputs required to be values of `dtype` (CONF-14, evidence (a)): a library
+    that computes at a working precision returns values of it, cast to the call's dtype."""
+
+    def __init__(self, adapter: Adapter, dtype: str) -> None:
+        self.adapter, self.dtype = adapter, dtype
+        self.name = f"{getattr(adapter, 'target', 'adapter')} returning {dtype}"
+
+    def supports(self, operation: str) -> bool:
+        return self.adapter.supports(operation)
+
+    def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
+        out = self.adapter.run(operation, case)
+        for name, value in out.items():
+            v = np.asarray(value, dtype=np.float64)
+            finite = np.where(np.isfinite(v), v, 0.0)
+            if not np.array_equal(round_to(finite, self.dtype).reshape(v.shape), finite):
+                raise Mismatch(f"{operation}: output {name!r} is not a {self.dtype} value", output=name)
+        return out
 
 
 def _run(engine: Engine, op: Operation, dtype: str, pins: dict[str, object], **kw: Any) -> Outcome:
@@ -101,23 +120,42 @@ def _passes(engine: Engine, op: Operation, dtypes: list[str], pins: dict[str, ob
     return all(_run(engine, op, d, pins, **kw).status == "pass" for d in dtypes)
 
 
-def _units(o: Outcome, working: str) -> str:
+def _evidence(o: Outcome, working: str) -> str:
+    """`float64 call: float32 arithmetic, error 0.44 u_float32` (the spec check's worst element)."""
+    dtype = working.split()[0]
     scale = max(abs(o.worst_expected), np.finfo(np.float64).tiny)
-    return f"{o.worst_error / (UNIT_ROUNDOFF[working] * scale):.3g}"
+    units = f"error {o.worst_error / (UNIT_ROUNDOFF[dtype] * scale):.3g} u_{dtype}"
+    if working.endswith("inputs"):
+        return f"{o.dtype} call: inputs stored in {dtype}, the rest in {o.dtype}; {units}"
+    return f"{o.dtype} call: {dtype} arithmetic, {units}"
 
 
 def _precision(
     engine: Engine, op: Operation, failing: list[Outcome], pins: dict[str, object], **kw: Any
 ) -> dict[str, str] | None:
-    """Failing dtype -> the highest working precision at which the row passes; None if one has none."""
+    """Failing dtype -> the working precision the library shows, or None (CONF-14). Evidence, on
+    cases whose inputs are values of the working dtype w: (a) the library returns values of w, within
+    the bounds derived in w (it computes in w), or (b) it passes within the bounds of the call's own
+    dtype (it stores some input in w and computes the rest in the call's dtype). A bug whose error
+    merely fits a looser bound shows neither."""
     found: dict[str, str] = {}
     for o in failing:
         same = (o.dtype,) if op.working_bounds is not None else ()  # an exact row rounded in its own dtype
         for working in (*same, *LOWER[o.dtype]):
-            if working not in op.dtypes and working != "float32":
-                continue
-            if _run(engine, op, working, pins, call_dtype=o.dtype, **kw).status == "pass":
+            returns = ReturnsIn(engine.adapter, working)
+            with pinned(**pins):
+                computes = check(
+                    op, returns, working, max_examples=engine.examples, profile=engine.settings,
+                    seed=engine.seed, shrink=False, call_dtype=o.dtype, **kw,
+                )  # fmt: skip
+            if computes.status == "pass":
                 found[o.dtype] = working
+                break
+            if working == o.dtype:
+                continue
+            stores = _run(engine, op, working, pins, call_dtype=o.dtype, bounds_dtype=o.dtype, **kw)
+            if stores.status == "pass":
+                found[o.dtype] = f"{working} inputs"
                 break
         else:
             return None
@@ -170,12 +208,7 @@ def judge(
             working = _precision(engine, op, failing, pins, **kw)
             if working is None:
                 continue
-            units = ", ".join(
-                f"{d} call: {w} arithmetic, error {_units(o, w)} u_{w}"
-                for o in failing
-                for d, w in working.items()
-                if d == o.dtype
-            )
+            units = ", ".join(_evidence(o, working[o.dtype]) for o in failing)
             v.working = working
             if eq is None:
                 v.verdict = "precision"
