@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from refsae.cases import Case
 from refsae.checking import strategies as rs
 from refsae.checking.examples import BATCH
+from refsae.checking.equivalence import Equivalence
 from refsae.checking.operation import Operation, exact
+from refsae.oracle.dead import dead_by_fire_fraction_product_form
 
 
 @st.composite
@@ -138,5 +140,26 @@ ROWS = (
         bounds=exact("dead"),
         example={"n": 1},
         dtypes=("float64",),
+    ),
+)
+
+
+def _product_form(op: Operation, case: Case, params: object) -> dict[str, np.ndarray]:
+    o = case.options
+    counts = case.arrays["fire_counts"]
+    return {"dead": dead_by_fire_fraction_product_form(counts, o["n_examples"], o["threshold"])}
+
+
+EQUIVALENCES = (
+    Equivalence(
+        name="fire_fraction_product_form",
+        formula="dead where count <= threshold · n_examples (the float64 product) instead of the quotient "
+        "count / n_examples <= threshold: the same rule but at the kink, where the fraction equals the "
+        "threshold before rounding",
+        clause="EQ-DEAD",
+        rows=("dead_by_fire_fraction",),
+        reference=_product_form,
+        kind="tie",
+        about=("DEAD-2",),
     ),
 )

@@ -184,6 +184,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "count <= threshold · n, which rounds, instead of the float64 quotient",
         dead_by_fire_fraction_product_form,
         dtypes=F64,
+        verdict="tie",
     ),
     Mutant(
         "steps_since_fired_counts_examples",
