@@ -52,7 +52,7 @@ class Equivalence:
     """One named equivalence of one or more rows (EQ-1)."""
 
     name: str
-    """Short identifier, as reports print it: `l1_batch_sum`, `norm_plus_eps(1e-6)`, `threshold_at_or_above`."""
+    """Short identifier, as reports print it: `l1_batch_sum`, `norm_plus_eps(1e-6)` …"""
     formula: str
     """How it relates to the spec, for a reader: "l1 with λ' = λ·B"."""
     clause: str
@@ -61,6 +61,9 @@ class Equivalence:
     """The rows it applies to."""
     reference: Reference
     kind: EquivalenceKind = "convention"
+    about: tuple[str, ...] = ()
+    """The spec clauses whose definition it reparametrises (CON-1 for an eps in the renormalisation):
+    a finding under it marks those of the row's clauses; empty: every clause the failure marks."""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     """Default parameters of `reference` (an adapter may declare others, e.g. a library's target L0)."""
     bounds: EquivalenceBounds | None = None
@@ -78,7 +81,9 @@ class Equivalence:
         bounds, params = self.bounds, {**self.parameters, **(parameters or {})}
         return replace(op, bounds=lambda case, out: bounds(op, case, out, params))
 
-    def outputs(self, op: Any, case: Case, parameters: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    def outputs(
+        self, op: Any, case: Case, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
         """The row's float64 outputs under this equivalence."""
         params = {**self.parameters, **(parameters or {})}
         return {k: np.asarray(v, dtype=np.float64) for k, v in self.reference(op, case, params).items()}

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from refsae import __version__
 from refsae.checking import profiles, table
 from refsae.checking.check import Outcome, check
+from refsae.checking.clauses import clause_text
 from refsae.checking.operation import Operation
 from refsae.conform.adapter import Adapter
+from refsae.conform.classify import judge, judge_error
 from refsae.conform.detect import Detection, detect
-from refsae.conform.report import ClauseResult, Report
+from refsae.conform.report import ClauseResult, Finding, Report
 from refsae.conform.repro import snippet
+from refsae.conform.verdicts import FINDINGS
 from refsae.conventions import AXES, CLAUSES, pinned
 
 EXAMPLES = {"dev": 10, "ci": 25, "thorough": 200}
@@ -29,10 +32,13 @@ run is reproducible; `thorough` is random and long."""
 
 @dataclass
 class RowVerdict:
-    """What the suite found for one operation."""
+    """What the suite found for one operation: its verdict (CONF-12) and the evidence."""
 
     operation: str
     status: str = "pass"
+    """The check under the spec and the detected conventions: pass | fail | error | unsupported."""
+    verdict: str = "pass"
+    """One of `verdicts.VERDICTS`."""
     convention: str = ""
     names: dict[str, str] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -41,6 +47,17 @@ class RowVerdict:
     confined: set[str] | None = None
     """The edge clauses a failure is confined to (CONF-10): the row passes on every other case; None
     when the failure is not confined (or the row does not fail)."""
+    clauses: tuple[str, ...] = ()
+    """The clauses the finding is about: those its failing checks contradict (CONF-10)."""
+    severity: str = ""
+    """A bug's severity: `generic` or `degenerate` (CONF-17)."""
+    detail: str = ""
+    """What the verdict rests on, for a reader: the equivalence and its formula, the working
+    precision and the error in its units of roundoff, the domain and its reason, the claim."""
+    equivalence: str = ""
+    working: dict[str, str] = field(default_factory=dict)
+    """Failing dtype -> the working precision it passes at (precision)."""
+    domain: str = ""
 
 
 class Engine:
@@ -182,11 +199,17 @@ class Engine:
         op = table.get(operation)
         if not self.adapter.supports(operation):
             v = RowVerdict(
-                operation, "unsupported", message=f"{self.adapter.target} does not provide {operation}"
+                operation,
+                "unsupported",
+                verdict="unsupported",
+                message=f"{self.adapter.target} does not provide {operation}",
             )
             self.verdicts[operation] = v
             return v
-        v = self._settle(op) or self._check(op)
+        settled = self._settle(op)
+        if settled is not None:  # detection raised on every combination
+            judge_error(self, op, settled)
+        v = settled or self._check(op)
         self.verdicts[operation] = v
         return v
 
@@ -231,7 +254,9 @@ class Engine:
         notes = [detection.note()] if detection is not None and detection.note() else []
         if unmatched:
             claim = ", ".join(f"{a}={pins[a]}" for a in unmatched)
-            notes.append(f"matches no named convention on {', '.join(unmatched)}; checked as {claim}")
+            notes.append(
+                f"matches no named convention or equivalence on {', '.join(unmatched)}; checked as {claim}"
+            )
             v.status = "fail" if v.status == "pass" else v.status
         if contradicted:
             said = ", ".join(f"{a}={self.claims[a]}" for a in contradicted)
@@ -240,6 +265,7 @@ class Engine:
             v.status = "fail" if v.status == "pass" else v.status
         if notes:
             v.message = "; ".join(notes) + (f"\n{v.message}" if v.message else "")
+        judge(self, op, v, pins, contradicted=bool(contradicted))
         return v
 
     def _confine(
@@ -271,18 +297,32 @@ class Engine:
             v.confined = None
 
     def clause_results(self, operation: str) -> list[ClauseResult]:
-        """One result per clause `operation` cites, with the conventions as detected by now. The
-        clause that defines a convention the implementation does not follow (CLAUSES) is
-        `unsupported` where the row passes under the one it follows (CONF-4)."""
+        """One result per clause `operation` cites, with the conventions as detected by now: the
+        row's verdict on the clauses its finding is about, `pass` on the others (CONF-10); a clause
+        that defines a convention the implementation does not follow (CLAUSES), or that only cases
+        outside a declared scope exercise, is `unsupported` (CONF-4, CONF-15)."""
         v = self.verdict(operation)
         op = table.get(operation)
         names = self.names(op)
+        excluded = self.adapter.excluded_clauses(operation)
         out = []
         for clause in op.clauses:
-            status, message = v.status, v.message
-            if v.confined is not None and clause not in v.confined and status == "fail":
+            status, message = v.verdict, v.message
+            if v.verdict == "unsupported":
+                pass
+            elif clause in excluded:
+                d = excluded[clause]
+                status, message = (
+                    "unsupported",
+                    f"only cases outside the scope {d.name} exercise {clause}: {d.reason}",
+                )
+            elif clause not in v.clauses:
                 status = "pass"
-                message = f"passes on every case that does not exercise {', '.join(sorted(v.confined))}"
+                message = (
+                    ""
+                    if v.verdict == "pass"
+                    else f"holds; the row's {v.verdict} is about {', '.join(v.clauses)}"
+                )
             owner = next(((a, n) for (a, n), c in CLAUSES.items() if c == clause), None)
             if status == "pass" and owner is not None and owner[0] in names:
                 axis, name = owner
@@ -298,11 +338,31 @@ class Engine:
                     examples=sum(o.examples for o in v.outcomes),
                     convention=self.convention(op),
                     message=message,
-                    reproduction=v.reproduction,
+                    reproduction=v.reproduction if status in FINDINGS else "",
                     dtypes={o.dtype: o.status for o in v.outcomes},
+                    text=clause_text(clause),
                 )
             )
         return out
+
+    def finding(self, operation: str) -> Finding:
+        """The row's finding (CONF-12), as the report lists it."""
+        v = self.verdict(operation)
+        return Finding(
+            operation=operation,
+            verdict=v.verdict,
+            clauses=list(v.clauses),
+            severity=v.severity,
+            detail=v.detail,
+            equivalence=v.equivalence,
+            working=dict(v.working),
+            domain=v.domain,
+            convention=self.convention(table.get(operation)) if v.verdict != "unsupported" else "",
+            message=v.message,
+            reproduction=v.reproduction,
+            dtypes={o.dtype: o.status for o in v.outcomes},
+            examples=sum(o.examples for o in v.outcomes),
+        )
 
     def conventions(self) -> dict[str, str]:
         """Every axis detected or still open, as `names` spells it."""
@@ -321,11 +381,17 @@ class Engine:
             profile=self.profile,
             claims=dict(self.claims),
             absent=list(self.adapter.absent),
+            domains=[
+                {"name": d.name, "kind": d.kind, "reason": d.reason, "ops": ", ".join(d.ops)}
+                for d in self.adapter.domains
+                if any(op in names for op in d.ops)
+            ],
         )
         for name in names:  # every verdict first: a later row may settle an earlier row's convention
             self.verdict(name)
         for name in names:
             report.clauses.extend(self.clause_results(name))
+            report.findings.append(self.finding(name))
         report.conventions = self.conventions()
         report.seconds = time.perf_counter() - start
         return report

@@ -43,9 +43,17 @@ from refsae.oracle.gradients import Gradients, gradients_given_mask
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss
 from refsae.oracle.topk import rescaled_loss_and_gradients
 
-__all__ = ["batchtopk", "batchtopk_inference", "batchtopk_inference_at_or_above", "batchtopk_loss_gradients",
-    "batchtopk_min_positive", "batchtopk_rescaled_loss_gradients", "batchtopk_rescaled_total_loss",
-    "batchtopk_total_loss", "batchtopk_update_threshold"]
+__all__ = [
+    "batchtopk",
+    "batchtopk_inference",
+    "batchtopk_inference_at_or_above",
+    "batchtopk_loss_gradients",
+    "batchtopk_min_positive",
+    "batchtopk_rescaled_loss_gradients",
+    "batchtopk_rescaled_total_loss",
+    "batchtopk_total_loss",
+    "batchtopk_update_threshold",
+]
 
 EQUIVALENCE_FUNCTIONS: tuple[str, ...] = (
     "batchtopk_inference_at_or_above", "batchtopk_rescaled_loss_gradients", "batchtopk_rescaled_total_loss",
@@ -121,7 +129,11 @@ def batchtopk_min_positive(f: LatentBatch) -> tuple[PerInstance, Bool[np.ndarray
 
 @typechecked
 def batchtopk_update_threshold(
-    threshold: PerInstance | float, f: LatentBatch, *, n_batches: int, update: ThresholdUpdate = "mean",
+    threshold: PerInstance | float,
+    f: LatentBatch,
+    *,
+    n_batches: int,
+    update: ThresholdUpdate = "mean",
     beta: float = 0.99,
 ) -> PerInstance:
     """The threshold estimate after one more training batch `f` (BTOPK-4, BTOPK-5). `mean`: the
@@ -173,8 +185,15 @@ def _latents(
 
 @typechecked
 def batchtopk_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """LOSS-6 with BatchTopK training latents (BTOPK-3)."""
     check_coefficient("l1_coefficient", l1_coefficient)
@@ -190,8 +209,15 @@ def batchtopk_total_loss(
 
 @typechecked
 def batchtopk_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Gradients:
     """Gradients of `batchtopk_total_loss`: GRAD-1..GRAD-6 with the mask 1[(b, j) selected ∧ z > 0]
     (BTOPK-3); the selection passes no gradient."""

@@ -140,7 +140,10 @@ def _median_of_points(points: np.ndarray, tol: float, max_iter: int) -> np.ndarr
 
 @typechecked
 def geometric_median(
-    x: InputBatch, *, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER,
+    x: InputBatch,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
 ) -> InputVector:
     """The geometric median `argmin_y Σ_b ‖x_b − y‖₂`, per instance (INIT-2..INIT-8).
 

@@ -90,8 +90,15 @@ def _kernel(z: np.ndarray, theta: np.ndarray, bandwidth: float) -> np.ndarray:
 
 @typechecked
 def jumprelu_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
-    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
     conventions: Conventions = Conventions(),
 ) -> Scalar:
     """Σ_inst reconstruction + λ · mean over the batch of the number of active latents (JUMP-2).
@@ -110,9 +117,17 @@ def jumprelu_total_loss(
 
 @typechecked
 def jumprelu_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
-    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
-    conventions: Conventions = Conventions(), parametrisation: Parametrisation = "theta",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    conventions: Conventions = Conventions(),
+    parametrisation: Parametrisation = "theta",
 ) -> dict[str, np.ndarray]:
     """Gradients and the threshold's pseudo-gradient of `jumprelu_total_loss` (JUMP-3..JUMP-6):
     W_enc, b_enc, W_dec, b_dec as GRAD-1..GRAD-6 with the mask 1[z > θ]; `threshold` is ∂L/∂θ, or

@@ -40,8 +40,17 @@ from refsae.oracle.forward import decode, pre_activations
 from refsae.oracle.gradients import Gradients, gradients_given_mask, reconstruction_scale
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss
 
-__all__ = ["decode_sparse", "topk", "topk_encode", "topk_encode_sparse", "topk_loss_gradients",
-    "topk_rescaled_loss_gradients", "topk_rescaled_total_loss", "topk_select", "topk_total_loss"]
+__all__ = [
+    "decode_sparse",
+    "topk",
+    "topk_encode",
+    "topk_encode_sparse",
+    "topk_loss_gradients",
+    "topk_rescaled_loss_gradients",
+    "topk_rescaled_total_loss",
+    "topk_select",
+    "topk_total_loss",
+]
 
 EQUIVALENCE_FUNCTIONS: tuple[str, ...] = ("topk_rescaled_loss_gradients", "topk_rescaled_total_loss")
 """Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
@@ -97,7 +106,12 @@ def _active(z: np.ndarray, k: int) -> np.ndarray:
 
 @typechecked
 def topk_encode(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *, k: int,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    b_dec: InputVector,
+    *,
+    k: int,
     encode: EncodeConvention = "tied",
 ) -> LatentBatch:
     """f = TopK_k(z) with z the pre-activations of ENC-2/ENC-3 (TOPK-3)."""
@@ -106,7 +120,12 @@ def topk_encode(
 
 @typechecked
 def topk_encode_sparse(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *, k: int,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    b_dec: InputVector,
+    *,
+    k: int,
     encode: EncodeConvention = "tied",
 ) -> tuple[Float64[np.ndarray, "batch *inst k"], Int64[np.ndarray, "batch *inst k"]]:
     """(max(values, 0), indices) of the canonical selection of the pre-activations (TOPK-3): the
@@ -117,8 +136,12 @@ def topk_encode_sparse(
 
 @typechecked
 def decode_sparse(
-    values: Float64[np.ndarray, "batch *inst k"], indices: Int64[np.ndarray, "batch *inst k"],
-    W_dec: DecoderWeights, b_dec: InputVector, *, decoder: DecoderConvention = "constrained",
+    values: Float64[np.ndarray, "batch *inst k"],
+    indices: Int64[np.ndarray, "batch *inst k"],
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    decoder: DecoderConvention = "constrained",
     eps: float = DEFAULT_EPS,
 ) -> InputBatch:
     """x_hat from a sparse code: Σ_i values_bi Ŵ_{indices_bi} + b_dec (TOPK-4). The oracle scatters
@@ -142,8 +165,15 @@ def decode_sparse(
 
 @typechecked
 def topk_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """LOSS-6 with TopK latents: Σ_instances reconstruction + λ · sparsity (λ = 0 by default: the
     TopK constraint replaces the penalty, TOPK-6)."""
@@ -159,8 +189,15 @@ def topk_total_loss(
 
 @typechecked
 def topk_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Gradients:
     """Gradients of `topk_total_loss` (TOPK-5): GRAD-1..GRAD-6 with the ReLU mask 1[z > 0] replaced by
     1[j selected ∧ z > 0]; the selection itself is piecewise constant and passes no gradient."""

@@ -41,9 +41,18 @@ ORDERS: tuple[str, ...] = get_args(StepOrder)
 
 
 def training_step(
-    x: np.ndarray, param: Arrays, exp_avg: Arrays, exp_avg_sq: Arrays, *, step: int, lr: float,
-    l1_coefficient: float, conventions: Conventions = Conventions(),
-    betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8, weight_decay: float = 0.0,
+    x: np.ndarray,
+    param: Arrays,
+    exp_avg: Arrays,
+    exp_avg_sq: Arrays,
+    *,
+    step: int,
+    lr: float,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    weight_decay: float = 0.0,
     order: StepOrder = "specified",
 ) -> dict[str, Any]:
     """One training step from `step` Adam steps taken; returns the new `param`, `exp_avg`,

@@ -7,6 +7,8 @@ epsilon (`finfo`), 1e-6 and 1e-8.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -80,6 +82,16 @@ def has_zero_row(case: Case) -> bool:
     return bool(np.any(np.all(case.arrays["W_dec"] == 0, axis=-1)))
 
 
+def zero_rows_of(output: str) -> Callable[[Case], dict[str, np.ndarray]]:
+    """The elements of `output` in the zero rows of the case's W_dec (what CON-2 and PAR-3 are about)."""
+
+    def mask(case: Case) -> dict[str, np.ndarray]:
+        w = case.arrays["W_dec"]
+        return {output: np.broadcast_to(np.all(w == 0, axis=-1, keepdims=True), w.shape)}
+
+    return mask
+
+
 def renormalise_rows_cases(dtype: str) -> st.SearchStrategy[Case]:
     return row_cases(dtype, with_grad=False)
 
@@ -98,15 +110,30 @@ def remove_parallel_component_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="renormalise_rows",
+    Operation(
+        name="renormalise_rows",
         summary="unit-norm constraint: W_dec_j / ‖W_dec_j‖, zero rows stay zero",
-        clauses=("CON-1", "CON-2"), arrays=("W_dec",), outputs=("W_dec",), cases=renormalise_rows_cases,
-        bounds=renormalise_rows_bounds, edge_clauses=(("CON-2", has_zero_row),),
-        fast=fast_constraints.renormalised),
-    Operation(name="remove_parallel_component", summary="g_j − (g_j·w_j / ‖w_j‖²) w_j",
-        clauses=("PAR-1", "PAR-2", "PAR-3"), arrays=("W_dec", "grad_W_dec"), outputs=("grad_W_dec",),
-        cases=remove_parallel_component_cases, bounds=remove_parallel_component_bounds,
-        edge_clauses=(("PAR-3", has_zero_row),), fast=fast_constraints.parallel_removed),
+        clauses=("CON-1", "CON-2"),
+        arrays=("W_dec",),
+        outputs=("W_dec",),
+        cases=renormalise_rows_cases,
+        bounds=renormalise_rows_bounds,
+        edge_clauses=(("CON-2", has_zero_row),),
+        edge_elements={"CON-2": zero_rows_of("W_dec")},
+        fast=fast_constraints.renormalised,
+    ),
+    Operation(
+        name="remove_parallel_component",
+        summary="g_j − (g_j·w_j / ‖w_j‖²) w_j",
+        clauses=("PAR-1", "PAR-2", "PAR-3"),
+        arrays=("W_dec", "grad_W_dec"),
+        outputs=("grad_W_dec",),
+        cases=remove_parallel_component_cases,
+        bounds=remove_parallel_component_bounds,
+        edge_clauses=(("PAR-3", has_zero_row),),
+        edge_elements={"PAR-3": zero_rows_of("grad_W_dec")},
+        fast=fast_constraints.parallel_removed,
+    ),
 )
 
 

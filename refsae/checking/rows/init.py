@@ -133,13 +133,33 @@ def b_dec_mean_bounds(case: Case, out: Outputs) -> Bounds:
     return {"b_dec": b_dec_mean_bound(case.arrays["x"])}
 
 
+def starts_on_a_point(case: Case) -> bool:
+    """INIT-4's case: the first iterate (the mean) of an instance equals one of its points (a batch
+    of one point, or of equal points), where a plain Weiszfeld step divides 0 by 0."""
+    x = case.arrays["x"]
+    mean = x.mean(axis=0, keepdims=True)
+    return bool(np.any(np.all(x == mean, axis=-1)))
+
+
 ROWS = (
-    Operation(name="b_dec_mean", summary="b_dec = (1/B) Σ_b x_b, per instance",
-        clauses=("INIT-1", "INIT-10", "INIT-12"), arrays=("x",), outputs=("b_dec",), cases=init_cases,
-        bounds=b_dec_mean_bounds),
-    Operation(name="geometric_median",
+    Operation(
+        name="b_dec_mean",
+        summary="b_dec = (1/B) Σ_b x_b, per instance",
+        clauses=("INIT-1", "INIT-10", "INIT-12"),
+        arrays=("x",),
+        outputs=("b_dec",),
+        cases=init_cases,
+        bounds=b_dec_mean_bounds,
+    ),
+    Operation(
+        name="geometric_median",
         summary="b_dec = argmin Σ_b ‖x_b − b_dec‖, compared through that objective",
         clauses=("INIT-2", "INIT-3", "INIT-4", "INIT-5", "INIT-6", "INIT-9", "INIT-11", "INIT-12"),
-        arrays=("x",), outputs=("b_dec",), cases=init_cases, bounds=geometric_median_bounds,
-        compare_via=objective_projection),
+        arrays=("x",),
+        outputs=("b_dec",),
+        cases=init_cases,
+        bounds=geometric_median_bounds,
+        compare_via=objective_projection,
+        edge_clauses=(("INIT-4", starts_on_a_point),),
+    ),
 )

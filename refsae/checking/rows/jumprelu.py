@@ -184,18 +184,35 @@ def jumprelu_loss_gradients_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="jumprelu", summary="f = z · 1[z > θ], strictly", clauses=("JUMP-1",),
-        arrays=("z", "theta"), outputs=("f",), cases=jumprelu_cases, bounds=exact("f")),
-    Operation(name="jumprelu_total_loss", summary="reconstruction + λ · L0 of JumpReLU latents",
-        clauses=("JUMP-2", "JUMP-8"), arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
-        outputs=("loss",), cases=jumprelu_loss_cases, bounds=jumprelu_total_loss_bounds,
-        example=JUMPRELU_EXAMPLE),
-    Operation(name="jumprelu_loss_gradients",
+    Operation(
+        name="jumprelu",
+        summary="f = z · 1[z > θ], strictly",
+        clauses=("JUMP-1",),
+        arrays=("z", "theta"),
+        outputs=("f",),
+        cases=jumprelu_cases,
+        bounds=exact("f"),
+    ),
+    Operation(
+        name="jumprelu_total_loss",
+        summary="reconstruction + λ · L0 of JumpReLU latents",
+        clauses=("JUMP-2", "JUMP-8"),
+        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
+        outputs=("loss",),
+        cases=jumprelu_loss_cases,
+        bounds=jumprelu_total_loss_bounds,
+        example=JUMPRELU_EXAMPLE,
+    ),
+    Operation(
+        name="jumprelu_loss_gradients",
         summary="∂L/∂(W_enc, b_enc, W_dec, b_dec) and the threshold's straight-through pseudo-gradient",
         clauses=("JUMP-3", "JUMP-4", "JUMP-6", "JUMP-8"),
         arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
-        outputs=("W_enc", "b_enc", "W_dec", "b_dec", "threshold"), cases=jumprelu_gradient_cases,
-        bounds=jumprelu_loss_gradients_bounds, example=JUMPRELU_EXAMPLE),
+        outputs=("W_enc", "b_enc", "W_dec", "b_dec", "threshold"),
+        cases=jumprelu_gradient_cases,
+        bounds=jumprelu_loss_gradients_bounds,
+        example=JUMPRELU_EXAMPLE,
+    ),
 )
 
 

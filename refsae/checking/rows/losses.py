@@ -119,15 +119,36 @@ def variant_loss_bounds(case: Case, f: np.ndarray) -> Bounds:
 
 
 ROWS = (
-    Operation(name="reconstruction_loss", summary="sum / mean / fvu reconstruction loss",
-        clauses=("LOSS-1", "LOSS-2", "LOSS-3"), arrays=("x", "x_hat"), outputs=("loss",),
-        cases=reconstruction_cases, bounds=reconstruction_loss_bounds, example={"reconstruction": "fvu"}),
-    Operation(name="sparsity_loss", summary="l1 / l1_decoder_norm sparsity penalty",
-        clauses=("LOSS-4", "LOSS-5"), arrays=("f", "W_dec"), outputs=("loss",), cases=sparsity_cases,
-        bounds=sparsity_loss_bounds, example={"sparsity": "l1_decoder_norm"}),
-    Operation(name="total_loss", summary="Σ_inst reconstruction + λ · sparsity, every convention",
-        clauses=("LOSS-6",), arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"), outputs=("loss",),
-        cases=loss_cases, bounds=total_loss_bounds, example=LOSS_EXAMPLE),
+    Operation(
+        name="reconstruction_loss",
+        summary="sum / mean / fvu reconstruction loss",
+        clauses=("LOSS-1", "LOSS-2", "LOSS-3"),
+        arrays=("x", "x_hat"),
+        outputs=("loss",),
+        cases=reconstruction_cases,
+        bounds=reconstruction_loss_bounds,
+        example={"reconstruction": "fvu"},
+    ),
+    Operation(
+        name="sparsity_loss",
+        summary="l1 / l1_decoder_norm sparsity penalty",
+        clauses=("LOSS-4", "LOSS-5"),
+        arrays=("f", "W_dec"),
+        outputs=("loss",),
+        cases=sparsity_cases,
+        bounds=sparsity_loss_bounds,
+        example={"sparsity": "l1_decoder_norm"},
+    ),
+    Operation(
+        name="total_loss",
+        summary="Σ_inst reconstruction + λ · sparsity, every convention",
+        clauses=("LOSS-6",),
+        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        outputs=("loss",),
+        cases=loss_cases,
+        bounds=total_loss_bounds,
+        example=LOSS_EXAMPLE,
+    ),
 )
 
 
