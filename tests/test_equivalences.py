@@ -210,6 +210,7 @@ def test_the_table_gathers_every_named_equivalence_each_defined_by_a_clause_of_t
         "rescaled_by_decoder_norm",
         "target_l0_penalty",
         "threshold_at_or_above",
+        "fire_fraction_product_form",
         *(
             f"{form}({eps})"
             for form in ("norm_plus_eps", "project_on_norm_plus_eps")
@@ -219,8 +220,13 @@ def test_the_table_gathers_every_named_equivalence_each_defined_by_a_clause_of_t
     assert {e.clause for e in EQ.values()} == defined - {"EQ-1"}
     for e in EQ.values():
         assert e.formula and e.rows and e.kind in ("convention", "tie")
+        row_clauses = {c for row in e.rows for c in table.get(row).clauses}
+        assert e.about and set(e.about) <= row_clauses, e.name  # what a finding under it is about
     assert [e.name for e in table.equivalences_of("total_loss")] == ["l1_batch_sum", "components_mean"]
-    assert [e.kind for e in EQ.values()].count("tie") == 1
+    assert sorted(e.name for e in EQ.values() if e.kind == "tie") == [
+        "fire_fraction_product_form",
+        "threshold_at_or_above",
+    ]
 
 
 # --- EQ-2 l1_batch_sum ------------------------------------------------------------------------------
@@ -708,6 +714,42 @@ def test_the_tie_rows_draw_exact_ties_in_at_least_a_tenth_of_their_cases(row: st
     @given(case=table.get(row).cases("float32"))
     def draw(case: Case) -> None:
         seen.append(bool(np.any(_ties(row, case) & (case.arrays["z"] != 0))))
+
+    draw()
+    assert sum(seen) >= len(seen) / 10, (sum(seen), len(seen))
+
+
+# --- EQ-10 fire_fraction_product_form (a tie) -------------------------------------------------------
+
+
+@settings(max_examples=100)
+@given(case=table.get("dead_by_fire_fraction").cases("float64"))
+def test_fire_fraction_product_form_differs_from_the_spec_only_where_the_fraction_equals_the_threshold(
+    case: Case,
+) -> None:
+    """EQ-10: the reference is `count <= threshold · n` (a direct formula, and sparse_autoencoder's
+    `count <= int(n · threshold)` for integer counts); it differs from DEAD-2 only at counts whose
+    fraction (in float64) is the threshold, and there the row's check tells it apart."""
+    counts, o = case.arrays["fire_counts"], case.options
+    got = _under("fire_fraction_product_form", "dead_by_fire_fraction", case)["dead"]
+    assert np.array_equal(got, counts <= o["threshold"] * o["n_examples"])
+    assert np.array_equal(got, counts <= int(o["n_examples"] * o["threshold"]))
+    spec = table.get("dead_by_fire_fraction").reference(case)["dead"]
+    tie = counts / o["n_examples"] == o["threshold"]  # the fraction, rounded, is the threshold
+    assert not np.any((got != spec) & ~tie)
+    differs = bool(np.any(got != spec))
+    assert _told_apart("dead_by_fire_fraction", case, {"dead": got}, "fire_fraction_product_form") == differs
+
+
+def test_the_dead_fraction_row_draws_thresholds_where_the_product_form_differs() -> None:
+    """EQ-10: a tenth of the cases at least hold a count on which the two rules disagree."""
+    seen: list[bool] = []
+
+    @settings(max_examples=100, derandomize=True, database=None)
+    @given(case=table.get("dead_by_fire_fraction").cases("float64"))
+    def draw(case: Case) -> None:
+        got = _under("fire_fraction_product_form", "dead_by_fire_fraction", case)["dead"]
+        seen.append(bool(np.any(got != table.get("dead_by_fire_fraction").reference(case)["dead"])))
 
     draw()
     assert sum(seen) >= len(seen) / 10, (sum(seen), len(seen))

@@ -29,8 +29,15 @@ import numpy as np
 
 from refsae.cases import Case
 
-__all__ = ["Equivalence", "EquivalenceBounds", "EquivalenceKind", "Parameters", "Reference", "calling",
-    "with_options"]
+__all__ = [
+    "Equivalence",
+    "EquivalenceBounds",
+    "EquivalenceKind",
+    "Parameters",
+    "Reference",
+    "calling",
+    "with_options",
+]
 
 EquivalenceKind = Literal["convention", "tie"]
 

@@ -56,7 +56,9 @@ __all__ = [
 ]
 
 EQUIVALENCE_FUNCTIONS: tuple[str, ...] = (
-    "batchtopk_inference_at_or_above", "batchtopk_rescaled_loss_gradients", "batchtopk_rescaled_total_loss",
+    "batchtopk_inference_at_or_above",
+    "batchtopk_rescaled_loss_gradients",
+    "batchtopk_rescaled_total_loss",
 )
 """Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
 conformance suite's references only, so refsae.torch has no twin of them."""
@@ -245,8 +247,15 @@ def batchtopk_inference_at_or_above(z: LatentBatch, threshold: PerInstance | flo
 
 @typechecked
 def batchtopk_rescaled_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """`batchtopk_total_loss` under `rescaled_by_decoder_norm` (EQ-7): the k·B largest z_bj ‖W_dec_j‖ of
     the batch selected (BTOPK-2's order), f = max(z ‖W_dec_j‖, 0) decoded as f_j / ‖W_dec_j‖."""
@@ -258,8 +267,15 @@ def batchtopk_rescaled_total_loss(
 
 @typechecked
 def batchtopk_rescaled_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Gradients:
     """Gradients of `batchtopk_rescaled_total_loss` (EQ-7), through both uses of ‖W_dec_j‖."""
     check_coefficient("l1_coefficient", l1_coefficient)

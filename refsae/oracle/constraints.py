@@ -10,8 +10,12 @@ from refsae.conventions import check_eps
 from refsae.oracle import _validate
 from refsae.oracle._shapes import DecoderWeights
 
-__all__ = ["remove_parallel_component", "remove_parallel_component_plus_eps", "renormalise_rows",
-    "renormalise_rows_plus_eps"]
+__all__ = [
+    "remove_parallel_component",
+    "remove_parallel_component_plus_eps",
+    "renormalise_rows",
+    "renormalise_rows_plus_eps",
+]
 
 EQUIVALENCE_FUNCTIONS: tuple[str, ...] = ("remove_parallel_component_plus_eps", "renormalise_rows_plus_eps")
 """Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the

@@ -23,6 +23,10 @@ __all__ = [
     "update_steps_since_fired",
 ]
 
+EQUIVALENCE_FUNCTIONS: tuple[str, ...] = ("dead_by_fire_fraction_product_form",)
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
+conformance suite's references only, so refsae.torch has no twin of them."""
+
 
 def check_count(name: str, value: int, minimum: int) -> None:
     """Window sizes and step limits are plain integers >= `minimum` (DEAD-2, DEAD-4)."""
@@ -80,7 +84,7 @@ def dead_by_fire_fraction(
 def dead_by_fire_fraction_product_form(
     fire_counts: Int[np.ndarray, "*inst d_sae"], n_examples: int, threshold: float
 ) -> Bool[np.ndarray, "*inst d_sae"]:
-    """DEAD-2's other rule at its kink (EQ `fire_fraction_product_form`): dead where
+    """DEAD-2's other rule at its kink (`fire_fraction_product_form`, EQ-10): dead where
     `fire_counts <= threshold · n_examples`, the product rounded in float64 (sparse_autoencoder's
     `count <= int(n · threshold)` is the same for integer counts). It differs from the quotient only
     where `fire_counts / n_examples` equals `threshold` before rounding (63 fires in 90 examples at

@@ -39,11 +39,19 @@ from refsae.oracle.forward import decode, decoder_directions, pre_activations
 from refsae.oracle.gradients import gradients_given_mask, reconstruction_scale
 from refsae.oracle.losses import reconstruction_loss
 
-__all__ = ["jumprelu", "jumprelu_at_or_above", "jumprelu_loss_gradients", "jumprelu_target_l0_loss_gradients",
-    "jumprelu_target_l0_total_loss", "jumprelu_total_loss"]
+__all__ = [
+    "jumprelu",
+    "jumprelu_at_or_above",
+    "jumprelu_loss_gradients",
+    "jumprelu_target_l0_loss_gradients",
+    "jumprelu_target_l0_total_loss",
+    "jumprelu_total_loss",
+]
 
 EQUIVALENCE_FUNCTIONS: tuple[str, ...] = (
-    "jumprelu_at_or_above", "jumprelu_target_l0_loss_gradients", "jumprelu_target_l0_total_loss",
+    "jumprelu_at_or_above",
+    "jumprelu_target_l0_loss_gradients",
+    "jumprelu_target_l0_total_loss",
 )
 """Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
 conformance suite's references only, so refsae.torch has no twin of them."""
@@ -174,8 +182,9 @@ def check_target_l0(target_l0: float) -> None:
         raise ValueError(f"target_l0 must be a finite number > 0, got {target_l0!r}")
 
 
-def _l0(x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray, b_dec: np.ndarray, theta: np.ndarray,
-        c: Conventions) -> tuple[np.ndarray, np.ndarray]:
+def _l0(
+    x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray, b_dec: np.ndarray, theta: np.ndarray, c: Conventions
+) -> tuple[np.ndarray, np.ndarray]:
     """(z, L0): the pre-activations and, per instance, the mean number of active latents (JUMP-2)."""
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     return z, (z > theta).sum(axis=(0, -1)) / x.shape[0]
@@ -183,8 +192,16 @@ def _l0(x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray, b_dec: np.ndarray, 
 
 @typechecked
 def jumprelu_target_l0_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
-    theta: LatentVector, *, l0_coefficient: float, bandwidth: float, target_l0: float,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    target_l0: float,
     conventions: Conventions = Conventions(),
 ) -> Scalar:
     """Σ_inst reconstruction + λ · (L0/T − 1)², L0 the mean number of active latents and T = `target_l0`:
@@ -208,9 +225,18 @@ def jumprelu_target_l0_total_loss(
 
 @typechecked
 def jumprelu_target_l0_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
-    theta: LatentVector, *, l0_coefficient: float, bandwidth: float, target_l0: float,
-    conventions: Conventions = Conventions(), parametrisation: Parametrisation = "theta",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    target_l0: float,
+    conventions: Conventions = Conventions(),
+    parametrisation: Parametrisation = "theta",
 ) -> dict[str, np.ndarray]:
     """Gradients of `jumprelu_target_l0_total_loss` (EQ-8): those of JUMP-6 at λ = 0, and the threshold's
     with the penalty's term through JUMP-4's pseudo-derivative of the step at z,
@@ -219,7 +245,14 @@ def jumprelu_target_l0_loss_gradients(
     check_coefficient("l0_coefficient", l0_coefficient)
     check_target_l0(target_l0)
     grads = jumprelu_loss_gradients(
-        x, W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient=0.0, bandwidth=bandwidth,
+        x,
+        W_enc,
+        b_enc,
+        W_dec,
+        b_dec,
+        theta,
+        l0_coefficient=0.0,
+        bandwidth=bandwidth,
         conventions=conventions,
     )
     z, l0 = _l0(x, W_enc, b_enc, b_dec, theta, conventions)

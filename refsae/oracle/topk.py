@@ -207,8 +207,14 @@ def topk_loss_gradients(
 
 
 def rescaled_loss_and_gradients(
-    x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray, W_dec: np.ndarray, b_dec: np.ndarray,
-    selected: Callable[[np.ndarray], np.ndarray], l1_coefficient: float, c: Conventions,
+    x: np.ndarray,
+    W_enc: np.ndarray,
+    b_enc: np.ndarray,
+    W_dec: np.ndarray,
+    b_dec: np.ndarray,
+    selected: Callable[[np.ndarray], np.ndarray],
+    l1_coefficient: float,
+    c: Conventions,
 ) -> tuple[np.ndarray, Gradients]:
     """The loss and its exact gradients when latents are selected and valued on h = z ⊙ n, n_j = ‖W_dec_j‖,
     and decoded as f_j / n_j (EQ-7; `selected(h)` is the selection mask). The chain rule, written as
@@ -269,8 +275,15 @@ def _topk_mask(k: int) -> Callable[[np.ndarray], np.ndarray]:
 
 @typechecked
 def topk_rescaled_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """`topk_total_loss` under the equivalence `rescaled_by_decoder_norm` (EQ-7): the k largest
     z_j ‖W_dec_j‖ per example selected, f_j = max(z_j ‖W_dec_j‖, 0) decoded as f_j / ‖W_dec_j‖, i.e.
@@ -289,8 +302,15 @@ def topk_rescaled_total_loss(
 
 @typechecked
 def topk_rescaled_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Gradients:
     """Gradients of `topk_rescaled_total_loss` (EQ-7), through both uses of ‖W_dec_j‖."""
     check_coefficient("l1_coefficient", l1_coefficient)

@@ -58,15 +58,36 @@ def training_step(
     """One training step from `step` Adam steps taken; returns the new `param`, `exp_avg`,
     `exp_avg_sq` and the `loss` before the step (STEP-1..STEP-4)."""
     return training_step_scaled(
-        x, param, exp_avg, exp_avg_sq, loss_scale=1.0, step=step, lr=lr, l1_coefficient=l1_coefficient,
-        conventions=conventions, betas=betas, adam_eps=adam_eps, weight_decay=weight_decay, order=order,
+        x,
+        param,
+        exp_avg,
+        exp_avg_sq,
+        loss_scale=1.0,
+        step=step,
+        lr=lr,
+        l1_coefficient=l1_coefficient,
+        conventions=conventions,
+        betas=betas,
+        adam_eps=adam_eps,
+        weight_decay=weight_decay,
+        order=order,
     )
 
 
 def training_step_scaled(
-    x: np.ndarray, param: Arrays, exp_avg: Arrays, exp_avg_sq: Arrays, *, loss_scale: float, step: int,
-    lr: float, l1_coefficient: float, conventions: Conventions = Conventions(),
-    betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8, weight_decay: float = 0.0,
+    x: np.ndarray,
+    param: Arrays,
+    exp_avg: Arrays,
+    exp_avg_sq: Arrays,
+    *,
+    loss_scale: float,
+    step: int,
+    lr: float,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    weight_decay: float = 0.0,
     order: StepOrder = "specified",
 ) -> dict[str, Any]:
     """`training_step` on the loss `loss_scale · L` (> 0): the loss it returns and every gradient Adam is

@@ -175,18 +175,29 @@ def _eps_text(eps: str | float) -> str:
 
 EQUIVALENCES = (
     *(
-        Equivalence(name=f"norm_plus_eps({label})", clause="EQ-4", rows=("renormalise_rows",),
+        Equivalence(
+            name=f"norm_plus_eps({label})",
+            clause="EQ-4",
+            rows=("renormalise_rows",),
             formula=f"W_dec_j / (‖W_dec_j‖ + eps), eps = {_eps_text(eps)} (CON-1 divides by ‖W_dec_j‖); "
             "zero rows stay zero",
-            reference=norm_plus_eps, parameters={"eps": eps})
+            reference=norm_plus_eps,
+            parameters={"eps": eps},
+            about=("CON-1",),
+        )
         for label, eps in EPSILONS
     ),
     *(
-        Equivalence(name=f"project_on_norm_plus_eps({label})", clause="EQ-5",
+        Equivalence(
+            name=f"project_on_norm_plus_eps({label})",
+            clause="EQ-5",
             rows=("remove_parallel_component",),
             formula=f"g_j − (g_j·ŵ_j) ŵ_j, ŵ_j = w_j / (‖w_j‖ + eps), eps = {_eps_text(eps)} "
             "(PAR-1 projects on w_j / ‖w_j‖)",
-            reference=project_on_norm_plus_eps, parameters={"eps": eps})
+            reference=project_on_norm_plus_eps,
+            parameters={"eps": eps},
+            about=("PAR-1",),
+        )
         for label, eps in EPSILONS
     ),
 )

@@ -156,7 +156,7 @@ EQUIVALENCES = (
         formula="dead where count <= threshold · n_examples (the float64 product) instead of the quotient "
         "count / n_examples <= threshold: the same rule but at the kink, where the fraction equals the "
         "threshold before rounding",
-        clause="EQ-DEAD",
+        clause="EQ-10",
         rows=("dead_by_fire_fraction",),
         reference=_product_form,
         kind="tie",

@@ -241,21 +241,35 @@ def target_l0_bounds(op: Operation, case: Case, out: Outputs, parameters: Parame
 
 
 EQUIVALENCES = (
-    Equivalence(name="target_l0_penalty", clause="EQ-8",
+    Equivalence(
+        name="target_l0_penalty",
+        clause="EQ-8",
         formula="λ · (L0/T − 1)² with T = target_l0 in place of JUMP-2's λ · L0; the threshold's gradient "
         "through JUMP-4's step at z, (2λ/T)(L0/T − 1) ∂L0/∂θ",
         rows=("jumprelu_total_loss", "jumprelu_loss_gradients"),
-        reference=calling({
-            "jumprelu_total_loss": oracle.jumprelu_target_l0_total_loss,
-            "jumprelu_loss_gradients": oracle.jumprelu_target_l0_loss_gradients,
-        }),
-        parameters={"target_l0": 20}, bounds=target_l0_bounds),
-    Equivalence(name="threshold_at_or_above", clause="EQ-9", kind="tie",
+        reference=calling(
+            {
+                "jumprelu_total_loss": oracle.jumprelu_target_l0_total_loss,
+                "jumprelu_loss_gradients": oracle.jumprelu_target_l0_loss_gradients,
+            }
+        ),
+        parameters={"target_l0": 20},
+        bounds=target_l0_bounds,
+        about=("JUMP-2", "JUMP-6"),
+    ),
+    Equivalence(
+        name="threshold_at_or_above",
+        clause="EQ-9",
+        kind="tie",
         formula="f = z · 1[z >= θ] where JUMP-1 and BTOPK-6 keep z > θ: the other rule at z = θ exactly",
         rows=("jumprelu", "batchtopk_inference"),
-        reference=calling({
-            "jumprelu": oracle.jumprelu_at_or_above,
-            "batchtopk_inference": oracle.batchtopk_inference_at_or_above,
-        })),
+        reference=calling(
+            {
+                "jumprelu": oracle.jumprelu_at_or_above,
+                "batchtopk_inference": oracle.batchtopk_inference_at_or_above,
+            }
+        ),
+        about=("JUMP-1", "BTOPK-6"),
+    ),
 )
 """dictionary_learning's target-L0 penalty (EQ-8) and the non-strict threshold (EQ-9)."""

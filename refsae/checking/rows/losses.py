@@ -182,13 +182,30 @@ def l1_batch_sum_bounds(op: Operation, case: Case, out: Outputs, parameters: Par
 
 
 EQUIVALENCES = (
-    Equivalence(name="l1_batch_sum", clause="EQ-2",
+    Equivalence(
+        name="l1_batch_sum",
+        clause="EQ-2",
         formula="λ · Σ_b S_b: the sparsity term summed over the batch, LOSS-4/LOSS-5 with λ' = λ·B",
-        rows=("sparsity_loss", "total_loss", "loss_gradients", "topk_total_loss", "topk_loss_gradients",
-              "batchtopk_total_loss", "batchtopk_loss_gradients"),
-        reference=l1_batch_sum, bounds=l1_batch_sum_bounds),
-    Equivalence(name="components_mean", clause="EQ-3",
+        rows=(
+            "sparsity_loss",
+            "total_loss",
+            "loss_gradients",
+            "topk_total_loss",
+            "topk_loss_gradients",
+            "batchtopk_total_loss",
+            "batchtopk_loss_gradients",
+        ),
+        reference=l1_batch_sum,
+        bounds=l1_batch_sum_bounds,
+        about=("LOSS-4", "LOSS-5", "LOSS-6", "GRAD-1", "TOPK-5", "TOPK-6", "BTOPK-3"),
+    ),
+    Equivalence(
+        name="components_mean",
+        clause="EQ-3",
         formula="L / n_inst: the loss averaged over the instances (LOSS-6 sums), every gradient / n_inst",
-        rows=("total_loss", "loss_gradients", "training_step"), reference=components_mean),
+        rows=("total_loss", "loss_gradients", "training_step"),
+        reference=components_mean,
+        about=("LOSS-6", "GRAD-1", "STEP-1"),
+    ),
 )
 """The named equivalences of the loss's reductions (EQ-2, EQ-3)."""

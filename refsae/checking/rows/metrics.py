@@ -97,9 +97,14 @@ ROWS = (
 
 
 EQUIVALENCES = (
-    Equivalence(name="centred_residual", clause="EQ-6", rows=("explained_variance",),
+    Equivalence(
+        name="centred_residual",
+        clause="EQ-6",
+        rows=("explained_variance",),
         formula="1 − Σ_d var_b(x − x_hat) / Σ_d var_b(x): the residual centred by its batch mean (MET-3 "
         "divides Σ (x_hat − x)²); sklearn's explained_variance_score, multioutput='variance_weighted'",
-        reference=calling({"explained_variance": oracle.explained_variance_centred_residual})),
+        reference=calling({"explained_variance": oracle.explained_variance_centred_residual}),
+        about=("MET-3",),
+    ),
 )
 """The centred-residual explained variance (EQ-6)."""

@@ -229,7 +229,9 @@ def rescaled_bounds(op: Operation, case: Case, out: Outputs, parameters: Paramet
     g_n = mul(
         np.einsum("...ij,...ij->...j", np.abs(a["W_enc"]), g["W_enc"].magnitude)
         + np.abs(a["b_enc"]) * g["b_enc"].magnitude,
-        g["W_enc"], k_acc=d_in + 1, k_store=1,
+        g["W_enc"],
+        k_acc=d_in + 1,
+        k_store=1,
     )
     unit = np.abs(a["W_dec"]) / np.where(n > 0, n, np.inf)[..., None]
     through_n = mul(g_n.magnitude[..., None] * unit, g_n, norms, k_store=2)
@@ -243,16 +245,22 @@ def rescaled_bounds(op: Operation, case: Case, out: Outputs, parameters: Paramet
 
 
 EQUIVALENCES = (
-    Equivalence(name="rescaled_by_decoder_norm", clause="EQ-7",
+    Equivalence(
+        name="rescaled_by_decoder_norm",
+        clause="EQ-7",
         formula="select on h_j = z_j ‖W_dec_j‖, f_j = max(h_j, 0), decode Σ_j (f_j / ‖W_dec_j‖) W_dec_j "
         "+ b_dec (SAELens's rescale_acts_by_decoder_norm=True); gradients through both uses of ‖W_dec_j‖",
         rows=("topk_total_loss", "topk_loss_gradients", "batchtopk_total_loss", "batchtopk_loss_gradients"),
-        reference=calling({
-            "topk_total_loss": oracle.topk_rescaled_total_loss,
-            "topk_loss_gradients": oracle.topk_rescaled_loss_gradients,
-            "batchtopk_total_loss": oracle.batchtopk_rescaled_total_loss,
-            "batchtopk_loss_gradients": oracle.batchtopk_rescaled_loss_gradients,
-        }),
-        bounds=rescaled_bounds),
+        reference=calling(
+            {
+                "topk_total_loss": oracle.topk_rescaled_total_loss,
+                "topk_loss_gradients": oracle.topk_rescaled_loss_gradients,
+                "batchtopk_total_loss": oracle.batchtopk_rescaled_total_loss,
+                "batchtopk_loss_gradients": oracle.batchtopk_rescaled_loss_gradients,
+            }
+        ),
+        bounds=rescaled_bounds,
+        about=("TOPK-5", "TOPK-6", "BTOPK-3"),
+    ),
 )
 """SAELens's TopK and BatchTopK with the latents rescaled by the decoder norms (EQ-7)."""
