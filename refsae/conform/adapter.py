@@ -109,6 +109,11 @@ class Adapter:
     domains: ClassVar[tuple[Domain, ...]] = ()
     """The parts of rows the library computes (`Domain`): `run` skips the cases outside a scope; a
     precondition is checked only where the row fails without it (CONF-15)."""
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {}
+    """Row -> (dtype, reason): where the library's source computes part of a row at a lower precision
+    than the call's (`("float32", "the minimum is rounded with .to(torch.float32)")`), a mixed
+    computation whose outputs are not values of that dtype. The suite still checks it: the row must
+    pass within the bounds derived at that precision (CONF-14)."""
     equivalence_parameters: ClassVar[Mapping[str, Any]] = {}
     """Parameters of the library's equivalences (EQ-1), e.g. `{"target_l0": 20}`."""
     device: str = "cpu"

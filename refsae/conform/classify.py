@@ -116,6 +116,11 @@ def _edge_failures(engine: Engine, op: Operation, v: RowVerdict, pins: dict[str,
     return tuple(out)
 
 
+def _shows(o: Outcome, predicate: Callable[[Case], bool]) -> bool:
+    """The outcome's counterexample exercises the edge clause of `predicate`."""
+    return o.counterexample is not None and bool(predicate(o.counterexample))
+
+
 def _passes(engine: Engine, op: Operation, dtypes: list[str], pins: dict[str, object], **kw: Any) -> bool:
     return all(_run(engine, op, d, pins, **kw).status == "pass" for d in dtypes)
 
@@ -127,6 +132,8 @@ def _evidence(o: Outcome, working: str) -> str:
     units = f"error {o.worst_error / (UNIT_ROUNDOFF[dtype] * scale):.3g} u_{dtype}"
     if working.endswith("inputs"):
         return f"{o.dtype} call: inputs stored in {dtype}, the rest in {o.dtype}; {units}"
+    if working.endswith("declared"):
+        return f"{o.dtype} call: part of it in {dtype}, as the adapter declares; {units}"
     return f"{o.dtype} call: {dtype} arithmetic, {units}"
 
 
@@ -136,12 +143,20 @@ def _precision(
     """Failing dtype -> the working precision the library shows, or None (CONF-14). Evidence, on
     cases whose inputs are values of the working dtype w: (a) the library returns values of w, within
     the bounds derived in w (it computes in w), or (b) it passes within the bounds of the call's own
-    dtype (it stores some input in w and computes the rest in the call's dtype). A bug whose error
-    merely fits a looser bound shows neither."""
+    dtype (it stores some input in w and computes the rest in the call's dtype), or (c) the adapter
+    declares, with the source's reason, that the library computes part of the row in w
+    (`Adapter.working_precision`), and the row passes within the bounds derived in w. A bug whose
+    error merely fits a looser bound shows none of them."""
     found: dict[str, str] = {}
+    declared = engine.adapter.working_precision.get(op.name)
     for o in failing:
         same = (o.dtype,) if op.working_bounds is not None else ()  # an exact row rounded in its own dtype
         for working in (*same, *LOWER[o.dtype]):
+            # (c) the adapter says where, and why
+            declares = declared is not None and declared[0] == working
+            if declares and _run(engine, op, working, pins, call_dtype=o.dtype, **kw).status == "pass":
+                found[o.dtype] = f"{working} declared"
+                break
             returns = ReturnsIn(engine.adapter, working)
             with pinned(**pins):
                 computes = check(
@@ -209,6 +224,9 @@ def judge(
             if working is None:
                 continue
             units = ", ".join(_evidence(o, working[o.dtype]) for o in failing)
+            declared = engine.adapter.working_precision.get(op.name)
+            if declared is not None and any(w.endswith("declared") for w in working.values()):
+                units += f" ({declared[1]})"
             v.working = working
             if eq is None:
                 v.verdict = "precision"
@@ -219,18 +237,38 @@ def judge(
                 v.clauses = row_clauses(engine, op, v, eq.about)
                 v.detail = f"{eq.name}: {eq.formula} ({eq.clause}), computed at a lower precision ({units})"
             return
+    shown = [(c, p) for c, p in op.edge_clauses if any(_shows(o, p) for o in failing)]
+    for eq in (e for e in equivalences if e.kind == "convention") if shown else ():
+        # wrong only on edge cases once the rest follows an equivalence: a degenerate bug (CONF-17)
+        def outside(case: Case) -> bool:
+            return any(p(case) for _, p in shown)
+
+        if _passes(engine, op, dtypes, pins, reference=_reference(eq, op, params), exclude=outside):
+            v.verdict, v.severity, v.equivalence = "bug", "degenerate", eq.name
+            v.clauses = tuple(c for c, _ in shown)
+            v.detail = (
+                f"only on the cases of {', '.join(v.clauses)}; every other case follows {eq.name}: "
+                f"{eq.formula} ({eq.clause})"
+            )
+            return
     errors = [o for o in failing if o.status == "error"]
     on_edge = any(
         o.counterexample is not None and any(p(o.counterexample) for _, p in op.edge_clauses) for o in failing
     )
-    degenerate = any(o.non_finite or o.status == "error" for o in failing)
+    # A failure on the cases without edge clauses decides (a wrong value there is generic even if the
+    # first counterexample found was a NaN on a degenerate case).
+    primary = [v.rest] if v.rest is not None and v.rest.status in ("fail", "error") else failing
+    degenerate = any(o.non_finite or o.status == "error" for o in primary)
     if errors and len(errors) == len(failing) and not on_edge:
         v.verdict, v.severity = "error", ""
         v.detail = "the library raised on a valid input that exercises no edge clause"
     else:
         v.verdict, v.severity = "bug", "degenerate" if degenerate else "generic"
     edges = _edge_failures(engine, op, v, pins) if op.edge_clauses else ()
-    v.clauses = tuple(dict.fromkeys((*row_clauses(engine, op, v), *edges)))
+    if degenerate and edges:  # NaN, inf or a crash: the guard clauses the edge cases show broken
+        v.clauses = edges
+    else:
+        v.clauses = tuple(dict.fromkeys((*row_clauses(engine, op, v), *edges)))
 
 
 def judge_error(engine: Engine, op: Operation, v: RowVerdict) -> None:

@@ -14,10 +14,19 @@ def finding_heading(f: Finding) -> str:
     if f.verdict in ("convention", "tie") and f.equivalence:
         return f"{f.verdict}: `{f.equivalence}`"
     if f.verdict == "precision" and f.working:
-        return "precision: " + ", ".join(f"{w} arithmetic in {d}" for d, w in f.working.items())
+        return "precision: " + ", ".join(_working(d, w) for d, w in f.working.items())
     if f.verdict == "precondition" and f.domain:
         return f"precondition: `{f.domain}`"
     return f.verdict
+
+
+def _working(call: str, working: str) -> str:
+    dtype, _, how = working.partition(" ")
+    if how == "inputs":
+        return f"{dtype} inputs in {call}"
+    if how == "declared":
+        return f"{dtype} arithmetic in {call} (declared)"
+    return f"{dtype} arithmetic in {call}"
 
 
 def quoted(clauses: list[str], texts: dict[str, str]) -> list[str]:

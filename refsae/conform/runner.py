@@ -44,6 +44,8 @@ class RowVerdict:
     outcomes: list[Outcome] = field(default_factory=list)
     message: str = ""
     reproduction: str = ""
+    rest: Outcome | None = None
+    """The check without the edge clauses' cases, where a failure's counterexample exercised one."""
     confined: set[str] | None = None
     """The edge clauses a failure is confined to (CONF-10): the row passes on every other case; None
     when the failure is not confined (or the row does not fail)."""
@@ -291,6 +293,7 @@ class Engine:
                 shrink=False,
                 exclude=lambda c: any(p(c) for _, p in edges),
             )
+        v.rest = rest
         if rest.status == "pass":
             v.confined = (v.confined or set()) | {c for c, _ in edges}
         else:

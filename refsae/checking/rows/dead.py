@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from refsae.cases import Case
 from refsae.checking import strategies as rs
-from refsae.checking.examples import BATCH
 from refsae.checking.equivalence import Equivalence
+from refsae.checking.examples import BATCH
 from refsae.checking.operation import Operation, exact
 from refsae.oracle.dead import dead_by_fire_fraction_product_form
 

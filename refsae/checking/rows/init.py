@@ -27,11 +27,15 @@ correct results can differ by far more than rounding while their objectives agre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from hypothesis import strategies as st
 
 from refsae.cases import Case
 from refsae.checking import strategies as rs
+from refsae.checking.equivalence import Equivalence
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.tolerances import (
     ACCUMULATOR,
@@ -134,11 +138,21 @@ def b_dec_mean_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 def starts_on_a_point(case: Case) -> bool:
-    """INIT-4's case: the first iterate (the mean) of an instance equals one of its points (a batch
-    of one point, or of equal points), where a plain Weiszfeld step divides 0 by 0."""
-    x = case.arrays["x"]
-    mean = x.mean(axis=0, keepdims=True)
-    return bool(np.any(np.all(x == mean, axis=-1)))
+    """INIT-4's case: a plain Weiszfeld iterate from the mean (the first one included: a batch of one
+    point, or of equal points) comes within the dtype's rounding of a data point of its instance,
+    where an unguarded step divides by a zero (or rounded-to-zero) distance. Simulated in float64
+    for 100 steps (dictionary_learning's `max_iter`)."""
+    pts = np.moveaxis(case.arrays["x"], 0, -2)
+    near = 64 * UNIT_ROUNDOFF[case.dtype]
+    y = pts.mean(axis=-2)
+    for _ in range(100):
+        distance = np.linalg.norm(pts - y[..., None, :], axis=-1)
+        scale = np.linalg.norm(pts, axis=-1) + np.linalg.norm(y, axis=-1)[..., None]
+        if np.any(distance <= near * scale):
+            return True
+        weights = 1.0 / distance
+        y = (weights[..., None] * pts).sum(axis=-2) / weights.sum(axis=-1)[..., None]
+    return False
 
 
 ROWS = (
@@ -161,5 +175,24 @@ ROWS = (
         bounds=geometric_median_bounds,
         compare_via=objective_projection,
         edge_clauses=(("INIT-4", starts_on_a_point),),
+    ),
+)
+
+
+def _weiszfeld_stopped(op: Operation, case: Case, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    y = oracle_init.weiszfeld_stopped(case.arrays["x"], max_iter=params["max_iter"], tol=params["tol"])
+    return {"b_dec": y}
+
+
+EQUIVALENCES = (
+    Equivalence(
+        name="weiszfeld_stopped",
+        formula="plain Weiszfeld steps from the mean, stopped after max_iter steps or at the first step "
+        "shorter than tol (an approximation of INIT-2's minimiser, to a stated tolerance)",
+        clause="EQ-INIT",
+        rows=("geometric_median",),
+        reference=_weiszfeld_stopped,
+        parameters={"max_iter": 100, "tol": 1e-5},
+        about=("INIT-2", "INIT-3", "INIT-6"),
     ),
 )

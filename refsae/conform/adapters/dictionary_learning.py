@@ -205,6 +205,13 @@ class _TopKFamily(_DictionaryLearning):
     # computes the AuxK loss in float32 whatever the dtype (`.float()`), so that in float64 no
     # convention matches (conformance/dictionary_learning/findings.toml); both dtypes are checked.
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {
+        row: (
+            "float32",
+            "get_auxiliary_loss computes in float32 (`.float()`), trainers/top_k.py and batch_top_k.py",
+        )
+        for row in ("auxk_loss", "auxk_loss_gradients")
+    }
     domains: ClassVar[tuple[Domain, ...]] = (
         Domain(
             "l1_coefficient_zero",
@@ -308,6 +315,14 @@ class BatchTopKSAE(_TopKFamily):
     model_class: ClassVar[str] = "dictionary_learning.trainers.batch_top_k:BatchTopKSAE"
     trainer_class: ClassVar[str] = "BatchTopKTrainer"
     loss_rows: ClassVar[tuple[str, ...]] = ("batchtopk_total_loss", "batchtopk_loss_gradients")
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {
+        **_TopKFamily.working_precision,
+        "batchtopk_update_threshold": (
+            "float32",
+            "update_threshold rounds the minimum to float32 (`.to(dtype=t.float32)`) and multiplies it by "
+            "1 − β in float32, batch_top_k.py",
+        ),
+    }
 
     def batchtopk(self, z: Tensor, *, k: int) -> Tensor:
         ae = self._identity(z.shape[-1], k, z.dtype)
