@@ -19,6 +19,10 @@ from refsae.oracle._shapes import InputBatch, InputVector, PerInstance
 
 __all__ = ["b_dec_mean", "geometric_median", "weiszfeld_stopped"]
 
+EQUIVALENCE_FUNCTIONS: tuple[str, ...] = ("weiszfeld_stopped",)
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
+conformance suite's references only, so refsae.torch has no twin of them."""
+
 DEFAULT_TOL = 1e-10
 """Relative suboptimality the geometric median certifies: `f(y) − min f ≤ tol · f(y)` (INIT-6)."""
 
@@ -204,7 +208,7 @@ def certified_gap(x: InputBatch, y: InputVector) -> PerInstance:
 
 @typechecked
 def weiszfeld_stopped(x: InputBatch, *, max_iter: int = 100, tol: float = 1e-5) -> InputVector:
-    """The geometric median as several libraries approximate it (EQ `weiszfeld_stopped`, INIT-2): plain
+    """The geometric median as several libraries approximate it (`weiszfeld_stopped`, EQ-11; INIT-2): plain
     Weiszfeld steps `y ← Σ_b w_b x_b / Σ_b w_b`, `w_b = 1/‖x_b − y‖`, from the mean, stopped after
     `max_iter` steps or at the first step that moves `y` by less than `tol` (dictionary_learning's
     `geometric_median(points, max_iter=100, tol=1e-5)`), per instance. It has no coincidence guard
@@ -218,20 +222,18 @@ def weiszfeld_stopped(x: InputBatch, *, max_iter: int = 100, tol: float = 1e-5) 
     """
     pts = np.moveaxis(np.asarray(x, dtype=np.float64), 0, -2)  # (*inst, batch, d_in)
     y = pts.mean(axis=-2)
+    done = np.zeros(y.shape[:-1], dtype=bool)  # an instance stops on a data point or a short step
     for _ in range(max_iter):
         distance = np.linalg.norm(pts - y[..., None, :], axis=-1)
-        if np.any(distance == 0):
-            hit = np.argmax(distance == 0, axis=-1)
-            on = np.any(distance == 0, axis=-1)
-            y = np.where(on[..., None], np.take_along_axis(pts, hit[..., None, None], axis=-2)[..., 0, :], y)
-            if np.all(on):
-                break
-            distance = np.where(distance == 0, np.inf, distance)
-        weights = 1.0 / distance
-        new = (weights[..., None] * pts).sum(axis=-2) / weights.sum(axis=-1)[..., None]
-        moved = np.linalg.norm(new - y, axis=-1)
+        on = np.any(distance == 0, axis=-1) & ~done
+        done |= on  # y is on a data point there: that point is the result
+        weights = 1.0 / np.where(distance == 0, np.inf, distance)
+        total = weights.sum(axis=-1)[..., None]
+        step = (weights[..., None] * pts).sum(axis=-2) / np.where(total > 0, total, 1.0)
+        new = np.where(done[..., None], y, step)
+        done |= np.linalg.norm(new - y, axis=-1) < tol
         y = new
-        if np.all(moved < tol):
+        if np.all(done):
             break
     result: np.ndarray = y
     return result

@@ -189,7 +189,7 @@ EQUIVALENCES = (
         name="weiszfeld_stopped",
         formula="plain Weiszfeld steps from the mean, stopped after max_iter steps or at the first step "
         "shorter than tol (an approximation of INIT-2's minimiser, to a stated tolerance)",
-        clause="EQ-INIT",
+        clause="EQ-11",
         rows=("geometric_median",),
         reference=_weiszfeld_stopped,
         parameters={"max_iter": 100, "tol": 1e-5},
