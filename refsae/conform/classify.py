@@ -34,7 +34,8 @@ from refsae.conventions import pinned
 
 if TYPE_CHECKING:
     from refsae.conform.adapter import Adapter
-    from refsae.conform.runner import Engine, RowVerdict
+    from refsae.conform.runner import Engine
+    from refsae.conform.verdicts import RowVerdict
 
 __all__ = ["LOWER", "judge", "judge_error", "row_clauses"]
 
@@ -199,7 +200,8 @@ def judge(
     equivalences = table.equivalences_of(op.name)
     for kind in ("convention", "tie"):
         for alternative in (e for e in equivalences if e.kind == kind):
-            if _passes(engine, op, dtypes, pins, reference=_reference(alternative, op, params)):
+            row = alternative.row(op, params)
+            if _passes(engine, row, dtypes, pins, reference=_reference(alternative, op, params)):
                 v.verdict, v.equivalence = kind, alternative.name
                 v.clauses = row_clauses(engine, op, v, alternative.about)
                 v.detail = f"{alternative.name}: {alternative.formula} ({alternative.clause})"
@@ -220,7 +222,7 @@ def judge(
         )
         for eq in candidates:
             kw = {} if eq is None else {"reference": _reference(eq, op, params)}
-            working = _precision(engine, op, failing, pins, **kw)
+            working = _precision(engine, op if eq is None else eq.row(op, params), failing, pins, **kw)
             if working is None:
                 continue
             units = ", ".join(_evidence(o, working[o.dtype]) for o in failing)
@@ -243,7 +245,8 @@ def judge(
         def outside(case: Case) -> bool:
             return any(p(case) for _, p in shown)
 
-        if _passes(engine, op, dtypes, pins, reference=_reference(eq, op, params), exclude=outside):
+        row = eq.row(op, params)
+        if _passes(engine, row, dtypes, pins, reference=_reference(eq, op, params), exclude=outside):
             v.verdict, v.severity, v.equivalence = "bug", "degenerate", eq.name
             v.clauses = tuple(c for c, _ in shown)
             v.detail = (

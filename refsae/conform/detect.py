@@ -80,18 +80,20 @@ def detect(
     axes = tuple(candidates)
     detection = Detection(axes)
     params = dict(adapter.equivalence_parameters)
-    alternatives: list[tuple[str, Callable[[Case], dict[str, np.ndarray]] | None]] = [("", None)]
+    alternatives: list[tuple[str, Operation, Callable[[Case], dict[str, np.ndarray]] | None]] = [
+        ("", op, None)
+    ]
     alternatives += [
-        (eq.name, _reference(eq, op, params))
+        (eq.name, eq.row(op, params), _reference(eq, op, params))
         for eq in table.equivalences_of(op.name)
         if eq.kind == "convention"
     ]
-    for name, reference in alternatives:
+    for name, row, reference in alternatives:
         for combo in product(*(candidates[a] for a in axes)):
             names = dict(zip(axes, combo, strict=True))
             with pinned(**fixed, **names):
                 outcome = check(
-                    op,
+                    row,
                     adapter,
                     dtype,
                     max_examples=examples,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from refsae import __version__
 from refsae.checking import profiles, table
@@ -22,44 +21,12 @@ from refsae.conform.classify import judge, judge_error
 from refsae.conform.detect import Detection, detect
 from refsae.conform.report import ClauseResult, Finding, Report
 from refsae.conform.repro import snippet
-from refsae.conform.verdicts import FINDINGS
+from refsae.conform.verdicts import FINDINGS, RowVerdict
 from refsae.conventions import AXES, CLAUSES, pinned
 
 EXAMPLES = {"dev": 10, "ci": 25, "thorough": 200}
 """Examples per operation and dtype in each profile (CONF-5): the ci profile is derandomized, so a
 run is reproducible; `thorough` is random and long."""
-
-
-@dataclass
-class RowVerdict:
-    """What the suite found for one operation: its verdict (CONF-12) and the evidence."""
-
-    operation: str
-    status: str = "pass"
-    """The check under the spec and the detected conventions: pass | fail | error | unsupported."""
-    verdict: str = "pass"
-    """One of `verdicts.VERDICTS`."""
-    convention: str = ""
-    names: dict[str, str] = field(default_factory=dict)
-    outcomes: list[Outcome] = field(default_factory=list)
-    message: str = ""
-    reproduction: str = ""
-    rest: Outcome | None = None
-    """The check without the edge clauses' cases, where a failure's counterexample exercised one."""
-    confined: set[str] | None = None
-    """The edge clauses a failure is confined to (CONF-10): the row passes on every other case; None
-    when the failure is not confined (or the row does not fail)."""
-    clauses: tuple[str, ...] = ()
-    """The clauses the finding is about: those its failing checks contradict (CONF-10)."""
-    severity: str = ""
-    """A bug's severity: `generic` or `degenerate` (CONF-17)."""
-    detail: str = ""
-    """What the verdict rests on, for a reader: the equivalence and its formula, the working
-    precision and the error in its units of roundoff, the domain and its reason, the claim."""
-    equivalence: str = ""
-    working: dict[str, str] = field(default_factory=dict)
-    """Failing dtype -> the working precision it passes at (precision)."""
-    domain: str = ""
 
 
 class Engine:

@@ -14,7 +14,11 @@
 
 from __future__ import annotations
 
-__all__ = ["FAILING", "FINDINGS", "MEANING", "SEVERITIES", "VERDICTS", "fails"]
+from dataclasses import dataclass, field
+
+from refsae.checking.check import Outcome
+
+__all__ = ["FAILING", "FINDINGS", "MEANING", "SEVERITIES", "VERDICTS", "RowVerdict", "fails"]
 
 VERDICTS: tuple[str, ...] = (
     "pass",
@@ -56,3 +60,35 @@ MEANING: dict[str, str] = {
 def fails(verdict: str, *, strict: bool = False) -> bool:
     """True when `verdict` makes a run fail: `bug` and `error`; with `strict`, every finding."""
     return verdict in (FINDINGS if strict else FAILING)
+
+
+@dataclass
+class RowVerdict:
+    """What the suite found for one operation: its verdict (CONF-12) and the evidence."""
+
+    operation: str
+    status: str = "pass"
+    """The check under the spec and the detected conventions: pass | fail | error | unsupported."""
+    verdict: str = "pass"
+    """One of `verdicts.VERDICTS`."""
+    convention: str = ""
+    names: dict[str, str] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    message: str = ""
+    reproduction: str = ""
+    rest: Outcome | None = None
+    """The check without the edge clauses' cases, where a failure's counterexample exercised one."""
+    confined: set[str] | None = None
+    """The edge clauses a failure is confined to (CONF-10): the row passes on every other case; None
+    when the failure is not confined (or the row does not fail)."""
+    clauses: tuple[str, ...] = ()
+    """The clauses the finding is about: those its failing checks contradict (CONF-10)."""
+    severity: str = ""
+    """A bug's severity: `generic` or `degenerate` (CONF-17)."""
+    detail: str = ""
+    """What the verdict rests on, for a reader: the equivalence and its formula, the working
+    precision and the error in its units of roundoff, the domain and its reason, the claim."""
+    equivalence: str = ""
+    working: dict[str, str] = field(default_factory=dict)
+    """Failing dtype -> the working precision it passes at (precision)."""
+    domain: str = ""

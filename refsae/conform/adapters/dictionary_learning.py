@@ -1,7 +1,6 @@
-"""Adapters of dictionary_learning (https://github.com/saprmarks/dictionary_learning, PyPI
-`dictionary-learning` 0.1.0): its SAE classes and their trainers, warm-ups switched off. Which library
-code each row calls, and why: conformance/dictionary_learning/README.md; what the suite found:
-conformance/dictionary_learning/findings.toml."""
+"""Adapters of dictionary_learning (https://github.com/saprmarks/dictionary_learning, 0.1.0): its SAE
+classes and trainers, warm-ups off. Which library code each row calls, and why, and what the suite
+found: conformance/dictionary_learning/ (README.md, findings.toml)."""
 
 from __future__ import annotations
 
@@ -205,13 +204,10 @@ class _TopKFamily(_DictionaryLearning):
     # computes the AuxK loss in float32 whatever the dtype (`.float()`), so that in float64 no
     # convention matches (conformance/dictionary_learning/findings.toml); both dtypes are checked.
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
-    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {
-        row: (
-            "float32",
-            "get_auxiliary_loss computes in float32 (`.float()`), trainers/top_k.py and batch_top_k.py",
-        )
-        for row in ("auxk_loss", "auxk_loss_gradients")
-    }
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = dict.fromkeys(
+        ("auxk_loss", "auxk_loss_gradients"),
+        ("float32", "get_auxiliary_loss computes in float32 (`.float()`)"),
+    )
     domains: ClassVar[tuple[Domain, ...]] = (
         Domain(
             "l1_coefficient_zero",
@@ -317,11 +313,7 @@ class BatchTopKSAE(_TopKFamily):
     loss_rows: ClassVar[tuple[str, ...]] = ("batchtopk_total_loss", "batchtopk_loss_gradients")
     working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {
         **_TopKFamily.working_precision,
-        "batchtopk_update_threshold": (
-            "float32",
-            "update_threshold rounds the minimum to float32 (`.to(dtype=t.float32)`) and multiplies it by "
-            "1 − β in float32, batch_top_k.py",
-        ),
+        "batchtopk_update_threshold": ("float32", "update_threshold takes (1 − β) · min in float32"),
     }
 
     def batchtopk(self, z: Tensor, *, k: int) -> Tensor:
