@@ -77,6 +77,15 @@ class Equivalence:
     """The error bounds of the row's outputs under the equivalence, where the row's own do not hold
     (a penalty B times larger, latents scaled by the decoder norms); None: the row's bounds."""
 
+    requires: tuple[str, ...] = ()
+    """Parameters an adapter must declare (`Adapter.equivalence_parameters`) for the suite to search
+    this equivalence: a library's own constants (its target L0, its iteration limit and tolerance),
+    which the suite does not guess."""
+
+    def searched_for(self, declared: Mapping[str, Any]) -> bool:
+        """Whether an adapter declaring `declared` parameters gets this equivalence searched."""
+        return all(p in declared for p in self.requires)
+
     def applies(self, operation: str) -> bool:
         return operation in self.rows
 

@@ -197,7 +197,9 @@ def judge(
         return
     dtypes = [o.dtype for o in failing] or [d for d in engine.adapter.dtypes if d in op.dtypes][:1]
     params = dict(engine.adapter.equivalence_parameters)
-    equivalences = table.equivalences_of(op.name)
+    equivalences = tuple(
+        e for e in table.equivalences_of(op.name) if e.searched_for(engine.adapter.equivalence_parameters)
+    )
     for kind in ("convention", "tie"):
         for alternative in (e for e in equivalences if e.kind == kind):
             row = alternative.row(op, params)

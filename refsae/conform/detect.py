@@ -86,7 +86,7 @@ def detect(
     alternatives += [
         (eq.name, eq.row(op, params), _reference(eq, op, params))
         for eq in table.equivalences_of(op.name)
-        if eq.kind == "convention"
+        if eq.kind == "convention" and eq.searched_for(params)
     ]
     for name, row, reference in alternatives:
         for combo in product(*(candidates[a] for a in axes)):

@@ -184,6 +184,19 @@ def _weiszfeld_stopped(op: Operation, case: Case, params: Mapping[str, Any]) -> 
     return {"b_dec": y}
 
 
+def weiszfeld_stopped_bounds(
+    op: Operation, case: Case, projected: dict[str, np.ndarray], params: Mapping[str, Any]
+) -> dict[str, Bound | None]:
+    """EQ-11's bounds: the row's objective bound (INIT-11) with the slack of the stopping rule in
+    place of the oracle's certified gap. Two runs of the rule (the library's in its dtype, the
+    reference's in float64) stop within one step shorter than `tol` of each other, so their points
+    differ by at most `2 tol` and, f being B-Lipschitz, their objectives by `2 B tol`; an iterate
+    stopped early (three steps, say) is further off and fails."""
+    x = case.arrays["x"]
+    slack = np.full(np.shape(projected["b_dec"]), 2.0 * x.shape[0] * params["tol"])
+    return {"b_dec": geometric_median_objective_bound(x, slack, case.dtype)}
+
+
 EQUIVALENCES = (
     Equivalence(
         name="weiszfeld_stopped",
@@ -192,7 +205,9 @@ EQUIVALENCES = (
         clause="EQ-11",
         rows=("geometric_median",),
         reference=_weiszfeld_stopped,
+        bounds=weiszfeld_stopped_bounds,
         parameters={"max_iter": 100, "tol": 1e-5},
+        requires=("max_iter", "tol"),
         about=("INIT-2", "INIT-3", "INIT-6"),
     ),
 )

@@ -254,6 +254,7 @@ EQUIVALENCES = (
             }
         ),
         parameters={"target_l0": 20},
+        requires=("target_l0",),
         bounds=target_l0_bounds,
         about=("JUMP-2", "JUMP-6"),
     ),

@@ -200,10 +200,10 @@ class _TopKFamily(_DictionaryLearning):
     parameters: ClassVar[Mapping[str, str]] = {**LINEAR, "b_dec": "b_dec"}
     fixed: ClassVar[Mapping[str, Any]] = {"steps": 2, "warmup_steps": 0}
     step: ClassVar[int] = 0
-    # float32 first: the engine detects conventions in the first dtype, and `get_auxiliary_loss`
-    # computes the AuxK loss in float32 whatever the dtype (`.float()`), so that in float64 no
-    # convention matches (conformance/dictionary_learning/findings.toml); both dtypes are checked.
+    # float32 first: conventions are detected in the first dtype, and the AuxK loss is float32 anyway.
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    # geometric_median(points, max_iter=100, tol=1e-5): EQ-11's parameters
+    equivalence_parameters: ClassVar[Mapping[str, Any]] = {"max_iter": 100, "tol": 1e-5}
     working_precision: ClassVar[Mapping[str, tuple[str, str]]] = dict.fromkeys(
         ("auxk_loss", "auxk_loss_gradients"),
         ("float32", "get_auxiliary_loss computes in float32 (`.float()`)"),

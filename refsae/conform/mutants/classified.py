@@ -37,7 +37,7 @@ def l0_in_float32(f: Tensor) -> Tensor:
 
 
 MUTANTS = (
-    Mutant("total_loss_l1_summed_over_batch", "total_loss", "LOSS-4",
+    Mutant("total_loss_l1_summed_over_batch", "total_loss", "LOSS-6",
         "the L1 term summed over the batch instead of averaged (λ' = λ·B)", total_loss_l1_summed_over_batch,
         verdict="convention"),
     Mutant("renormalise_rows_plus_finfo_eps", "renormalise_rows", "CON-1",
