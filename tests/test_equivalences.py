@@ -214,6 +214,7 @@ def test_the_table_gathers_every_named_equivalence_each_defined_by_a_clause_of_t
         "threshold_at_or_above",
         "fire_fraction_product_form",
         "weiszfeld_stopped",
+        "l1_batch_sum_renormalised_in_place",
         *(
             f"{form}({eps})"
             for form in ("norm_plus_eps", "project_on_norm_plus_eps")
@@ -226,6 +227,11 @@ def test_the_table_gathers_every_named_equivalence_each_defined_by_a_clause_of_t
         row_clauses = {c for row in e.rows for c in table.get(row).clauses}
         assert e.about and set(e.about) <= row_clauses, e.name  # what a finding under it is about
     assert [e.name for e in table.equivalences_of("total_loss")] == ["l1_batch_sum", "components_mean"]
+    assert [e.name for e in table.equivalences_of("loss_gradients")] == [
+        "l1_batch_sum",
+        "components_mean",
+        "l1_batch_sum_renormalised_in_place",
+    ]
     assert sorted(e.name for e in EQ.values() if e.kind == "tie") == [
         "fire_fraction_product_form",
         "threshold_at_or_above",
@@ -292,6 +298,38 @@ def test_l1_batch_sum_is_told_apart_from_the_spec_on_a_generic_case(row: str) ->
     k: dict[str, Any] = {"k": 2} if row.startswith(("topk", "batchtopk")) else {}
     case = _sae_case(1, l1_coefficient=0.25, conventions=Conventions(), **k)
     assert _told_apart(row, case, _under("l1_batch_sum", row, case), "l1_batch_sum")
+
+
+# --- EQ-12 l1_batch_sum_renormalised_in_place -------------------------------------------------------
+
+
+@pytest.mark.parametrize("row", ["loss_gradients", "topk_loss_gradients", "batchtopk_loss_gradients"])
+@settings(max_examples=10)
+@given(data=st.data())
+def test_renormalised_in_place_is_the_constrained_gradient_at_the_unit_dictionary(
+    row: str, data: st.DataObject
+) -> None:
+    """EQ-12: under `normalised`, the reference equals torch autograd of the constrained loss (penalty
+    summed over the batch) at Ŵ = W_dec / (‖W_dec_j‖ + eps), Ŵ a leaf (no gradient through the norm)."""
+    case = data.draw(_draw_float64(row))
+    c = conventions_of(case)
+    assume(c.decoder == "normalised")
+    w = case.arrays["W_dec"]
+    unit = w / (np.linalg.norm(w, axis=-1, keepdims=True) + c.eps)
+    constrained = Conventions(c.encode, "constrained", c.reconstruction, c.sparsity, c.eps)
+    seen = Case({**case.arrays, "W_dec": unit}, {**case.options, "conventions": constrained}, "float64")
+    expected = _loss_and_gradients(
+        row, seen, lambda p: _torch_loss(seen, p, _latents_of(row, seen), batch_sum=True)
+    )
+    _assert_close(row, seen, _under("l1_batch_sum_renormalised_in_place", row, case), expected)
+
+
+def test_renormalised_in_place_is_told_apart_from_the_normalised_decoders_gradient() -> None:
+    """EQ-12: GRAD-5's pull-back through the norm differs on rows that are not unit vectors."""
+    case = _sae_case(2, l1_coefficient=0.25, conventions=Conventions(decoder="normalised"))
+    name = "l1_batch_sum_renormalised_in_place"
+    assert _told_apart("loss_gradients", case, _under(name, "loss_gradients", case), name)
+    assert _told_apart("loss_gradients", case, _under(name, "loss_gradients", case))
 
 
 # --- EQ-3 components_mean ---------------------------------------------------------------------------

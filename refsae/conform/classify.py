@@ -192,7 +192,9 @@ def judge(
         v.detail = "a documented claim the code contradicts: a bug of the code or of its documentation"
         return
     if v.confined:
-        v.verdict, v.severity, v.clauses = "bug", "degenerate", tuple(sorted(v.confined))
+        failing_edges = _edge_failures(engine, op, v, pins)
+        v.verdict, v.severity = "bug", "degenerate"
+        v.clauses = tuple(c for c, _ in op.edge_clauses if c in v.confined or c in failing_edges)
         v.detail = f"only on the cases of {', '.join(sorted(v.confined))}; every other case passes"
         return
     dtypes = [o.dtype for o in failing] or [d for d in engine.adapter.dtypes if d in op.dtypes][:1]

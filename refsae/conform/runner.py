@@ -241,14 +241,17 @@ class Engine:
         self, op: Operation, v: RowVerdict, outcome: Outcome, pins: dict[str, object], dtype: str
     ) -> None:
         """CONF-10: when the counterexample exercises edge clauses of the row, check the row again
-        without such cases; if it passes, the failure is confined to those clauses."""
+        without the cases of any edge clause; if it passes, the failure is confined to edge clauses
+        (those exercised, and any other whose own cases fail, `classify.judge`)."""
         case = outcome.counterexample
-        edges = [(c, p) for c, p in op.edge_clauses if case is not None and p(case)]
+        exercised = [c for c, p in op.edge_clauses if case is not None and p(case)]
+        edges = list(op.edge_clauses) if exercised else []
         first = not v.outcomes[:-1] or all(o.status == "pass" for o in v.outcomes[:-1])
         if not edges or (not first and v.confined is None):
             v.confined = None
             return
         self.progress(f"checking {op.name} [{dtype}] without the cases of {', '.join(c for c, _ in edges)}")
+        excluded = [p for _, p in edges]
         with pinned(**pins):
             rest = check(
                 op,
@@ -258,11 +261,11 @@ class Engine:
                 profile=self.settings,
                 seed=self.seed,
                 shrink=False,
-                exclude=lambda c: any(p(c) for _, p in edges),
+                exclude=lambda c: any(p(c) for p in excluded),
             )
         v.rest = rest
         if rest.status == "pass":
-            v.confined = (v.confined or set()) | {c for c, _ in edges}
+            v.confined = (v.confined or set()) | set(exercised)
         else:
             v.confined = None
 

@@ -181,6 +181,30 @@ def l1_batch_sum_bounds(op: Operation, case: Case, out: Outputs, parameters: Par
     return op.bounds(with_options(case, l1_coefficient=batch * case.options["l1_coefficient"]), out)
 
 
+def replace_arrays(case: Case, **arrays: np.ndarray) -> Case:
+    """`case` with the given arrays replaced."""
+    return Case({**case.arrays, **arrays}, case.options, case.dtype)
+
+
+def renormalised_in_place(case: Case) -> Case:
+    """The case as a library that renormalises its dictionary in place sees it: `W_dec` replaced by
+    `Ŵ = W_dec / (‖W_dec_j‖ + eps)` and the decoder `constrained` (no gradient through the norm)."""
+    conventions = case.options["conventions"]
+    w = case.arrays["W_dec"]
+    unit = w / (np.linalg.norm(w, axis=-1, keepdims=True) + conventions.eps)
+    constrained = Conventions(**{**conventions.__dict__, "decoder": "constrained"})
+    return replace_arrays(with_options(case, conventions=constrained), W_dec=unit)
+
+
+def l1_batch_sum_renormalised_in_place(op: Operation, case: Case, parameters: Parameters) -> Outputs:
+    """EQ-12: EQ-2's λ' = λ·B, with the gradients of the constrained decoder at `Ŵ` (overcomplete's
+    `get_dictionary()` overwrites its dictionary with `Ŵ` under `no_grad`, so its W_dec gradient is
+    ∂L/∂Ŵ, not DEC-3's gradient through the normalisation)."""
+    if case.options["conventions"].decoder != "normalised":
+        return l1_batch_sum(op, case, parameters)
+    return l1_batch_sum(op, renormalised_in_place(case), parameters)
+
+
 EQUIVALENCES = (
     Equivalence(
         name="l1_batch_sum",
@@ -207,5 +231,15 @@ EQUIVALENCES = (
         reference=components_mean,
         about=("LOSS-6", "GRAD-1", "STEP-1"),
     ),
+    Equivalence(
+        name="l1_batch_sum_renormalised_in_place",
+        clause="EQ-12",
+        formula="EQ-2's λ' = λ·B with W_dec renormalised in place before the forward pass: the W_dec "
+        "gradient is ∂L/∂Ŵ at Ŵ = W_dec / (‖W_dec_j‖ + eps), not DEC-3's gradient through the norm",
+        rows=("loss_gradients", "topk_loss_gradients", "batchtopk_loss_gradients"),
+        reference=l1_batch_sum_renormalised_in_place,
+        bounds=l1_batch_sum_bounds,
+        about=("GRAD-1", "GRAD-5", "TOPK-5", "BTOPK-3"),
+    ),
 )
-"""The named equivalences of the loss's reductions (EQ-2, EQ-3)."""
+"""The named equivalences of the loss's reductions (EQ-2, EQ-3, EQ-12)."""

@@ -351,9 +351,11 @@ class JumpReluAutoEncoder(_DictionaryLearning):
     }  # fmt: skip
     loss_rows: ClassVar[tuple[str, ...]] = ("jumprelu_total_loss", "jumprelu_loss_gradients")
     trainer_class: ClassVar[str] = "JumpReluTrainer"
-    # JumpReluTrainer's sparsity term is sparsity_penalty · (L0 / target_l0 − 1)², target_l0 = 20 by
-    # default (EQ `target_l0_penalty`).
+    # sparsity_penalty · (L0 / target_l0 − 1)², target_l0 = 20 (EQ-8), the L0 in float32 (`.float()`)
     equivalence_parameters: ClassVar[Mapping[str, Any]] = {"target_l0": 20.0}
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "jumprelu_total_loss": ("float32", "L0 .float()")
+    }
 
     def build(self, like: Mapping[str, Tensor], *, l0_coefficient: float, bandwidth: float) -> Any:
         d_in, d_sae = like["W_enc"].shape
