@@ -111,7 +111,7 @@ def test_an_exception_on_a_generic_input_is_an_error_and_on_an_edge_case_a_degen
         name: ClassVar[str] = "raises-on-zero-rows"
 
         def renormalise_rows(self, W_dec: Tensor) -> Tensor:
-            norms = torch.linalg.vector_norm(W_dec, dim=-1, keepdim=True)
+            norms: Tensor = torch.linalg.vector_norm(W_dec, dim=-1, keepdim=True)
             if bool((norms == 0).any()):
                 raise ZeroDivisionError("zero row")
             return W_dec / norms
