@@ -118,8 +118,9 @@ pins) and optionally uninstall.txt (packages to remove after installing, e.g. a 
 @nox.parametrize("library", list(LIBRARIES))
 def conformance(session: nox.Session, library: str) -> None:
     """Install one peer library in its own venv, run the conformance suite (ci profile) on each of its
-    targets and write conformance/reports/TARGET.{json,md}. Exit status 0 even when clauses fail: the
-    findings are the product; posargs go to `refsae conform`."""
+    targets against its known findings and write conformance/reports/TARGET.{json,md}; then run every
+    bug's library-only reproduction and write conformance/LIBRARY/repro/results.json. Exit status 0
+    even when a row has a bug: the findings are the product; posargs go to `refsae conform`."""
     folder = f"conformance/{library}"
     session.install("torch==2.13.0")
     if library == "refsae":  # refsae's own target: its own pins, nothing else to install
@@ -132,6 +133,7 @@ def conformance(session: nox.Session, library: str) -> None:
             names = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
         if names:
             session.run_install("pip", "uninstall", "-y", *names)  # part of installing (--install-only too)
+    known = ["--known", f"{folder}/findings.toml"] if os.path.exists(f"{folder}/findings.toml") else []
     for target in LIBRARIES[library]:
         session.run(
             "refsae",
@@ -143,9 +145,12 @@ def conformance(session: nox.Session, library: str) -> None:
             f"conformance/reports/{target}.json",
             "--markdown",
             f"conformance/reports/{target}.md",
+            *known,
             *session.posargs,
             success_codes=[0, 1],
         )
+    if library != "refsae" and known:  # every bug's library-only reproduction, in this venv (CONF-19)
+        session.run("python", "-m", "refsae.conform.known", folder)
 
 
 @nox.session

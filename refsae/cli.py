@@ -55,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     con.add_argument("--json", default=None, metavar="PATH", help="write the JSON report here")
     con.add_argument("--markdown", default=None, metavar="PATH", help="write the Markdown report here")
     con.add_argument("--quiet", action="store_true", help="no progress lines")
+    con.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 on any finding (convention, precision, precondition, tie too), not only bug and error",
+    )
+    con.add_argument(
+        "--known",
+        default=None,
+        metavar="PATH",
+        help="the library's known-findings file (findings.toml): mark bugs new or fixed (CONF-20)",
+    )
     rows = sub.add_parser("rows", help="every row of the table as an adapter method receives it (CONF-1)")
     rows.add_argument("names", nargs="*", help="rows to show (default: all)")
     cl = sub.add_parser("clauses", help="the clause index: every spec clause and the tests citing it")
@@ -121,22 +132,33 @@ def run_conform(args: argparse.Namespace) -> int:
     report = conform(
         adapter, profile=args.profile, max_examples=args.max_examples, operations=names, progress=progress
     )
+    if args.known:
+        from refsae.conform import known
+
+        path = Path(args.known)
+        if not path.is_file():
+            raise SystemExit(f"refsae conform: --known: no file {path}")
+        known.annotate(report, known.load(path))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(report.to_json() + "\n")
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(report.to_markdown())
-    s = report.summary
-    for c in report.clauses:
-        if c.status in ("fail", "error"):
-            first = c.message.splitlines()[0] if c.message else ""
-            print(f"{c.status.upper()} {c.clause} ({c.operation}): {first}")
-    print(
-        f"{report.target}: {s['pass']} pass, {s['fail']} fail, {s['error']} error, "
-        f"{s['unsupported']} unsupported ({report.seconds:.1f} s)"
-    )
-    return 0 if report.ok else 1
+    from refsae.conform.markdown import finding_heading
+    from refsae.conform.report import counts
+
+    for f in report.findings:
+        if f.verdict not in ("pass", "unsupported"):
+            first = f.message.splitlines()[0] if f.message else f.detail
+            mark = f" [{f.known}]" if f.known else ""
+            label = finding_heading(f)
+            label = label[: len(f.verdict)].upper() + label[len(f.verdict) :]
+            print(f"{label}{mark} {f.operation} ({', '.join(f.clauses)}): {first}")
+    for op in report.fixed:
+        print(f"FIXED {op}: a known bug that no longer reproduces")
+    print(f"{report.target}: {counts(report.verdicts)} ({report.seconds:.1f} s)")
+    return 0 if report.passes(strict=args.strict) else 1
 
 
 def _row(o: Outcome, seconds: float) -> str:

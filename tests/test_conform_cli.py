@@ -27,7 +27,8 @@ def test_refsae_conform_refsae_exits_0_with_every_clause_of_every_row_passing(
     assert {c["status"] for c in report["clauses"]} == {"pass"}
     assert report["summary"]["pass"] == len(report["clauses"])
     assert all(set(c["dtypes"]) == set(table.get(c["operation"]).dtypes) for c in report["clauses"])
-    assert "refsae: " in out and " 0 fail, 0 error" in out
+    assert "refsae: " in out and f"{len(table.TABLE)} pass (" in out
+    assert report["verdicts"]["pass"] == len(table.TABLE)
 
 
 def test_a_failing_target_exits_1_and_prints_each_failing_clause(
@@ -39,10 +40,43 @@ def test_a_failing_target_exits_1_and_prints_each_failing_clause(
     code = main(["conform", target, "--ops", "encode,decode", "--max-examples", "5", "--markdown", str(md)])
     captured = capsys.readouterr()
     assert code == 1
-    assert "FAIL ENC-1 (encode)" in captured.out and "2 pass, 4 fail, 0 error, 1 unsupported" in captured.out
+    assert "BUG (generic) encode (ENC-1, " in captured.out
+    assert "1 pass, 1 bug" in captured.out  # operations: decode passes, encode has a bug
     text = md.read_text()
-    assert "## `encode`: fail" in text and "Reproduction:" in text and "oracle_outputs('encode'" in text
+    assert (
+        "## `encode`: bug (generic)" in text and "Reproduction:" in text and "oracle_outputs('encode'" in text
+    )
+    assert "> **ENC-1** " in text  # the clause it is about, quoted
     assert "detecting the conventions of encode" in captured.err  # progress while it runs
+
+
+def test_a_finding_that_is_not_a_bug_exits_0_and_1_under_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    """CONF-12: a precision finding (an L0 accumulated in float32) does not fail a run; `--strict`
+    fails on every finding."""
+    target = "refsae.conform.mutants:mutant_l0_in_float32"
+    assert main(["conform", target, "--ops", "l0", "--max-examples", "10", "--quiet"]) == 0
+    assert "PRECISION: float32 arithmetic in float64" in capsys.readouterr().out
+    assert main(["conform", target, "--ops", "l0", "--max-examples", "10", "--quiet", "--strict"]) == 1
+
+
+def test_known_findings_mark_a_bug_new_and_a_listed_bug_that_passes_fixed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CONF-20: a bug the file does not list is `new`; a bug it lists whose row passes is `fixed`."""
+    known = tmp_path / "findings.toml"
+    target = "refsae.conform.mutants:mutant_encode_adds_b_dec"
+    known.write_text(
+        f'[[finding]]\ntarget = "{target}"\noperation = "decode"\nverdict = "bug"\nsummary = "x"\n'
+    )
+    out = tmp_path / "r.json"
+    args = ["conform", target, "--ops", "encode,decode", "--max-examples", "5", "--quiet"]
+    assert main([*args, "--known", str(known), "--json", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "BUG (generic) [new] encode" in printed and "FIXED decode" in printed
+    report = json.loads(out.read_text())
+    assert report["fixed"] == ["decode"]
+    assert {f["operation"]: f["known"] for f in report["findings"]}["encode"] == "new"
+    assert main([*args, "--known", str(tmp_path / "nope.toml")]) == 2
 
 
 def test_quiet_prints_no_progress(capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,7 +144,25 @@ def test_the_pytest_plugin_reports_a_failing_clause_with_its_reproduction(pytest
         "--refsae-max-examples=5",
     )
     result.assert_outcomes(failed=3)
-    result.stdout.fnmatch_lines(["*fail: DEC-1 (decode)*", "*Reproduction:*", "*oracle_outputs('decode'*"])
+    result.stdout.fnmatch_lines(["*bug: DEC-1 (decode)*", "*Reproduction:*", "*oracle_outputs('decode'*"])
+
+
+def test_the_pytest_plugin_passes_a_finding_that_is_not_a_bug_unless_strict(
+    pytester: pytest.Pytester,
+) -> None:
+    """CONF-12: a precision finding passes (its verdict in the test's properties); `--refsae-strict`
+    fails it."""
+    args = [
+        "-p",
+        "no:cacheprovider",
+        "--refsae-target=refsae.conform.mutants:mutant_l0_in_float32",
+        "--refsae-ops=l0",
+        "--refsae-max-examples=10",
+    ]
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    strict = pytester.runpytest_subprocess(*args, "--refsae-strict")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*precision: MET-1 (l0)*", "*working precision*"])
 
 
 def test_the_pytest_plugin_rejects_an_unknown_target_as_a_usage_error(pytester: pytest.Pytester) -> None:

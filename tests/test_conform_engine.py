@@ -19,6 +19,7 @@ from refsae.checking import table
 from refsae.conform import Adapter, Report, conform, load
 from refsae.conform.mutants import MUTANTS
 from refsae.conform.refsae_adapter import FixedRefsae, fixed
+from refsae.conform.verdicts import VERDICTS
 from refsae.conventions import AXES, CORE_AXES, OPERATION_AXES, Conventions
 
 FAST: dict[str, Any] = {"max_examples": 4, "shrink": False}
@@ -54,7 +55,7 @@ def test_detection_finds_the_fixed_convention_on_every_axis(i: int) -> None:
     report = conform(fixed(c, "lib", others), operations=DETECTION_ROWS, **FAST)
     expected = {**{a: getattr(c, a) for a in CORE_AXES}, **others}
     assert report.conventions == {a: expected[a] for a in AXES}
-    assert report.summary["fail"] == report.summary["error"] == 0, [
+    assert report.summary["bug"] == report.summary["error"] == 0, [
         (r.clause, r.message) for r in report.clauses if r.status != "pass"
     ]
 
@@ -69,7 +70,7 @@ def test_an_axis_no_row_can_show_stays_open_with_its_candidates_and_the_row_pass
 
     report = conform(LossOnly(), operations=["auxk_loss"], **FAST)
     assert report.conventions["residual"] == "detached|attached"
-    assert report.summary["fail"] == 0
+    assert report.summary["bug"] == 0
     assert "residual=detached|attached" in report.clauses[0].convention
 
 
@@ -77,8 +78,8 @@ def test_a_row_that_matches_no_named_convention_fails_as_none_with_a_counterexam
     """CONF-3: the encoder that forgets b_enc is neither tied nor untied."""
     report = conform(MUTANTS["encode_ignores_b_enc"].adapter(), operations=["encode"], **FAST)
     assert report.conventions == {"encode": "none"}
-    assert {c.status for c in report.clauses} == {"fail"}
-    assert "matches no named convention on encode" in report.clauses[0].message
+    assert {c.status for c in report.clauses} == {"bug"}
+    assert "matches no named convention or equivalence on encode" in report.clauses[0].message
     assert report.clauses[0].reproduction
 
 
@@ -90,7 +91,8 @@ def test_a_claim_that_detection_contradicts_fails_and_names_both() -> None:
         claims: ClassVar[Mapping[str, str]] = {"reconstruction": "sum"}
 
     report = conform(Claims(), operations=["reconstruction_loss"], **FAST)
-    assert {c.status for c in report.clauses} == {"fail"}
+    assert {c.status for c in report.clauses} == {"bug"}
+    assert "a bug of the code or of its documentation" in report.findings[0].detail
     message = report.clauses[0].message
     assert "claims reconstruction=sum but behaves as reconstruction=mean" in message
     assert "options = {'reconstruction': 'sum'}" in report.clauses[0].reproduction
@@ -104,7 +106,7 @@ def test_a_claim_that_detection_confirms_passes() -> None:
         claims: ClassVar[Mapping[str, str]] = {"encode": "untied"}
 
     report = conform(Claims(), operations=["encode"], **FAST)
-    assert report.summary["fail"] == 0 and report.claims == {"encode": "untied"}
+    assert report.summary["bug"] == 0 and report.claims == {"encode": "untied"}
 
 
 def test_the_clause_of_a_convention_not_followed_is_unsupported_not_fail() -> None:
@@ -136,7 +138,7 @@ def test_rows_an_adapter_does_not_define_are_unsupported_never_fail() -> None:
         "auxk_loss": "unsupported",
     }
     assert EncodeOnly().operations() == ("encode",)
-    assert report.summary["fail"] == report.summary["error"] == 0
+    assert report.summary["bug"] == report.summary["error"] == 0
 
 
 class TakesEncode(Adapter):
@@ -185,7 +187,7 @@ def test_the_json_report_has_the_documented_keys_and_round_trips() -> None:
         assert {"clause", "operation", "status", "examples", "convention", "message", "reproduction"} <= set(
             c
         )
-        assert c["status"] in ("pass", "fail", "unsupported", "error")
+        assert c["status"] in VERDICTS
     assert data["summary"] == {s: sum(c["status"] == s for c in data["clauses"]) for s in data["summary"]}
     assert Report.from_dict(data).as_dict() == data
     markdown = report.to_markdown()
@@ -196,7 +198,7 @@ def test_the_reproduction_snippet_reproduces_the_failure_when_run() -> None:
     """CONF-6: the snippet of a failing row, executed, gives the adapter's and the oracle's outputs,
     which differ by more than the row's allowed error (the same comparison the check made)."""
     report = conform(MUTANTS["decode_without_b_dec"].adapter(), operations=["decode"], max_examples=10)
-    failing = next(c for c in report.clauses if c.status == "fail")
+    failing = next(c for c in report.clauses if c.status == "bug")
     namespace: dict[str, Any] = {}
     exec(
         compile(failing.reproduction.replace("print(", "(lambda *a: None)("), "<snippet>", "exec"), namespace
@@ -210,18 +212,20 @@ def test_the_reproduction_snippet_reproduces_the_failure_when_run() -> None:
     compare(table.get("decode"), case, expected, expected)  # the oracle's own outputs pass
 
 
-def test_a_rows_verdict_is_given_to_every_clause_it_cites() -> None:
-    """CONF-10: the mutant breaks PAR-2's division by ‖w‖²; PAR-1 and PAR-3 share the verdict."""
+def test_a_rows_verdict_marks_the_clauses_its_failing_checks_contradict_and_no_other() -> None:
+    """CONF-10: the mutant breaks PAR-2's division by ‖w‖², which PAR-1 states too; PAR-3 (a zero row
+    keeps its gradient), checked on its own cases and elements, holds."""
     report = conform(
         MUTANTS["remove_parallel_assumes_unit_rows"].adapter(),
         operations=["remove_parallel_component"],
         **FAST,
     )
     assert [(c.clause, c.status) for c in report.clauses] == [
-        ("PAR-1", "fail"),
-        ("PAR-2", "fail"),
-        ("PAR-3", "fail"),
+        ("PAR-1", "bug"),
+        ("PAR-2", "bug"),
+        ("PAR-3", "pass"),
     ]
+    assert report.findings[0].clauses == ["PAR-1", "PAR-2"] and report.findings[0].severity == "generic"
 
 
 def test_the_adapter_receives_canonical_arrays_positionally_in_the_rows_order() -> None:
@@ -279,9 +283,10 @@ def test_a_failure_confined_to_an_edge_case_fails_only_that_clause() -> None:
         MUTANTS["renormalise_zero_rows_to_nan"].adapter(), operations=["renormalise_rows"], **FAST
     )
     status = {c.clause: c.status for c in report.clauses}
-    assert status == {"CON-1": "pass", "CON-2": "fail"}
+    assert status == {"CON-1": "pass", "CON-2": "bug"}
+    assert report.findings[0].severity == "degenerate"
     con1 = next(c for c in report.clauses if c.clause == "CON-1")
-    assert "does not exercise CON-2" in con1.message
+    assert "holds; the row's bug is about CON-2" in con1.message
 
 
 def test_a_library_without_b_dec_is_checked_with_b_dec_zero_and_the_report_says_so() -> None:
@@ -308,7 +313,7 @@ def test_a_library_without_b_dec_is_checked_with_b_dec_zero_and_the_report_says_
             return dict(zip(("W_enc", "b_enc", "W_dec"), grads, strict=True))  # no b_dec gradient to give
 
     report = conform(NoBias(), operations=["encode", "decode", "loss_gradients"], **FAST)
-    assert report.summary["fail"] == report.summary["error"] == 0
+    assert report.summary["bug"] == report.summary["error"] == 0
     assert report.conventions["encode"] == "tied|untied" and max(seen) == 0.0
     assert report.absent == ["b_dec"] and "has no `b_dec`" in report.to_markdown()
 

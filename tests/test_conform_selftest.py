@@ -24,10 +24,16 @@ def test_there_are_at_least_fifteen_mutants_each_a_described_bug_in_a_row_of_the
 
 
 @pytest.mark.parametrize("name", [m.name for m in SELFTEST])
-def test_the_suite_flags_the_mutant(name: str) -> None:
-    """CONF-8: the mutant's row fails or errors (the kill rate is 100 %)."""
+def test_the_suite_gives_the_mutant_its_expected_verdict(name: str) -> None:
+    """CONF-8, CONF-21: a bug is flagged as `bug`; a variant that is a named equivalence, a lower working
+    precision, a declared precondition or the other rule at a tie gets exactly that verdict."""
     kill = selftest.kill(MUTANTS[name])
-    assert kill.flagged, (kill.statuses, kill.convention)
+    assert kill.flagged and kill.classified, (kill.verdict, kill.clauses, kill.detail, kill.convention)
+
+
+def test_every_verdict_has_a_mutant_that_must_receive_it() -> None:
+    """CONF-21: the confusion matrix has a row for each verdict a finding can have."""
+    assert {m.verdict for m in SELFTEST} >= {"bug", "convention", "precision", "precondition", "tie"}
 
 
 def test_the_correct_adapter_passes_every_row_under_the_profile() -> None:
@@ -68,12 +74,14 @@ def test_the_selftest_report_states_the_kill_rate_and_the_false_alarms() -> None
     """CONF-8: the Markdown of `nox -s selftest`."""
     result = selftest.SelfTest(
         kills=[
-            selftest.Kill("a", "encode", "bug a", True, ["fail"], "encode=none"),
-            selftest.Kill("b", "decode", "bug b", False, ["pass"], "decoder=constrained"),
+            selftest.Kill("a", "encode", "bug a", "bug", "bug", ["ENC-1"], "encode=none"),
+            selftest.Kill("b", "decode", "bug b", "bug", "pass", [], "decoder=constrained"),
+            selftest.Kill("c", "l0", "float32 mean", "precision", "bug", ["MET-1"], ""),
         ],
-        false_alarms={"profile": [], "seed 1": ["ENC-1 (encode)"]},
+        false_alarms={"profile": [], "seed 1": ["ENC-1 (encode): bug"]},
     )
     text = result.markdown()
-    assert (
-        "1/2 = 50%" in text and "**missed**" in text and "False alarms in run seed 1: ENC-1 (encode)" in text
-    )
+    assert "Detection: **2/3 = 67%**" in text and "Classification: **1/3 = 33%**" in text
+    assert "| bug | **1** | 0 | 0 | 0 | 0 | 0 | 1 |" in text  # expected bug: one given bug, one pass
+    assert "| precision | 1 | 0 | 0 | **0** | 0 | 0 | 0 |" in text
+    assert "False alarms in run seed 1: ENC-1 (encode): bug" in text

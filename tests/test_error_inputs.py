@@ -63,9 +63,7 @@ def test_the_canonical_case_is_valid_input(op: Operation, side: str) -> None:
 
 @pytest.mark.parametrize(("op", "side"), FLOAT_INPUT, ids=_ids(FLOAT_INPUT))
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_input_raises_value_error_naming_the_array(
-    op: Operation, side: str, bad: float
-) -> None:
+def test_non_finite_input_raises_value_error_naming_the_array(op: Operation, side: str, bad: float) -> None:
     """NOT-5."""
     case = canonical_case(op)
     for name, a in case.arrays.items():

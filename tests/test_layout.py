@@ -48,9 +48,22 @@ def test_every_oracle_module_has_a_torch_twin_of_the_same_name_with_the_same_fun
     assert set(torch_) - set(oracle) == TORCH_ONLY
     for name, module in oracle.items():
         assert name in torch_, f"refsae.oracle.{name} has no twin refsae.torch.{name}"
+        equivalences = set(getattr(module, "EQUIVALENCE_FUNCTIONS", ()))  # references only (EQ-1)
         missing = {f for f in _public(module) if callable(getattr(module, f))} - _public(torch_[name])
+        missing -= equivalences
         classes = {f for f in missing if isinstance(getattr(module, f), type)}  # result types, NumPy-only
         assert missing == classes, f"refsae.torch.{name} lacks the twins of {sorted(missing - classes)}"
+
+
+def test_the_oracle_functions_without_a_twin_are_public_and_have_no_torch_twin() -> None:
+    """The definitions of named equivalences (EQ-1) are in their module's `__all__`, and refsae.torch,
+    which implements the specification, has no function of their names."""
+    oracle, torch_ = _modules("refsae.oracle"), _modules("refsae.torch")
+    for name, module in oracle.items():
+        for function in getattr(module, "EQUIVALENCE_FUNCTIONS", ()):
+            assert function in _public(module), f"refsae.oracle.{name}.{function} is not in __all__"
+            assert callable(getattr(module, function))
+            assert not hasattr(torch_[name], function), f"refsae.torch.{name}.{function}"
 
 
 def test_the_packages_reexport_every_name_of_their_modules_all() -> None:

@@ -146,13 +146,13 @@ def test_a_case_outside_a_declared_domain_is_skipped_as_hypothesis_assume_does()
 
 def test_the_toy_library_passes_its_loss_rows_under_the_conventions_it_follows() -> None:
     report = conform(Toy(), operations=["total_loss", "loss_gradients"], max_examples=5)
-    assert report.summary["fail"] == 0 and report.summary["error"] == 0
+    assert report.summary["bug"] == 0 and report.summary["error"] == 0
     assert report.conventions["reconstruction"] == "sum" and report.conventions["encode"] == "tied"
 
 
 def test_the_suite_reports_a_wrong_parameter_map_never_a_pass() -> None:
     report = conform(Untransposed(), operations=["total_loss"], max_examples=5)
-    assert report.summary["pass"] == 0 and report.summary["fail"] + report.summary["error"] > 0
+    assert report.summary["pass"] == 0 and report.summary["bug"] + report.summary["error"] > 0
 
 
 def test_every_peer_adapter_declares_its_domains_on_rows_it_provides() -> None:

@@ -7,8 +7,10 @@ Coverage is complete when every defined clause is cited and every cited ID is de
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 DEFINITION = re.compile(r"\*\*([A-Z]+-\d+)\*\*")
@@ -70,3 +72,48 @@ def report(index: ClauseIndex) -> str:
     if index.duplicates:
         lines.append(f"defined more than once: {', '.join(index.duplicates)}")
     return "\n".join(lines)
+
+
+TEXTS = Path(__file__).with_name("clause_texts.json")
+"""Every clause's text as the specs define it, shipped with the package so that a report can quote
+the clauses it cites (CONF-6); `python -m refsae.checking.clauses` regenerates it from specs/ and a
+test keeps the two in step."""
+
+_ITEM = re.compile(r"^- \*\*([A-Z]+-\d+)\*\*\s*(.*)$")
+
+
+def texts(root: Path) -> dict[str, str]:
+    """Clause ID -> its text (the list item that defines it, joined into one line) from root/specs."""
+    out: dict[str, str] = {}
+    for page in sorted((root / "specs").glob("*.md")):
+        current: str | None = None
+        for line in page.read_text(encoding="utf-8").splitlines():
+            m = _ITEM.match(line)
+            if m:
+                current = m.group(1)
+                out[current] = m.group(2).strip()
+            elif current is not None and line.startswith("  ") and line.strip():
+                out[current] += " " + line.strip()
+            else:
+                current = None
+    return out
+
+
+@cache
+def _shipped() -> dict[str, str]:
+    if not TEXTS.exists():
+        return {}
+    loaded: dict[str, str] = json.loads(TEXTS.read_text(encoding="utf-8"))
+    return loaded
+
+
+def clause_text(clause: str) -> str:
+    """The text of `clause` as its spec page defines it ("" when unknown)."""
+    return _shipped().get(clause, "")
+
+
+if __name__ == "__main__":  # python -m refsae.checking.clauses: regenerate clause_texts.json
+    root = Path(__file__).resolve().parents[2]
+    TEXTS.write_text(
+        json.dumps(texts(root), indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
+    )

@@ -21,21 +21,37 @@ their float64 functions in `refsae.oracle.<family>`; `refsae.checking.table.EQUI
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 
 from refsae.cases import Case
 
-__all__ = ["Equivalence", "EquivalenceKind", "Reference"]
+__all__ = [
+    "Equivalence",
+    "EquivalenceBounds",
+    "EquivalenceKind",
+    "Parameters",
+    "Reference",
+    "calling",
+    "with_options",
+]
 
 EquivalenceKind = Literal["convention", "tie"]
+
+Parameters = Mapping[str, Any]
+"""An equivalence's parameters by name (`eps`, `target_l0` …)."""
 
 Reference = Callable[[Any, Case, Mapping[str, Any]], dict[str, np.ndarray]]
 """(row, case, parameters) -> the row's outputs under the equivalence, float64. `row` is the
 `Operation` (its `reference(case)` is the spec's outputs); `parameters` are the equivalence's
 `parameters` updated with those the adapter declares (`Adapter.equivalence_parameters`)."""
+
+EquivalenceBounds = Callable[[Any, Case, dict[str, np.ndarray], Mapping[str, Any]], dict[str, Any]]
+"""(row, case, outputs under the equivalence, parameters) -> a `Bound` per output (None: exact), as a
+row's `bounds` (OPS-1), for the equivalence's computation."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +59,7 @@ class Equivalence:
     """One named equivalence of one or more rows (EQ-1)."""
 
     name: str
-    """Short identifier, as reports print it: `l1_batch_sum`, `norm_plus_eps(1e-6)`, `threshold_at_or_above`."""
+    """Short identifier, as reports print it: `l1_batch_sum`, `norm_plus_eps(1e-6)` …"""
     formula: str
     """How it relates to the spec, for a reader: "l1 with λ' = λ·B"."""
     clause: str
@@ -52,13 +68,56 @@ class Equivalence:
     """The rows it applies to."""
     reference: Reference
     kind: EquivalenceKind = "convention"
+    about: tuple[str, ...] = ()
+    """The spec clauses whose definition it reparametrises (CON-1 for an eps in the renormalisation):
+    a finding under it marks those of the row's clauses; empty: every clause the failure marks."""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     """Default parameters of `reference` (an adapter may declare others, e.g. a library's target L0)."""
+    bounds: EquivalenceBounds | None = None
+    """The error bounds of the row's outputs under the equivalence, where the row's own do not hold
+    (a penalty B times larger, latents scaled by the decoder norms); None: the row's bounds."""
+
+    requires: tuple[str, ...] = ()
+    """Parameters an adapter must declare (`Adapter.equivalence_parameters`) for the suite to search
+    this equivalence: a library's own constants (its target L0, its iteration limit and tolerance),
+    which the suite does not guess."""
+
+    def searched_for(self, declared: Mapping[str, Any]) -> bool:
+        """Whether an adapter declaring `declared` parameters gets this equivalence searched."""
+        return all(p in declared for p in self.requires)
 
     def applies(self, operation: str) -> bool:
         return operation in self.rows
 
-    def outputs(self, op: Any, case: Case, parameters: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    def row(self, op: Any, parameters: Mapping[str, Any] | None = None) -> Any:
+        """The row `op` with its bounds replaced by the equivalence's, where it has its own: what
+        `check.compare` takes to compare an implementation's outputs with `outputs(op, case, …)`."""
+        if self.bounds is None:
+            return op
+        bounds, params = self.bounds, {**self.parameters, **(parameters or {})}
+        return replace(op, bounds=lambda case, out: bounds(op, case, out, params))
+
+    def outputs(
+        self, op: Any, case: Case, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
         """The row's float64 outputs under this equivalence."""
         params = {**self.parameters, **(parameters or {})}
         return {k: np.asarray(v, dtype=np.float64) for k, v in self.reference(op, case, params).items()}
+
+
+def calling(functions: Mapping[str, Callable[..., Any]]) -> Reference:
+    """The `reference` that calls, for each row it applies to, the float64 function `functions[row]`
+    the canonical way (`Operation.call`: the case's arrays positionally, its options by keyword), with
+    the equivalence's parameters as further keywords."""
+
+    def reference(op: Any, case: Case, parameters: Parameters) -> dict[str, np.ndarray]:
+        function = partial(functions[op.name], **parameters)
+        outputs: dict[str, np.ndarray] = op.call(function, case.arrays, case.options)
+        return outputs
+
+    return reference
+
+
+def with_options(case: Case, **options: Any) -> Case:
+    """`case` with the given options replaced (its arrays and dtype unchanged)."""
+    return replace(case, options={**case.options, **options})

@@ -43,6 +43,7 @@ PER_INSTANCE = ("batchtopk_update_threshold", "batchtopk_inference")
 MASKS = ("latents", "dead")
 """0/1 latent masks (integer arrays)."""
 
+
 def canonical_case(op: Operation, seed: int = 0) -> Case:
     """Random float64 arrays of the canonical shapes (integer counts and masks, second moments >= 0),
     with the op's options."""

@@ -96,6 +96,17 @@ class Operation:
     """Clauses about an edge case (a zero decoder row, an instance with no dead latent), each with the
     predicate telling whether a case exercises it: a failure confined to such cases is the edge
     clause's alone, and the row's other clauses are judged on the other cases (CONF-10)."""
+    edge_elements: Mapping[str, Callable[[Case], dict[str, np.ndarray]]] = field(default_factory=dict)
+    """Optional, per edge clause: the output elements the clause is about (a boolean mask per output,
+    e.g. the zero rows of `W_dec` for CON-2), so that its own check compares only those (CONF-10)."""
+    working_bounds: BoundsFn | None = None
+    """Optional: bounds of outputs the row requires exact (`None` in `bounds`: a count, a mean of
+    counts) when they are computed in floating point at a working precision, e.g. a mean of B counts
+    accumulated in float32. Only the conformance suite's precision check uses them (CONF-14): the
+    spec still requires the exact value."""
+    output_clauses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Optional: the clauses an output's value is defined by, where they are fewer than the row's: a
+    failure there contradicts those clauses only (CONF-10)."""
     fast: Callable[..., Any] | None = None
     """refsae.torch's fast path for the row, where it has one (a hand-written backward in reused
     buffers, an in-place constraint): checked against the oracle on the same cases and bounds as

@@ -75,9 +75,7 @@ def resolve(op: Operation, family: str) -> Operation:
 
 
 def _gather() -> tuple[Operation, ...]:
-    rows = tuple(
-        resolve(op, module.__name__.rsplit(".", 1)[1]) for module in FAMILIES for op in module.ROWS
-    )
+    rows = tuple(resolve(op, module.__name__.rsplit(".", 1)[1]) for module in FAMILIES for op in module.ROWS)
     names = [op.name for op in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate row names: {sorted({n for n in names if names.count(n) > 1})}")

@@ -50,8 +50,15 @@ from refsae.conventions import CORE_AXES, DEFAULT_EPS
 
 @dataclass(frozen=True)
 class Domain:
-    """Where a library computes a row: cases outside it are skipped, for a reason the report can name
-    (a precondition, e.g. "SAELens's TopK loss has no sparsity term": only `l1_coefficient = 0`)."""
+    """Where a library computes a row, with a reason the report names (CONF-15).
+
+    `kind="scope"`: the library cannot be asked outside it (its TopK loss has no sparsity term: only
+    `l1_coefficient = 0`; it hard-codes the encoder scale 0.2): cases outside are skipped, and the
+    clauses in `excludes` (those only the skipped cases exercise, e.g. RES-12's centred variant) are
+    `unsupported`. `kind="precondition"`: the library's function accepts every case but its own code
+    guarantees the domain before calling it (`unit_rows`: "the trainer renormalises the rows first"):
+    the row is checked on every case, and only where it fails is it checked again inside the domain,
+    on the cases `project` maps there; passing there is a `precondition` finding."""
 
     name: str
     reason: str
@@ -59,6 +66,20 @@ class Domain:
     """The rows it narrows (those the adapter provides)."""
     holds: Callable[[Case], bool]
     """True on the cases the library computes (the case's float64 NumPy arrays and all its options)."""
+    kind: str = "scope"
+    """`scope` or `precondition`."""
+    project: Callable[[Case], Case] | None = None
+    """A precondition's map of a drawn case into the domain (rows renormalised …)."""
+    excludes: tuple[str, ...] = ()
+    """Clauses of its rows that only cases outside a scope exercise: `unsupported`."""
+    about: tuple[str, ...] = ()
+    """The clauses a precondition finding is about (PAR-1 for unit rows); empty: the failing ones."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("scope", "precondition"):
+            raise ValueError(f"Domain kind must be 'scope' or 'precondition', got {self.kind!r}")
+        if self.kind == "precondition" and self.project is None:
+            raise ValueError(f"precondition {self.name!r} needs `project` (a map of a case into the domain)")
 
     def admits(self, operation: str, case: Case) -> bool:
         return operation not in self.ops or bool(self.holds(case))
@@ -86,7 +107,15 @@ class Adapter:
     eps: ClassVar[float] = DEFAULT_EPS
     """The library's eps in `W_dec_j / (‖W_dec_j‖ + eps)` if it normalises in the forward pass."""
     domains: ClassVar[tuple[Domain, ...]] = ()
-    """The parts of rows the library computes (`Domain`); `run` skips the cases outside them."""
+    """The parts of rows the library computes (`Domain`): `run` skips the cases outside a scope; a
+    precondition is checked only where the row fails without it (CONF-15)."""
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {}
+    """Row -> (dtype, reason): where the library's source computes part of a row at a lower precision
+    than the call's (`("float32", "the minimum is rounded with .to(torch.float32)")`), a mixed
+    computation whose outputs are not values of that dtype. The suite still checks it: the row must
+    pass within the bounds derived at that precision (CONF-14)."""
+    equivalence_parameters: ClassVar[Mapping[str, Any]] = {}
+    """Parameters of the library's equivalences (EQ-1), e.g. `{"target_l0": 20}`."""
     device: str = "cpu"
 
     @property
@@ -153,10 +182,18 @@ class Adapter:
         """The outputs of `operation`'s row, in order."""
         return table.get(operation).outputs
 
+    def preconditions(self, operation: str) -> tuple[Domain, ...]:
+        """The preconditions declared for `operation`."""
+        return tuple(d for d in self.domains if d.kind == "precondition" and operation in d.ops)
+
+    def excluded_clauses(self, operation: str) -> dict[str, Domain]:
+        """Clauses of `operation` a scope puts out of reach, with the scope."""
+        return {c: d for d in self.domains if d.kind == "scope" and operation in d.ops for c in d.excludes}
+
     def check_domains(self, operation: str, case: Case) -> None:
-        """Skip `case` (`hypothesis.assume`) where a declared domain of `operation` does not hold."""
+        """Skip `case` (`hypothesis.assume`) where a declared scope of `operation` does not hold."""
         for domain in self.domains:
-            if not domain.admits(operation, case):
+            if domain.kind == "scope" and not domain.admits(operation, case):
                 from hypothesis import assume
 
                 assume(False)

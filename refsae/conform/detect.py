@@ -11,14 +11,18 @@ candidates for a later row to settle; no match at all is `none`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import product
+from typing import Any
 
+import numpy as np
 from hypothesis import settings
 
 from refsae.cases import Case
+from refsae.checking import table
 from refsae.checking.check import check
+from refsae.checking.equivalence import Equivalence
 from refsae.checking.table import Operation
 from refsae.conform.adapter import Adapter
 from refsae.conventions import pinned
@@ -36,6 +40,9 @@ class Detection:
 
     axes: tuple[str, ...]
     matches: list[dict[str, str]] = field(default_factory=list)
+    equivalence: str = ""
+    """The equivalence (EQ-1) under which the matches were found, when no combination matched the
+    spec itself (CONF-13)."""
     error: str | None = None
     counterexample: Case | None = None
     """The case of `error` (as found, unshrunk)."""
@@ -68,18 +75,45 @@ def detect(
     profile: settings | None = None,
     seed: int | None = None,
 ) -> Detection:
-    """Probe every combination of `candidates` (axis -> names) with the `fixed` pins held."""
+    """Probe every combination of `candidates` (axis -> names) with the `fixed` pins held; where none
+    matches the spec, every combination again under each of the row's equivalences (CONF-13)."""
     axes = tuple(candidates)
     detection = Detection(axes)
-    for combo in product(*(candidates[a] for a in axes)):
-        names = dict(zip(axes, combo, strict=True))
-        with pinned(**fixed, **names):
-            outcome = check(
-                op, adapter, dtype, max_examples=examples, shrink=False, profile=profile, seed=seed
-            )
-        if outcome.status == "error":  # an exception: kept, and said if nothing matches
-            if detection.error is None:
-                detection.error, detection.counterexample = outcome.exception, outcome.counterexample
-        elif outcome.status == "pass":
-            detection.matches.append(names)
+    params = dict(adapter.equivalence_parameters)
+    alternatives: list[tuple[str, Operation, Callable[[Case], dict[str, np.ndarray]] | None]] = [
+        ("", op, None)
+    ]
+    alternatives += [
+        (eq.name, eq.row(op, params), _reference(eq, op, params))
+        for eq in table.equivalences_of(op.name)
+        if eq.kind == "convention" and eq.searched_for(params)
+    ]
+    for name, row, reference in alternatives:
+        for combo in product(*(candidates[a] for a in axes)):
+            names = dict(zip(axes, combo, strict=True))
+            with pinned(**fixed, **names):
+                outcome = check(
+                    row,
+                    adapter,
+                    dtype,
+                    max_examples=examples,
+                    shrink=False,
+                    profile=profile,
+                    seed=seed,
+                    reference=reference,
+                )
+            if outcome.status == "error":  # an exception: kept, and said if nothing matches
+                if detection.error is None:
+                    detection.error, detection.counterexample = outcome.exception, outcome.counterexample
+            elif outcome.status == "pass":
+                detection.matches.append(names)
+        if detection.matches:
+            detection.equivalence = name
+            break
     return detection
+
+
+def _reference(
+    eq: Equivalence, op: Operation, params: dict[str, Any]
+) -> Callable[[Case], dict[str, np.ndarray]]:
+    return lambda case: eq.outputs(op, case, params)

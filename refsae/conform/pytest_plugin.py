@@ -5,8 +5,10 @@ test suite. Registered under the `pytest11` entry point `refsae`; it does nothin
     pytest --refsae-target=refsae.conform.mutants:correct --refsae-ops=encode,decode -q
     pytest --refsae-target=mylib.tests.refsae_adapter:MyAdapter --refsae-profile=dev
 
-A clause that passes is a passed test, `unsupported` is a skip carrying the reason, `fail` and
-`error` are failures whose report is the suite's message and reproduction. Test ids are
+A clause that passes is a passed test, `unsupported` is a skip carrying the reason, `bug` and
+`error` are failures whose report is the suite's message and reproduction (CONF-12); a clause with
+another finding (`convention`, `precision`, `precondition`, `tie`) passes, its verdict recorded in
+the test's `user_properties`, and fails under `--refsae-strict`. Test ids are
 `refsae[TARGET]::OPERATION::CLAUSE`, so `-k encode` selects rows as usual. One engine per target
 computes each row's verdict once, on the first of its clauses that runs.
 
@@ -36,6 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--refsae-profile", default=None, help="hypothesis profile: dev | ci | thorough")
     group.addoption("--refsae-max-examples", type=int, default=None, help="examples per operation and dtype")
     group.addoption("--refsae-ops", default=None, help="comma-separated operation names (default: all)")
+    group.addoption(
+        "--refsae-strict",
+        action="store_true",
+        default=False,
+        help="fail on every finding (convention, precision, precondition, tie), not only bug and error",
+    )
 
 
 class ClauseFailure(Exception):
@@ -72,10 +80,18 @@ class ClauseItem(pytest.Item):
         assert isinstance(parent, TargetCollector)
         results = parent.engine.clause_results(self.operation)
         result = next(r for r in results if r.clause == self.clause)
+        from refsae.conform.verdicts import fails
+
         if result.status == "unsupported":
             pytest.skip(result.message or "unsupported")
-        if result.status in ("fail", "error"):
+        self.user_properties.append(("refsae_verdict", result.status))
+        if fails(result.status, strict=self.config.getoption("refsae_strict")):
+            finding = parent.engine.finding(self.operation)
             text = f"{result.status}: {result.clause} ({result.operation}), convention {result.convention}\n"
+            if result.text:
+                text += f"{result.clause}: {result.text}\n"
+            if finding.detail:
+                text += f"{finding.detail}\n"
             text += result.message
             if result.reproduction:
                 text += f"\n\nReproduction:\n\n{result.reproduction}"

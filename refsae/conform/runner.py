@@ -10,37 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from refsae import __version__
 from refsae.checking import profiles, table
 from refsae.checking.check import Outcome, check
+from refsae.checking.clauses import clause_text
 from refsae.checking.operation import Operation
 from refsae.conform.adapter import Adapter
+from refsae.conform.classify import judge, judge_error
 from refsae.conform.detect import Detection, detect
-from refsae.conform.report import ClauseResult, Report
+from refsae.conform.report import ClauseResult, Finding, Report
 from refsae.conform.repro import snippet
+from refsae.conform.verdicts import FINDINGS, RowVerdict
 from refsae.conventions import AXES, CLAUSES, pinned
 
 EXAMPLES = {"dev": 10, "ci": 25, "thorough": 200}
 """Examples per operation and dtype in each profile (CONF-5): the ci profile is derandomized, so a
 run is reproducible; `thorough` is random and long."""
-
-
-@dataclass
-class RowVerdict:
-    """What the suite found for one operation."""
-
-    operation: str
-    status: str = "pass"
-    convention: str = ""
-    names: dict[str, str] = field(default_factory=dict)
-    outcomes: list[Outcome] = field(default_factory=list)
-    message: str = ""
-    reproduction: str = ""
-    confined: set[str] | None = None
-    """The edge clauses a failure is confined to (CONF-10): the row passes on every other case; None
-    when the failure is not confined (or the row does not fail)."""
 
 
 class Engine:
@@ -182,11 +168,17 @@ class Engine:
         op = table.get(operation)
         if not self.adapter.supports(operation):
             v = RowVerdict(
-                operation, "unsupported", message=f"{self.adapter.target} does not provide {operation}"
+                operation,
+                "unsupported",
+                verdict="unsupported",
+                message=f"{self.adapter.target} does not provide {operation}",
             )
             self.verdicts[operation] = v
             return v
-        v = self._settle(op) or self._check(op)
+        settled = self._settle(op)
+        if settled is not None:  # detection raised on every combination
+            judge_error(self, op, settled)
+        v = settled or self._check(op)
         self.verdicts[operation] = v
         return v
 
@@ -231,7 +223,9 @@ class Engine:
         notes = [detection.note()] if detection is not None and detection.note() else []
         if unmatched:
             claim = ", ".join(f"{a}={pins[a]}" for a in unmatched)
-            notes.append(f"matches no named convention on {', '.join(unmatched)}; checked as {claim}")
+            notes.append(
+                f"matches no named convention or equivalence on {', '.join(unmatched)}; checked as {claim}"
+            )
             v.status = "fail" if v.status == "pass" else v.status
         if contradicted:
             said = ", ".join(f"{a}={self.claims[a]}" for a in contradicted)
@@ -240,20 +234,24 @@ class Engine:
             v.status = "fail" if v.status == "pass" else v.status
         if notes:
             v.message = "; ".join(notes) + (f"\n{v.message}" if v.message else "")
+        judge(self, op, v, pins, contradicted=bool(contradicted))
         return v
 
     def _confine(
         self, op: Operation, v: RowVerdict, outcome: Outcome, pins: dict[str, object], dtype: str
     ) -> None:
         """CONF-10: when the counterexample exercises edge clauses of the row, check the row again
-        without such cases; if it passes, the failure is confined to those clauses."""
+        without the cases of any edge clause; if it passes, the failure is confined to edge clauses
+        (those exercised, and any other whose own cases fail, `classify.judge`)."""
         case = outcome.counterexample
-        edges = [(c, p) for c, p in op.edge_clauses if case is not None and p(case)]
+        exercised = [c for c, p in op.edge_clauses if case is not None and p(case)]
+        edges = list(op.edge_clauses) if exercised else []
         first = not v.outcomes[:-1] or all(o.status == "pass" for o in v.outcomes[:-1])
         if not edges or (not first and v.confined is None):
             v.confined = None
             return
         self.progress(f"checking {op.name} [{dtype}] without the cases of {', '.join(c for c, _ in edges)}")
+        excluded = [p for _, p in edges]
         with pinned(**pins):
             rest = check(
                 op,
@@ -263,26 +261,41 @@ class Engine:
                 profile=self.settings,
                 seed=self.seed,
                 shrink=False,
-                exclude=lambda c: any(p(c) for _, p in edges),
+                exclude=lambda c: any(p(c) for p in excluded),
             )
+        v.rest = rest
         if rest.status == "pass":
-            v.confined = (v.confined or set()) | {c for c, _ in edges}
+            v.confined = (v.confined or set()) | set(exercised)
         else:
             v.confined = None
 
     def clause_results(self, operation: str) -> list[ClauseResult]:
-        """One result per clause `operation` cites, with the conventions as detected by now. The
-        clause that defines a convention the implementation does not follow (CLAUSES) is
-        `unsupported` where the row passes under the one it follows (CONF-4)."""
+        """One result per clause `operation` cites, with the conventions as detected by now: the
+        row's verdict on the clauses its finding is about, `pass` on the others (CONF-10); a clause
+        that defines a convention the implementation does not follow (CLAUSES), or that only cases
+        outside a declared scope exercise, is `unsupported` (CONF-4, CONF-15)."""
         v = self.verdict(operation)
         op = table.get(operation)
         names = self.names(op)
+        excluded = self.adapter.excluded_clauses(operation)
         out = []
         for clause in op.clauses:
-            status, message = v.status, v.message
-            if v.confined is not None and clause not in v.confined and status == "fail":
+            status, message = v.verdict, v.message
+            if v.verdict == "unsupported":
+                pass
+            elif clause in excluded:
+                d = excluded[clause]
+                status, message = (
+                    "unsupported",
+                    f"only cases outside the scope {d.name} exercise {clause}: {d.reason}",
+                )
+            elif clause not in v.clauses:
                 status = "pass"
-                message = f"passes on every case that does not exercise {', '.join(sorted(v.confined))}"
+                message = (
+                    ""
+                    if v.verdict == "pass"
+                    else f"holds; the row's {v.verdict} is about {', '.join(v.clauses)}"
+                )
             owner = next(((a, n) for (a, n), c in CLAUSES.items() if c == clause), None)
             if status == "pass" and owner is not None and owner[0] in names:
                 axis, name = owner
@@ -298,11 +311,31 @@ class Engine:
                     examples=sum(o.examples for o in v.outcomes),
                     convention=self.convention(op),
                     message=message,
-                    reproduction=v.reproduction,
+                    reproduction=v.reproduction if status in FINDINGS else "",
                     dtypes={o.dtype: o.status for o in v.outcomes},
+                    text=clause_text(clause),
                 )
             )
         return out
+
+    def finding(self, operation: str) -> Finding:
+        """The row's finding (CONF-12), as the report lists it."""
+        v = self.verdict(operation)
+        return Finding(
+            operation=operation,
+            verdict=v.verdict,
+            clauses=list(v.clauses),
+            severity=v.severity,
+            detail=v.detail,
+            equivalence=v.equivalence,
+            working=dict(v.working),
+            domain=v.domain,
+            convention=self.convention(table.get(operation)) if v.verdict != "unsupported" else "",
+            message=v.message,
+            reproduction=v.reproduction,
+            dtypes={o.dtype: o.status for o in v.outcomes},
+            examples=sum(o.examples for o in v.outcomes),
+        )
 
     def conventions(self) -> dict[str, str]:
         """Every axis detected or still open, as `names` spells it."""
@@ -321,11 +354,17 @@ class Engine:
             profile=self.profile,
             claims=dict(self.claims),
             absent=list(self.adapter.absent),
+            domains=[
+                {"name": d.name, "kind": d.kind, "reason": d.reason, "ops": ", ".join(d.ops)}
+                for d in self.adapter.domains
+                if any(op in names for op in d.ops)
+            ],
         )
         for name in names:  # every verdict first: a later row may settle an earlier row's convention
             self.verdict(name)
         for name in names:
             report.clauses.extend(self.clause_results(name))
+            report.findings.append(self.finding(name))
         report.conventions = self.conventions()
         report.seconds = time.perf_counter() - start
         return report

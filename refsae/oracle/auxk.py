@@ -80,7 +80,11 @@ def dead_selection(z: np.ndarray, dead: np.ndarray, k_aux: int) -> np.ndarray:
 
 @typechecked
 def auxk_latents(
-    z: LatentBatch, dead: Shaped[np.ndarray, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
+    z: LatentBatch,
+    dead: Shaped[np.ndarray, "*inst d_sae"],
+    *,
+    k_aux: int,
+    values: Values = "relu",
 ) -> LatentBatch:
     """The auxiliary latents a (AUXK-2, AUXK-3): v(z) at the min(k_aux, n_dead) largest dead z of
     each example, 0 elsewhere.
@@ -125,7 +129,12 @@ class AuxKOptions:
 
 
 def _terms(
-    x: np.ndarray, x_hat: np.ndarray, z: np.ndarray, W_dec: np.ndarray, b_dec: np.ndarray, dead: np.ndarray,
+    x: np.ndarray,
+    x_hat: np.ndarray,
+    z: np.ndarray,
+    W_dec: np.ndarray,
+    b_dec: np.ndarray,
+    dead: np.ndarray,
     o: AuxKOptions,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """a, Ŵ, ê − e, the scale s (*inst), the normaliser D (*inst) and the gradient mask of z."""
@@ -156,11 +165,21 @@ def _terms(
 
 @typechecked
 def auxk_loss(
-    x: InputBatch, x_hat: InputBatch, z: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector,
-    dead: Shaped[np.ndarray, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
-    aux_decode: AuxDecode = "without_b_dec", scale: Scale = "unscaled",
-    normalisation: Normalisation = "residual_variance", residual: Residual = "detached",
-    decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+    x: InputBatch,
+    x_hat: InputBatch,
+    z: LatentBatch,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    dead: Shaped[np.ndarray, "*inst d_sae"],
+    *,
+    k_aux: int,
+    values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec",
+    scale: Scale = "unscaled",
+    normalisation: Normalisation = "residual_variance",
+    residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
 ) -> Scalar:
     """Σ_inst s · Σ_{b,d} (ê − e)² / D (AUXK-1..AUXK-7); the defaults are Gao et al.'s as OpenAI's
     code computes it.
@@ -178,11 +197,21 @@ def auxk_loss(
 
 @typechecked
 def auxk_loss_gradients(
-    x: InputBatch, x_hat: InputBatch, z: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector,
-    dead: Shaped[np.ndarray, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
-    aux_decode: AuxDecode = "without_b_dec", scale: Scale = "unscaled",
-    normalisation: Normalisation = "residual_variance", residual: Residual = "detached",
-    decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+    x: InputBatch,
+    x_hat: InputBatch,
+    z: LatentBatch,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    dead: Shaped[np.ndarray, "*inst d_sae"],
+    *,
+    k_aux: int,
+    values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec",
+    scale: Scale = "unscaled",
+    normalisation: Normalisation = "residual_variance",
+    residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
 ) -> dict[str, np.ndarray]:
     """∂L_aux/∂(z, W_dec, b_dec, x_hat) (AUXK-8), derived by hand:
 

@@ -10,11 +10,16 @@ positive value each batch kept:
     m        = min { f_bj : (b, j) ∈ S, f_bj > 0 }   (undefined when the batch kept no positive value)
     θ       ← θ + (m − θ)/(n + 1)  ("mean", n batches so far)   or   β θ + (1 − β) m  ("ema")
     f_bj     = z_bj · 1[z_bj > θ]                                                       (inference)
+
+Definitions of named equivalences (specs/equivalences.md): the loss and gradients of SAELens's
+selection on z_j ‖W_dec_j‖ (`rescaled_by_decoder_norm`, EQ-7) and inference with z >= θ
+(`threshold_at_or_above`, EQ-9).
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -36,9 +41,27 @@ from refsae.oracle._shapes import (
 from refsae.oracle.forward import decode, pre_activations
 from refsae.oracle.gradients import Gradients, gradients_given_mask
 from refsae.oracle.losses import reconstruction_loss, sparsity_loss
+from refsae.oracle.topk import rescaled_loss_and_gradients
 
-__all__ = ["batchtopk", "batchtopk_inference", "batchtopk_loss_gradients", "batchtopk_min_positive",
-    "batchtopk_total_loss", "batchtopk_update_threshold"]
+__all__ = [
+    "batchtopk",
+    "batchtopk_inference",
+    "batchtopk_inference_at_or_above",
+    "batchtopk_loss_gradients",
+    "batchtopk_min_positive",
+    "batchtopk_rescaled_loss_gradients",
+    "batchtopk_rescaled_total_loss",
+    "batchtopk_total_loss",
+    "batchtopk_update_threshold",
+]
+
+EQUIVALENCE_FUNCTIONS: tuple[str, ...] = (
+    "batchtopk_inference_at_or_above",
+    "batchtopk_rescaled_loss_gradients",
+    "batchtopk_rescaled_total_loss",
+)
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
+conformance suite's references only, so refsae.torch has no twin of them."""
 
 ThresholdUpdate = Literal["mean", "ema"]
 THRESHOLD_UPDATES: tuple[str, ...] = OPERATION_AXES["update"]
@@ -108,7 +131,11 @@ def batchtopk_min_positive(f: LatentBatch) -> tuple[PerInstance, Bool[np.ndarray
 
 @typechecked
 def batchtopk_update_threshold(
-    threshold: PerInstance | float, f: LatentBatch, *, n_batches: int, update: ThresholdUpdate = "mean",
+    threshold: PerInstance | float,
+    f: LatentBatch,
+    *,
+    n_batches: int,
+    update: ThresholdUpdate = "mean",
     beta: float = 0.99,
 ) -> PerInstance:
     """The threshold estimate after one more training batch `f` (BTOPK-4, BTOPK-5). `mean`: the
@@ -160,8 +187,15 @@ def _latents(
 
 @typechecked
 def batchtopk_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """LOSS-6 with BatchTopK training latents (BTOPK-3)."""
     check_coefficient("l1_coefficient", l1_coefficient)
@@ -177,11 +211,74 @@ def batchtopk_total_loss(
 
 @typechecked
 def batchtopk_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Gradients:
     """Gradients of `batchtopk_total_loss`: GRAD-1..GRAD-6 with the mask 1[(b, j) selected ∧ z > 0]
     (BTOPK-3); the selection passes no gradient."""
     check_coefficient("l1_coefficient", l1_coefficient)
     z, active = _latents(x, W_enc, b_enc, b_dec, k, conventions)
     return gradients_given_mask(x, W_enc, b_enc, W_dec, b_dec, z, active, l1_coefficient, conventions)
+
+
+@typechecked
+def batchtopk_inference_at_or_above(z: LatentBatch, threshold: PerInstance | float) -> LatentBatch:
+    """z · 1[z >= max(θ, 0)]: the tie equivalence `threshold_at_or_above` of `batchtopk_inference`
+    (EQ-9); it differs from BTOPK-6 only where z = θ > 0 exactly (it keeps z there).
+
+    >>> import numpy as np
+    >>> batchtopk_inference_at_or_above(np.array([[0.5, 1.0, 2.0]]), np.array(1.0)).tolist()
+    [[0.0, 1.0, 2.0]]
+    """
+    _validate.nonempty_batch(z, "z")
+    threshold = np.asarray(threshold, dtype=np.float64)
+    if threshold.shape != z.shape[1:-1]:
+        raise ValueError(f"threshold has shape {threshold.shape}; one per instance is {z.shape[1:-1]}")
+    _validate.finite(z=z, threshold=threshold)
+    return np.where(z >= np.maximum(threshold, 0.0)[..., None], z, 0.0)
+
+
+@typechecked
+def batchtopk_rescaled_total_loss(
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
+) -> Scalar:
+    """`batchtopk_total_loss` under `rescaled_by_decoder_norm` (EQ-7): the k·B largest z_bj ‖W_dec_j‖ of
+    the batch selected (BTOPK-2's order), f = max(z ‖W_dec_j‖, 0) decoded as f_j / ‖W_dec_j‖."""
+    check_coefficient("l1_coefficient", l1_coefficient)
+    check_batch_k(k, W_dec.shape[-2])
+    mask = partial(_selected, k=k)
+    return rescaled_loss_and_gradients(x, W_enc, b_enc, W_dec, b_dec, mask, l1_coefficient, conventions)[0]
+
+
+@typechecked
+def batchtopk_rescaled_loss_gradients(
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
+) -> Gradients:
+    """Gradients of `batchtopk_rescaled_total_loss` (EQ-7), through both uses of ‖W_dec_j‖."""
+    check_coefficient("l1_coefficient", l1_coefficient)
+    check_batch_k(k, W_dec.shape[-2])
+    mask = partial(_selected, k=k)
+    return rescaled_loss_and_gradients(x, W_enc, b_enc, W_dec, b_dec, mask, l1_coefficient, conventions)[1]

@@ -1,14 +1,25 @@
-"""The unit-norm constraint (CON) and parallel-gradient removal (PAR) on decoder rows."""
+"""The unit-norm constraint (CON) and parallel-gradient removal (PAR) on decoder rows; their eps-guarded
+forms, the equivalences `norm_plus_eps` (EQ-4) and `project_on_norm_plus_eps` (EQ-5)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from refsae._typecheck import typechecked
+from refsae.conventions import check_eps
 from refsae.oracle import _validate
 from refsae.oracle._shapes import DecoderWeights
 
-__all__ = ["remove_parallel_component", "renormalise_rows"]
+__all__ = [
+    "remove_parallel_component",
+    "remove_parallel_component_plus_eps",
+    "renormalise_rows",
+    "renormalise_rows_plus_eps",
+]
+
+EQUIVALENCE_FUNCTIONS: tuple[str, ...] = ("remove_parallel_component_plus_eps", "renormalise_rows_plus_eps")
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
+conformance suite's references only, so refsae.torch has no twin of them."""
 
 
 def row_scale(v: np.ndarray) -> np.ndarray:
@@ -50,4 +61,41 @@ def remove_parallel_component(W_dec: DecoderWeights, grad_W_dec: DecoderWeights)
     sq = np.sum(w * w, axis=-1, keepdims=True)
     coeff = np.where(sq > 0, np.sum(grad_W_dec * w, axis=-1, keepdims=True) / np.where(sq > 0, sq, 1.0), 0.0)
     out: np.ndarray = grad_W_dec - coeff * w
+    return out
+
+
+@typechecked
+def renormalise_rows_plus_eps(W_dec: DecoderWeights, *, eps: float) -> DecoderWeights:
+    """Each dictionary row divided by its ℓ2 norm plus `eps` > 0, `W_j / (‖W_j‖ + eps)`: the equivalence
+    `norm_plus_eps` of `renormalise_rows` (EQ-4; CON-1 divides by ‖W_j‖). A zero row stays zero
+    (0 / eps, as CON-2); the other rows come out with norm ‖W_j‖ / (‖W_j‖ + eps) < 1.
+
+    >>> import numpy as np
+    >>> renormalise_rows_plus_eps(np.array([[3.0, 4.0], [0.0, 0.0]]), eps=5.0).tolist()
+    [[0.3, 0.4], [0.0, 0.0]]
+    """
+    _validate.finite(W_dec=W_dec)
+    check_eps(eps)
+    scale = row_scale(W_dec)
+    n = np.linalg.norm(W_dec / scale, axis=-1, keepdims=True) * scale  # no underflow (CON-4)
+    out: np.ndarray = W_dec / (n + eps)
+    return out
+
+
+@typechecked
+def remove_parallel_component_plus_eps(
+    W_dec: DecoderWeights, grad_W_dec: DecoderWeights, *, eps: float
+) -> DecoderWeights:
+    """g_j − (g_j·ŵ_j) ŵ_j with ŵ_j = w_j / (‖w_j‖ + eps), `eps` > 0: the projection on the eps-guarded
+    direction, the equivalence `project_on_norm_plus_eps` of `remove_parallel_component` (EQ-5; PAR-1
+    projects on w_j / ‖w_j‖). It removes (‖w_j‖ / (‖w_j‖ + eps))² of the parallel component; a zero row
+    keeps its gradient (ŵ_j = 0, as PAR-3).
+
+    >>> import numpy as np
+    >>> remove_parallel_component_plus_eps(np.array([[2.0, 0.0]]), np.array([[5.0, 7.0]]), eps=2.0).tolist()
+    [[3.75, 7.0]]
+    """
+    _validate.finite(W_dec=W_dec, grad_W_dec=grad_W_dec)
+    unit = renormalise_rows_plus_eps(W_dec, eps=eps)
+    out: np.ndarray = grad_W_dec - np.sum(grad_W_dec * unit, axis=-1, keepdims=True) * unit
     return out

@@ -15,7 +15,17 @@ from refsae._typecheck import typechecked
 from refsae.oracle import _validate
 from refsae.oracle._shapes import LatentBatch
 
-__all__ = ["dead_by_fire_fraction", "dead_by_steps", "fire_counts", "update_steps_since_fired"]
+__all__ = [
+    "dead_by_fire_fraction",
+    "dead_by_fire_fraction_product_form",
+    "dead_by_steps",
+    "fire_counts",
+    "update_steps_since_fired",
+]
+
+EQUIVALENCE_FUNCTIONS: tuple[str, ...] = ("dead_by_fire_fraction_product_form",)
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
+conformance suite's references only, so refsae.torch has no twin of them."""
 
 
 def check_count(name: str, value: int, minimum: int) -> None:
@@ -69,6 +79,25 @@ def dead_by_fire_fraction(
         raise ValueError(f"fire_counts must be <= n_examples ({n_examples}): a latent fires once per example")
     fraction = fire_counts.astype(np.float64) / np.float64(n_examples)
     return np.asarray(fraction <= threshold)
+
+
+def dead_by_fire_fraction_product_form(
+    fire_counts: Int[np.ndarray, "*inst d_sae"], n_examples: int, threshold: float
+) -> Bool[np.ndarray, "*inst d_sae"]:
+    """DEAD-2's other rule at its kink (`fire_fraction_product_form`, EQ-10): dead where
+    `fire_counts <= threshold · n_examples`, the product rounded in float64 (sparse_autoencoder's
+    `count <= int(n · threshold)` is the same for integer counts). It differs from the quotient only
+    where `fire_counts / n_examples` equals `threshold` before rounding (63 fires in 90 examples at
+    threshold 0.7: `0.7 · 90` rounds to 62.99999999999999).
+
+    >>> import numpy as np
+    >>> dead_by_fire_fraction(np.array([63]), 90, 0.7).tolist(), dead_by_fire_fraction_product_form(
+    ...     np.array([63]), 90, 0.7).tolist()
+    ([True], [False])
+    """
+    check_count("n_examples", n_examples, 1)
+    check_threshold(threshold)
+    return np.asarray(fire_counts <= np.float64(threshold) * np.float64(n_examples))
 
 
 @typechecked

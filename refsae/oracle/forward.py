@@ -34,7 +34,11 @@ __all__ = ["decode", "decoder_directions", "encode", "forward", "pre_activations
 
 @typechecked
 def pre_activations(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    b_dec: InputVector,
+    *,
     encode: EncodeConvention = "tied",
 ) -> LatentBatch:
     """Pre-activations z = (x - b_dec) W_enc + b_enc (`tied`, ENC-2) or x W_enc + b_enc (`untied`, ENC-3)."""
@@ -48,7 +52,11 @@ def pre_activations(
 
 @typechecked
 def encode(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    b_dec: InputVector,
+    *,
     encode: EncodeConvention = "tied",
 ) -> LatentBatch:
     """Latents f = ReLU(z) with z from `pre_activations` (ENC-1).
@@ -70,7 +78,10 @@ _encode = encode  # the keyword argument `encode` shadows the function inside `f
 
 @typechecked
 def decoder_directions(
-    W_dec: DecoderWeights, *, decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+    W_dec: DecoderWeights,
+    *,
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
 ) -> DecoderWeights:
     """Ŵ: W_dec itself (`constrained`, DEC-2) or each row divided by (‖row‖₂ + eps) (`normalised`, DEC-3).
 
@@ -90,7 +101,11 @@ def decoder_directions(
 
 @typechecked
 def decode(
-    f: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector, *, decoder: DecoderConvention = "constrained",
+    f: LatentBatch,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    decoder: DecoderConvention = "constrained",
     eps: float = DEFAULT_EPS,
 ) -> InputBatch:
     """Reconstruction x_hat = f Ŵ + b_dec (DEC-1).
@@ -108,8 +123,15 @@ def decode(
 
 @typechecked
 def forward(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    encode: EncodeConvention = "tied", decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    encode: EncodeConvention = "tied",
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
 ) -> tuple[LatentBatch, InputBatch]:
     """(f, x_hat): encode then decode with the same b_dec (FWD-1)."""
     f = _encode(x, W_enc, b_enc, b_dec, encode=encode)

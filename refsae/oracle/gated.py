@@ -55,8 +55,14 @@ def _encoder_input(x: np.ndarray, b_dec: np.ndarray, encode: str) -> np.ndarray:
 
 @typechecked
 def gated_pre_activations(
-    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
-    b_dec: InputVector, *, encode: EncodeConvention = "tied",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_gate: LatentVector,
+    r_mag: LatentVector,
+    b_mag: LatentVector,
+    b_dec: InputVector,
+    *,
+    encode: EncodeConvention = "tied",
 ) -> tuple[LatentBatch, LatentBatch]:
     """(π_gate, π_mag): one encoder matrix, rescaled per latent by exp(r_mag) on the magnitude path
     (GATE-1)."""
@@ -67,8 +73,14 @@ def gated_pre_activations(
 
 @typechecked
 def gated_encode(
-    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
-    b_dec: InputVector, *, encode: EncodeConvention = "tied",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_gate: LatentVector,
+    r_mag: LatentVector,
+    b_mag: LatentVector,
+    b_dec: InputVector,
+    *,
+    encode: EncodeConvention = "tied",
 ) -> tuple[LatentBatch, LatentBatch]:
     """(f, π_gate) with f = 1[π_gate > 0] · ReLU(π_mag), the gate strict (GATE-2).
 
@@ -84,7 +96,9 @@ def gated_encode(
 
 
 def _forward(
-    x: np.ndarray, params: tuple[np.ndarray, ...], c: Conventions,
+    x: np.ndarray,
+    params: tuple[np.ndarray, ...],
+    c: Conventions,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """π_gate, π_mag, f, a = ReLU(π_gate), and Ŵ."""
     W_enc, b_gate, r_mag, b_mag, W_dec, b_dec = params
@@ -101,9 +115,17 @@ def _forward(
 
 @typechecked
 def gated_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
-    W_dec: DecoderWeights, b_dec: InputVector, *, l1_coefficient: float,
-    conventions: Conventions = Conventions(), aux_decoder: AuxDecoder = "detached",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_gate: LatentVector,
+    r_mag: LatentVector,
+    b_mag: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    aux_decoder: AuxDecoder = "detached",
 ) -> Scalar:
     """Σ_inst [R(x, x_hat) + λ · S(ReLU(π_gate)) + R(x, x_aux)] (GATE-3). The auxiliary
     reconstruction's value does not depend on `aux_decoder`, only its gradients do (GATE-4)."""
@@ -123,9 +145,17 @@ def gated_total_loss(
 
 @typechecked
 def gated_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
-    W_dec: DecoderWeights, b_dec: InputVector, *, l1_coefficient: float,
-    conventions: Conventions = Conventions(), aux_decoder: AuxDecoder = "detached",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_gate: LatentVector,
+    r_mag: LatentVector,
+    b_mag: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    aux_decoder: AuxDecoder = "detached",
 ) -> dict[str, np.ndarray]:
     """Analytic gradients of `gated_total_loss` (GATE-5, GATE-6), derived by hand:
 

@@ -68,8 +68,14 @@ def normalisation_backward(W_dec: np.ndarray, G_hat: np.ndarray, eps: float) -> 
 
 @typechecked
 def loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    l1_coefficient: float, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
 ) -> Gradients:
     """Gradients of `total_loss` with respect to W_enc, b_enc, W_dec, b_dec (GRAD-1..GRAD-6)."""
     check_coefficient("l1_coefficient", l1_coefficient)
@@ -78,8 +84,15 @@ def loss_gradients(
 
 
 def gradients_given_mask(
-    x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray, W_dec: np.ndarray, b_dec: np.ndarray, z: np.ndarray,
-    active: np.ndarray, l1_coefficient: float, c: Conventions,
+    x: np.ndarray,
+    W_enc: np.ndarray,
+    b_enc: np.ndarray,
+    W_dec: np.ndarray,
+    b_dec: np.ndarray,
+    z: np.ndarray,
+    active: np.ndarray,
+    l1_coefficient: float,
+    c: Conventions,
 ) -> Gradients:
     """The gradients for latents f = z ⊙ active, whatever selects `active`: ReLU's `z > 0` (GRAD-3),
     or TopK's `selected ∧ z > 0` (TOPK-5). The derivation above, with 1[z > 0] replaced by `active`."""

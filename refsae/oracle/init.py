@@ -17,7 +17,11 @@ from refsae._typecheck import typechecked
 from refsae.oracle import _validate
 from refsae.oracle._shapes import InputBatch, InputVector, PerInstance
 
-__all__ = ["b_dec_mean", "geometric_median"]
+__all__ = ["b_dec_mean", "geometric_median", "weiszfeld_stopped"]
+
+EQUIVALENCE_FUNCTIONS: tuple[str, ...] = ("weiszfeld_stopped",)
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
+conformance suite's references only, so refsae.torch has no twin of them."""
 
 DEFAULT_TOL = 1e-10
 """Relative suboptimality the geometric median certifies: `f(y) − min f ≤ tol · f(y)` (INIT-6)."""
@@ -140,7 +144,10 @@ def _median_of_points(points: np.ndarray, tol: float, max_iter: int) -> np.ndarr
 
 @typechecked
 def geometric_median(
-    x: InputBatch, *, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER,
+    x: InputBatch,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
 ) -> InputVector:
     """The geometric median `argmin_y Σ_b ‖x_b − y‖₂`, per instance (INIT-2..INIT-8).
 
@@ -197,3 +204,36 @@ def certified_gap(x: InputBatch, y: InputVector) -> PerInstance:
         s = _power_of_two_scale(points)
         out[index] = _certificate(points / s, y[index] / s)[0] * s
     return out
+
+
+@typechecked
+def weiszfeld_stopped(x: InputBatch, *, max_iter: int = 100, tol: float = 1e-5) -> InputVector:
+    """The geometric median as several libraries approximate it (`weiszfeld_stopped`, EQ-11; INIT-2): plain
+    Weiszfeld steps `y ← Σ_b w_b x_b / Σ_b w_b`, `w_b = 1/‖x_b − y‖`, from the mean, stopped after
+    `max_iter` steps or at the first step that moves `y` by less than `tol` (dictionary_learning's
+    `geometric_median(points, max_iter=100, tol=1e-5)`), per instance. It has no coincidence guard
+    (INIT-4); an iterate on a data point returns that point here, where the libraries divide by 0.
+
+    >>> import numpy as np
+    >>> x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
+    >>> w = 1 / np.linalg.norm(x - 1.5, axis=1)              # one step from the mean (1.5, 1.5)
+    >>> np.allclose(weiszfeld_stopped(x, max_iter=1), (w[:, None] * x).sum(0) / w.sum())
+    True
+    """
+    pts = np.moveaxis(np.asarray(x, dtype=np.float64), 0, -2)  # (*inst, batch, d_in)
+    y = pts.mean(axis=-2)
+    done = np.zeros(y.shape[:-1], dtype=bool)  # an instance stops on a data point or a short step
+    for _ in range(max_iter):
+        distance = np.linalg.norm(pts - y[..., None, :], axis=-1)
+        on = np.any(distance == 0, axis=-1) & ~done
+        done |= on  # y is on a data point there: that point is the result
+        weights = 1.0 / np.where(distance == 0, np.inf, distance)
+        total = weights.sum(axis=-1)[..., None]
+        step = (weights[..., None] * pts).sum(axis=-2) / np.where(total > 0, total, 1.0)
+        new = np.where(done[..., None], y, step)
+        done |= np.linalg.norm(new - y, axis=-1) < tol
+        y = new
+        if np.all(done):
+            break
+    result: np.ndarray = y
+    return result

@@ -10,6 +10,10 @@ kernel K(u) = 1[|u| < 1/2] (open) of bandwidth ε:
 
 and z gets f's true derivative H(z − θ) (the L0 term passes none to z). With the log-θ
 parametrisation (θ = exp(ℓ)), ∂L/∂ℓ = θ ∂L/∂θ.
+
+Two named equivalences (specs/equivalences.md) have their definitions here: the penalty
+λ · (L0/T − 1)² towards a target L0 `T` (`target_l0_penalty`, EQ-8) and the activation with the
+non-strict step z >= θ (`threshold_at_or_above`, EQ-9).
 """
 
 from __future__ import annotations
@@ -35,7 +39,22 @@ from refsae.oracle.forward import decode, decoder_directions, pre_activations
 from refsae.oracle.gradients import gradients_given_mask, reconstruction_scale
 from refsae.oracle.losses import reconstruction_loss
 
-__all__ = ["jumprelu", "jumprelu_loss_gradients", "jumprelu_total_loss"]
+__all__ = [
+    "jumprelu",
+    "jumprelu_at_or_above",
+    "jumprelu_loss_gradients",
+    "jumprelu_target_l0_loss_gradients",
+    "jumprelu_target_l0_total_loss",
+    "jumprelu_total_loss",
+]
+
+EQUIVALENCE_FUNCTIONS: tuple[str, ...] = (
+    "jumprelu_at_or_above",
+    "jumprelu_target_l0_loss_gradients",
+    "jumprelu_target_l0_total_loss",
+)
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
+conformance suite's references only, so refsae.torch has no twin of them."""
 
 Parametrisation = Literal["theta", "log_theta"]
 PARAMETRISATIONS: tuple[str, ...] = OPERATION_AXES["parametrisation"]
@@ -79,8 +98,15 @@ def _kernel(z: np.ndarray, theta: np.ndarray, bandwidth: float) -> np.ndarray:
 
 @typechecked
 def jumprelu_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
-    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
     conventions: Conventions = Conventions(),
 ) -> Scalar:
     """Σ_inst reconstruction + λ · mean over the batch of the number of active latents (JUMP-2).
@@ -99,9 +125,17 @@ def jumprelu_total_loss(
 
 @typechecked
 def jumprelu_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
-    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
-    conventions: Conventions = Conventions(), parametrisation: Parametrisation = "theta",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    conventions: Conventions = Conventions(),
+    parametrisation: Parametrisation = "theta",
 ) -> dict[str, np.ndarray]:
     """Gradients and the threshold's pseudo-gradient of `jumprelu_total_loss` (JUMP-3..JUMP-6):
     W_enc, b_enc, W_dec, b_dec as GRAD-1..GRAD-6 with the mask 1[z > θ]; `threshold` is ∂L/∂θ, or
@@ -121,5 +155,110 @@ def jumprelu_loss_gradients(
     grad_theta = (g_f * (-theta / bandwidth) * K).sum(axis=0) + l0_coefficient / x.shape[0] * (
         -K / bandwidth
     ).sum(axis=0)
+    grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta
+    return grads
+
+
+@typechecked
+def jumprelu_at_or_above(z: LatentBatch, theta: LatentVector) -> LatentBatch:
+    """f = z · 1[z >= θ]: the non-strict step, the tie equivalence `threshold_at_or_above` of `jumprelu`
+    (EQ-9); it differs from JUMP-1 only where z = θ exactly (it keeps z there).
+
+    >>> import numpy as np
+    >>> jumprelu_at_or_above(np.array([[0.5, 1.0, 2.0]]), np.array([1.0, 1.0, 1.0])).tolist()
+    [[0.0, 1.0, 2.0]]
+    """
+    _validate.nonempty_batch(z, "z")
+    _validate.finite(z=z)
+    check_threshold(theta)
+    return np.where(z >= theta, z, 0.0)
+
+
+def check_target_l0(target_l0: float) -> None:
+    """The target L0 `T` of EQ-8 is a finite number > 0."""
+    if isinstance(target_l0, bool) or not (
+        isinstance(target_l0, int | float) and math.isfinite(target_l0) and target_l0 > 0
+    ):
+        raise ValueError(f"target_l0 must be a finite number > 0, got {target_l0!r}")
+
+
+def _l0(
+    x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray, b_dec: np.ndarray, theta: np.ndarray, c: Conventions
+) -> tuple[np.ndarray, np.ndarray]:
+    """(z, L0): the pre-activations and, per instance, the mean number of active latents (JUMP-2)."""
+    z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
+    return z, (z > theta).sum(axis=(0, -1)) / x.shape[0]
+
+
+@typechecked
+def jumprelu_target_l0_total_loss(
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    target_l0: float,
+    conventions: Conventions = Conventions(),
+) -> Scalar:
+    """Σ_inst reconstruction + λ · (L0/T − 1)², L0 the mean number of active latents and T = `target_l0`:
+    the equivalence `target_l0_penalty` of `jumprelu_total_loss` (EQ-8; JUMP-2 adds λ · L0).
+
+    >>> import numpy as np
+    >>> x = np.array([[1.0, 0.0]]); W_enc = np.array([[1.0, 2.0], [0.0, 0.0]])  # z = (1, 2): L0 = 2
+    >>> p = dict(W_enc=W_enc, b_enc=np.zeros(2), W_dec=np.zeros((2, 2)), b_dec=np.zeros(2))
+    >>> float(jumprelu_target_l0_total_loss(x, **p, theta=np.full(2, 0.5), l0_coefficient=2.0,
+    ...                                      bandwidth=1.0, target_l0=4))  # ‖x‖² + 2 (2/4 − 1)²
+    1.5
+    """
+    check_coefficient("l0_coefficient", l0_coefficient)
+    check_target_l0(target_l0)
+    reconstruction = jumprelu_total_loss(
+        x, W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient=0.0, bandwidth=bandwidth, conventions=conventions
+    )
+    _, l0 = _l0(x, W_enc, b_enc, b_dec, theta, conventions)
+    return np.asarray(reconstruction + l0_coefficient * ((l0 / target_l0 - 1.0) ** 2).sum())
+
+
+@typechecked
+def jumprelu_target_l0_loss_gradients(
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    target_l0: float,
+    conventions: Conventions = Conventions(),
+    parametrisation: Parametrisation = "theta",
+) -> dict[str, np.ndarray]:
+    """Gradients of `jumprelu_target_l0_total_loss` (EQ-8): those of JUMP-6 at λ = 0, and the threshold's
+    with the penalty's term through JUMP-4's pseudo-derivative of the step at z,
+    ∂/∂θ_j λ (L0/T − 1)² = (2λ/T)(L0/T − 1) · (−1/(Bε)) Σ_b K((z_bj − θ_j)/ε); times θ under log θ (JUMP-5).
+    """
+    check_coefficient("l0_coefficient", l0_coefficient)
+    check_target_l0(target_l0)
+    grads = jumprelu_loss_gradients(
+        x,
+        W_enc,
+        b_enc,
+        W_dec,
+        b_dec,
+        theta,
+        l0_coefficient=0.0,
+        bandwidth=bandwidth,
+        conventions=conventions,
+    )
+    z, l0 = _l0(x, W_enc, b_enc, b_dec, theta, conventions)
+    slope = 2.0 * l0_coefficient / target_l0 * (l0 / target_l0 - 1.0)  # d/dL0 of λ (L0/T − 1)², per instance
+    hits = _kernel(z, theta, bandwidth).sum(axis=0)
+    grad_theta = grads["threshold"] + slope[..., None] * (-hits / (bandwidth * x.shape[0]))
+    check_choice("parametrisation", parametrisation, PARAMETRISATIONS)
     grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta
     return grads

@@ -49,7 +49,10 @@ def total_variance(x: InputBatch) -> PerInstance:
 
 @typechecked
 def reconstruction_loss(
-    x: InputBatch, x_hat: InputBatch, *, reconstruction: ReconstructionConvention = "sum",
+    x: InputBatch,
+    x_hat: InputBatch,
+    *,
+    reconstruction: ReconstructionConvention = "sum",
 ) -> PerInstance:
     """Reconstruction loss under a named convention.
 
@@ -82,7 +85,10 @@ def reconstruction_loss(
 
 @typechecked
 def sparsity_loss(
-    f: LatentBatch, W_dec: DecoderWeights, *, sparsity: SparsityConvention = "l1",
+    f: LatentBatch,
+    W_dec: DecoderWeights,
+    *,
+    sparsity: SparsityConvention = "l1",
 ) -> PerInstance:
     """Sparsity penalty under a named convention.
 
@@ -106,8 +112,14 @@ def sparsity_loss(
 
 @typechecked
 def total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    l1_coefficient: float, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """L = Σ_instances [reconstruction + l1_coefficient · sparsity] (LOSS-6); coefficient >= 0 (LOSS-7)."""
     check_coefficient("l1_coefficient", l1_coefficient)

@@ -1,4 +1,5 @@
-"""Metrics (MET): L0, dead fraction, explained variance. Per-instance results have shape `*inst`."""
+"""Metrics (MET): L0, dead fraction, explained variance; the centred-residual explained variance of the
+equivalence `centred_residual` (EQ-6). Per-instance results have shape `*inst`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from jaxtyping import Int
 from refsae._typecheck import typechecked
 from refsae.oracle import _validate
 from refsae.oracle._shapes import InputBatch, LatentBatch, PerInstance
-from refsae.oracle.losses import reconstruction_loss
+from refsae.oracle.losses import reconstruction_loss, total_variance
 
-__all__ = ["dead_fraction", "explained_variance", "l0"]
+__all__ = ["dead_fraction", "explained_variance", "explained_variance_centred_residual", "l0"]
+
+EQUIVALENCE_FUNCTIONS: tuple[str, ...] = ("explained_variance_centred_residual",)
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
+conformance suite's references only, so refsae.torch has no twin of them."""
 
 
 @typechecked
@@ -53,3 +58,23 @@ def explained_variance(x: InputBatch, x_hat: InputBatch) -> PerInstance:
     """
     _validate.finite(x=x, x_hat=x_hat)
     return np.asarray(1.0 - reconstruction_loss(x, x_hat, reconstruction="fvu"))
+
+
+@typechecked
+def explained_variance_centred_residual(x: InputBatch, x_hat: InputBatch) -> PerInstance:
+    """1 − Σ_d var_b(x − x_hat) / Σ_d var_b(x): the residual centred by its own batch mean, the
+    equivalence `centred_residual` of `explained_variance` (EQ-6; MET-3 divides the uncentred
+    Σ (x_hat − x)²). It is scikit-learn's `explained_variance_score(x, x_hat,
+    multioutput="variance_weighted")`; a constant offset of the reconstruction costs nothing. Zero
+    total variance raises `ValueError`, as MET-3.
+
+    >>> import numpy as np
+    >>> x = np.array([[0.0, 4.0], [2.0, 6.0]])
+    >>> float(explained_variance_centred_residual(x, x + 1.0)), float(explained_variance(x, x + 1.0))
+    (1.0, 0.0)
+    """
+    _validate.finite(x=x, x_hat=x_hat)
+    variance = total_variance(x)
+    if np.any(variance == 0.0):
+        raise ValueError("explained variance is undefined for a batch whose total variance is zero")
+    return np.asarray(1.0 - total_variance(x - x_hat) / variance)

@@ -49,13 +49,17 @@ def check_hyperparameters(lr: float, betas: tuple[float, float], eps: float, wei
 
 @typechecked
 def _sae_shapes(
-    W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
 ) -> None:
     """The four arrays of one mapping have the canonical shapes of one SAE (NOT-1, NOT-3)."""
 
 
 def check_maps(
-    maps: Mapping[str, Mapping[str, Any]], shapes: Callable[..., None],
+    maps: Mapping[str, Mapping[str, Any]],
+    shapes: Callable[..., None],
     values: Callable[[dict[str, Any]], None],
 ) -> None:
     """The structure shared by the oracle's and refsae.torch's parameter-map checks: every mapping
@@ -101,8 +105,16 @@ class AdamUpdate:
 
 
 def adam_step(
-    param: Arrays, grad: Arrays, exp_avg: Arrays, exp_avg_sq: Arrays, *, step: int, lr: float,
-    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+    param: Arrays,
+    grad: Arrays,
+    exp_avg: Arrays,
+    exp_avg_sq: Arrays,
+    *,
+    step: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
 ) -> AdamUpdate:
     """One Adam step from `step` steps taken (0 for fresh state) (OPT-1, OPT-2, OPT-3).
 
@@ -145,7 +157,9 @@ def _latents_shape(b_enc: LatentVector, latents: Shaped[np.ndarray, "*inst d_sae
 
 @typechecked
 def adam_reset_latents(
-    exp_avg: Arrays, exp_avg_sq: Arrays, latents: Shaped[np.ndarray, "*inst d_sae"],
+    exp_avg: Arrays,
+    exp_avg_sq: Arrays,
+    latents: Shaped[np.ndarray, "*inst d_sae"],
 ) -> dict[str, dict[str, np.ndarray]]:
     """Zero both moments of exactly the slices that belong to the chosen latents (OPT-4): column j of
     W_enc, entry j of b_enc, row j of W_dec, per instance; b_dec and every other latent untouched

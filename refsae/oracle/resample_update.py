@@ -28,8 +28,11 @@ __all__ = ["resample_anthropic", "resample_simple"]
 
 @typechecked
 def _latent_shapes(
-    b_enc: LatentVector, W_dec: DecoderWeights, dead: Shaped[np.ndarray, "*inst d_sae"],
-    chosen: DecoderWeights | None = None, directions: DecoderWeights | None = None,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    dead: Shaped[np.ndarray, "*inst d_sae"],
+    chosen: DecoderWeights | None = None,
+    directions: DecoderWeights | None = None,
 ) -> None:
     """The mask and the per-latent inputs match the parameters' latents and d_in (NOT-3)."""
 
@@ -66,7 +69,11 @@ def _unit_rows(v: np.ndarray, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 @typechecked
 def resample_anthropic(
-    param: Arrays, dead: Shaped[np.ndarray, "*inst d_sae"], chosen: DecoderWeights, *, centred: bool = False,
+    param: Arrays,
+    dead: Shaped[np.ndarray, "*inst d_sae"],
+    chosen: DecoderWeights,
+    *,
+    centred: bool = False,
     encoder_scale: float = 0.2,
 ) -> dict[str, Any]:
     """Anthropic's resampling (Towards Monosemanticity, RES-10, RES-11): for each dead latent j with
@@ -94,7 +101,10 @@ def resample_anthropic(
 
 @typechecked
 def resample_simple(
-    param: Arrays, dead: Shaped[np.ndarray, "*inst d_sae"], directions: DecoderWeights, *,
+    param: Arrays,
+    dead: Shaped[np.ndarray, "*inst d_sae"],
+    directions: DecoderWeights,
+    *,
     encoder_scale: float = 1.0,
 ) -> dict[str, Any]:
     """The simple method (ARENA's resample_simple, RES-15): for each dead latent j with a given random

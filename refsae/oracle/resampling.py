@@ -115,7 +115,9 @@ def _inverse_cdf(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
 @typechecked
 def sample_examples(
     probabilities: Float64[np.ndarray, "batch *inst"],  # noqa: F821 (jaxtyping dims, not names)
-    n: int, *, replacement: bool,
+    n: int,
+    *,
+    replacement: bool,
     generator: np.random.Generator,
 ) -> Int64[np.ndarray, "*inst n_samples"]:
     """Draw `n` batch indices per instance from `probabilities` (normalised per instance) (RES-4).

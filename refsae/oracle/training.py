@@ -12,10 +12,14 @@ Under the `normalised` decoder the forward pass normalises, so steps 3 and 5 are
 (STEP-2). Two orders seen in the field are named so that a conformance run can tell them apart
 (STEP-4): `constraint_before_step` (renormalise, then step: the rows leave the sphere) and
 `removal_after_step` (the step uses the raw gradient; removing afterwards changes nothing).
+
+`training_step_scaled` is the step on a multiple of the loss, as a library that averages it over the
+instances takes it (the equivalence `components_mean`, EQ-3).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -26,27 +30,80 @@ from refsae.oracle.gradients import loss_gradients
 from refsae.oracle.losses import total_loss
 from refsae.oracle.optimizer import Arrays, adam_step, check_parameter_maps
 
-__all__ = ["training_step"]
+__all__ = ["training_step", "training_step_scaled"]
+
+EQUIVALENCE_FUNCTIONS: tuple[str, ...] = ("training_step_scaled",)
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations: the
+conformance suite's references only, so refsae.torch has no twin of them."""
 
 StepOrder = Literal["specified", "constraint_before_step", "removal_after_step"]
 ORDERS: tuple[str, ...] = get_args(StepOrder)
 
 
 def training_step(
-    x: np.ndarray, param: Arrays, exp_avg: Arrays, exp_avg_sq: Arrays, *, step: int, lr: float,
-    l1_coefficient: float, conventions: Conventions = Conventions(),
-    betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8, weight_decay: float = 0.0,
+    x: np.ndarray,
+    param: Arrays,
+    exp_avg: Arrays,
+    exp_avg_sq: Arrays,
+    *,
+    step: int,
+    lr: float,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    weight_decay: float = 0.0,
     order: StepOrder = "specified",
 ) -> dict[str, Any]:
     """One training step from `step` Adam steps taken; returns the new `param`, `exp_avg`,
     `exp_avg_sq` and the `loss` before the step (STEP-1..STEP-4)."""
+    return training_step_scaled(
+        x,
+        param,
+        exp_avg,
+        exp_avg_sq,
+        loss_scale=1.0,
+        step=step,
+        lr=lr,
+        l1_coefficient=l1_coefficient,
+        conventions=conventions,
+        betas=betas,
+        adam_eps=adam_eps,
+        weight_decay=weight_decay,
+        order=order,
+    )
+
+
+def training_step_scaled(
+    x: np.ndarray,
+    param: Arrays,
+    exp_avg: Arrays,
+    exp_avg_sq: Arrays,
+    *,
+    loss_scale: float,
+    step: int,
+    lr: float,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    order: StepOrder = "specified",
+) -> dict[str, Any]:
+    """`training_step` on the loss `loss_scale · L` (> 0): the loss it returns and every gradient Adam is
+    fed are `loss_scale` times STEP-1's. With 1/n_inst it is the step of a library that averages the loss
+    over its instances (`components_mean`, EQ-3); Adam's update is nearly invariant to the scale, but not
+    through its `eps` nor from moments accumulated at another scale."""
+    if not (isinstance(loss_scale, int | float) and math.isfinite(loss_scale) and loss_scale > 0):
+        raise ValueError(f"loss_scale must be a finite number > 0, got {loss_scale!r}")
     check_choice("order", order, ORDERS)
     check_parameter_maps(param, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
     p = dict(param)
     constrained = conventions.decoder == "constrained"
     args = (x, p["W_enc"], p["b_enc"], p["W_dec"], p["b_dec"])
-    loss = total_loss(*args, l1_coefficient=l1_coefficient, conventions=conventions)
-    grads = loss_gradients(*args, l1_coefficient=l1_coefficient, conventions=conventions).as_dict()
+    loss = loss_scale * total_loss(*args, l1_coefficient=l1_coefficient, conventions=conventions)
+    gradients = loss_gradients(*args, l1_coefficient=l1_coefficient, conventions=conventions)
+    grads = {k: loss_scale * g for k, g in gradients.as_dict().items()}
     if constrained and order != "removal_after_step":
         grads["W_dec"] = remove_parallel_component(p["W_dec"], grads["W_dec"])
     if constrained and order == "constraint_before_step":

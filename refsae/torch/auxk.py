@@ -30,7 +30,11 @@ def _dead_mask(dead: Tensor) -> Tensor:
 
 @typechecked
 def auxk_latents(
-    z: LatentBatch, dead: Shaped[Tensor, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
+    z: LatentBatch,
+    dead: Shaped[Tensor, "*inst d_sae"],
+    *,
+    k_aux: int,
+    values: Values = "relu",
 ) -> LatentBatch:
     """v(z) at the min(k_aux, n_dead) largest dead pre-activations per example, 0 elsewhere
     (AUXK-2, AUXK-3); differentiable in z."""
@@ -47,11 +51,21 @@ def auxk_latents(
 
 @typechecked
 def auxk_loss(
-    x: InputBatch, x_hat: InputBatch, z: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector,
-    dead: Shaped[Tensor, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
-    aux_decode: AuxDecode = "without_b_dec", scale: Scale = "unscaled",
-    normalisation: Normalisation = "residual_variance", residual: Residual = "detached",
-    decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+    x: InputBatch,
+    x_hat: InputBatch,
+    z: LatentBatch,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    dead: Shaped[Tensor, "*inst d_sae"],
+    *,
+    k_aux: int,
+    values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec",
+    scale: Scale = "unscaled",
+    normalisation: Normalisation = "residual_variance",
+    residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
 ) -> Scalar:
     """Σ_inst s · Σ_{b,d} (ê − e)² / D (AUXK-1..AUXK-7)."""
     o = AuxKOptions(k_aux, values, aux_decode, scale, normalisation, residual, decoder, eps)
@@ -83,11 +97,21 @@ def auxk_loss(
 
 @typechecked
 def auxk_loss_gradients(
-    x: InputBatch, x_hat: InputBatch, z: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector,
-    dead: Shaped[Tensor, "*inst d_sae"], *, k_aux: int, values: Values = "relu",
-    aux_decode: AuxDecode = "without_b_dec", scale: Scale = "unscaled",
-    normalisation: Normalisation = "residual_variance", residual: Residual = "detached",
-    decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+    x: InputBatch,
+    x_hat: InputBatch,
+    z: LatentBatch,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    dead: Shaped[Tensor, "*inst d_sae"],
+    *,
+    k_aux: int,
+    values: Values = "relu",
+    aux_decode: AuxDecode = "without_b_dec",
+    scale: Scale = "unscaled",
+    normalisation: Normalisation = "residual_variance",
+    residual: Residual = "detached",
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
 ) -> dict[str, Tensor]:
     """Autograd gradients of `auxk_loss` keyed z, W_dec, b_dec, x_hat; an input the loss does not
     reach (b_dec without it, x_hat detached) gets an exact zero gradient (AUXK-8)."""

@@ -24,8 +24,14 @@ from refsae.torch.forward import decode, pre_activations
 from refsae.torch.gradients import autograd_gradients
 from refsae.torch.losses import reconstruction_loss, sparsity_loss
 
-__all__ = ["batchtopk", "batchtopk_inference", "batchtopk_loss_gradients", "batchtopk_min_positive",
-    "batchtopk_total_loss", "batchtopk_update_threshold"]
+__all__ = [
+    "batchtopk",
+    "batchtopk_inference",
+    "batchtopk_loss_gradients",
+    "batchtopk_min_positive",
+    "batchtopk_total_loss",
+    "batchtopk_update_threshold",
+]
 
 
 def _selected(z: Tensor, k: int) -> Tensor:
@@ -57,7 +63,11 @@ def batchtopk_min_positive(f: LatentBatch) -> tuple[PerInstance, Bool[Tensor, "*
 
 @typechecked
 def batchtopk_update_threshold(
-    threshold: PerInstance, f: LatentBatch, *, n_batches: int, update: ThresholdUpdate = "mean",
+    threshold: PerInstance,
+    f: LatentBatch,
+    *,
+    n_batches: int,
+    update: ThresholdUpdate = "mean",
     beta: float = 0.99,
 ) -> PerInstance:
     """The threshold estimate after one more batch (BTOPK-4, BTOPK-5)."""
@@ -82,8 +92,15 @@ def batchtopk_inference(z: LatentBatch, threshold: PerInstance) -> LatentBatch:
 
 @typechecked
 def batchtopk_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """LOSS-6 with BatchTopK training latents (BTOPK-3)."""
     check_coefficient("l1_coefficient", l1_coefficient)
@@ -101,8 +118,15 @@ def batchtopk_total_loss(
 
 @typechecked
 def batchtopk_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """Autograd gradients of `batchtopk_total_loss` (BTOPK-3)."""
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}

@@ -18,7 +18,6 @@ from refsae.torch._shapes import DecoderWeights
 __all__ = ["remove_parallel_component", "renormalise_rows"]
 
 
-
 def row_scale(v: Tensor) -> Tensor:
     """A power of two 2^(e−1) with max_i |v_i| < 2^e per row (last axis, kept), 1 for a zero row:
     dividing by it is exact and keeps the row's squares from underflowing (CON-4; torch's

@@ -34,10 +34,13 @@ from refsae.torch._shapes import (
 __all__ = ["decode", "decoder_directions", "encode", "forward", "pre_activations"]
 
 
-
 @typechecked
 def pre_activations(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    b_dec: InputVector,
+    *,
     encode: EncodeConvention = "tied",
 ) -> LatentBatch:
     """z = (x − b_dec) W_enc + b_enc (tied, ENC-2) or x W_enc + b_enc (untied, ENC-3)."""
@@ -49,7 +52,11 @@ def pre_activations(
 
 @typechecked
 def encode(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    b_dec: InputVector,
+    *,
     encode: EncodeConvention = "tied",
 ) -> LatentBatch:
     """f = ReLU(z) (ENC-1)."""
@@ -62,7 +69,10 @@ _encode = encode  # the keyword argument `encode` shadows the function inside `f
 
 @typechecked
 def decoder_directions(
-    W_dec: DecoderWeights, *, decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+    W_dec: DecoderWeights,
+    *,
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
 ) -> DecoderWeights:
     """Ŵ = W_dec (constrained, DEC-2) or W_dec_j / (‖W_dec_j‖ + eps) (normalised, DEC-3)."""
     check_choice("decoder", decoder, DECODER)
@@ -76,7 +86,11 @@ def decoder_directions(
 
 @typechecked
 def decode(
-    f: LatentBatch, W_dec: DecoderWeights, b_dec: InputVector, *, decoder: DecoderConvention = "constrained",
+    f: LatentBatch,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    decoder: DecoderConvention = "constrained",
     eps: float = DEFAULT_EPS,
 ) -> InputBatch:
     """x_hat = f Ŵ + b_dec (DEC-1)."""
@@ -87,8 +101,15 @@ def decode(
 
 @typechecked
 def forward(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    encode: EncodeConvention = "tied", decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    encode: EncodeConvention = "tied",
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
 ) -> tuple[LatentBatch, InputBatch]:
     """(f, x_hat) (FWD-1)."""
     f = _encode(x, W_enc, b_enc, b_dec, encode=encode)

@@ -29,8 +29,14 @@ __all__ = ["gated_encode", "gated_loss_gradients", "gated_pre_activations", "gat
 
 @typechecked
 def gated_pre_activations(
-    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
-    b_dec: InputVector, *, encode: EncodeConvention = "tied",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_gate: LatentVector,
+    r_mag: LatentVector,
+    b_mag: LatentVector,
+    b_dec: InputVector,
+    *,
+    encode: EncodeConvention = "tied",
 ) -> tuple[LatentBatch, LatentBatch]:
     """(π_gate, π_mag) = (u W + b_gate, exp(r_mag) ⊙ (u W) + b_mag), one product u W shared (GATE-1)."""
     check_choice("encode", encode, ("tied", "untied"))
@@ -47,8 +53,14 @@ def _latents(pi_gate: Tensor, pi_mag: Tensor) -> Tensor:
 
 @typechecked
 def gated_encode(
-    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
-    b_dec: InputVector, *, encode: EncodeConvention = "tied",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_gate: LatentVector,
+    r_mag: LatentVector,
+    b_mag: LatentVector,
+    b_dec: InputVector,
+    *,
+    encode: EncodeConvention = "tied",
 ) -> tuple[LatentBatch, LatentBatch]:
     """(f, π_gate) (GATE-2)."""
     pi_gate, pi_mag = gated_pre_activations(x, W_enc, b_gate, r_mag, b_mag, b_dec, encode=encode)
@@ -57,9 +69,17 @@ def gated_encode(
 
 @typechecked
 def gated_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
-    W_dec: DecoderWeights, b_dec: InputVector, *, l1_coefficient: float,
-    conventions: Conventions = Conventions(), aux_decoder: AuxDecoder = "detached",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_gate: LatentVector,
+    r_mag: LatentVector,
+    b_mag: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    aux_decoder: AuxDecoder = "detached",
 ) -> Scalar:
     """Σ_inst [R(x, x_hat) + λ · S(ReLU(π_gate)) + R(x, x_aux)] (GATE-3, GATE-4)."""
     check_coefficient("l1_coefficient", l1_coefficient)
@@ -82,9 +102,17 @@ def gated_total_loss(
 
 @typechecked
 def gated_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_gate: LatentVector, r_mag: LatentVector, b_mag: LatentVector,
-    W_dec: DecoderWeights, b_dec: InputVector, *, l1_coefficient: float,
-    conventions: Conventions = Conventions(), aux_decoder: AuxDecoder = "detached",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_gate: LatentVector,
+    r_mag: LatentVector,
+    b_mag: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    aux_decoder: AuxDecoder = "detached",
 ) -> dict[str, Tensor]:
     """Autograd gradients of `gated_total_loss` keyed W_enc, b_gate, r_mag, b_mag, W_dec, b_dec
     (GATE-6)."""

@@ -24,11 +24,16 @@ from refsae.torch.losses import total_loss
 __all__ = ["loss_gradients"]
 
 
-
 @typechecked
 def loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    l1_coefficient: float, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """Autograd gradients of `total_loss` keyed W_enc, b_enc, W_dec, b_dec (GRAD-1)."""
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}

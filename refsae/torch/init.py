@@ -76,7 +76,10 @@ def _steps(z: Tensor, c: Tensor, dist: Tensor) -> Tensor:
 
 @typechecked
 def geometric_median(
-    x: InputBatch, *, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER,
+    x: InputBatch,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
 ) -> InputVector:
     """The geometric median per instance (INIT-2..INIT-9): Weiszfeld with the Vardi–Zhang step,
     stopped by the certified gap; the last iterate after `max_iter` iterations."""

@@ -85,8 +85,15 @@ def jumprelu(z: LatentBatch, theta: LatentVector) -> LatentBatch:
 
 @typechecked
 def jumprelu_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
-    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
     conventions: Conventions = Conventions(),
 ) -> Scalar:
     """Σ_inst reconstruction + λ · L0 (JUMP-2), differentiable with the pseudo-derivatives."""
@@ -106,9 +113,17 @@ def jumprelu_total_loss(
 
 @typechecked
 def jumprelu_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
-    theta: LatentVector, *, l0_coefficient: float, bandwidth: float,
-    conventions: Conventions = Conventions(), parametrisation: Parametrisation = "theta",
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    conventions: Conventions = Conventions(),
+    parametrisation: Parametrisation = "theta",
 ) -> dict[str, Tensor]:
     """Autograd through `jumprelu_total_loss`; `threshold` is ∂L/∂θ, or ∂L/∂log θ = θ ∂L/∂θ (the chain
     rule of θ = exp(log θ)) when the stored parameter is log θ (JUMP-5)."""

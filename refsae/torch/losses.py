@@ -37,7 +37,6 @@ from refsae.torch.forward import forward
 __all__ = ["reconstruction_loss", "sparsity_loss", "total_loss", "total_variance"]
 
 
-
 def _batch_and_dim_sum(a: Tensor) -> Tensor:
     return a.sum(dim=(0, -1))
 
@@ -51,7 +50,10 @@ def total_variance(x: InputBatch) -> PerInstance:
 
 @typechecked
 def reconstruction_loss(
-    x: InputBatch, x_hat: InputBatch, *, reconstruction: ReconstructionConvention = "sum",
+    x: InputBatch,
+    x_hat: InputBatch,
+    *,
+    reconstruction: ReconstructionConvention = "sum",
 ) -> PerInstance:
     """`sum` (LOSS-1), `mean` (LOSS-2) or `fvu` (LOSS-3) reconstruction loss."""
     check_choice("reconstruction", reconstruction, RECONSTRUCTION)
@@ -75,7 +77,10 @@ def reconstruction_denominator(x: Tensor, reconstruction: str) -> Tensor | float
 
 @typechecked
 def sparsity_loss(
-    f: LatentBatch, W_dec: DecoderWeights, *, sparsity: SparsityConvention = "l1",
+    f: LatentBatch,
+    W_dec: DecoderWeights,
+    *,
+    sparsity: SparsityConvention = "l1",
 ) -> PerInstance:
     """`l1` (LOSS-4) or `l1_decoder_norm` (LOSS-5) sparsity penalty."""
     check_choice("sparsity", sparsity, SPARSITY)
@@ -88,8 +93,14 @@ def sparsity_loss(
 
 @typechecked
 def total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    l1_coefficient: float, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """Σ_instances [reconstruction + l1_coefficient · sparsity] (LOSS-6, LOSS-7)."""
     check_coefficient("l1_coefficient", l1_coefficient)

@@ -20,7 +20,6 @@ from refsae.torch.losses import reconstruction_loss
 __all__ = ["dead_fraction", "explained_variance", "l0"]
 
 
-
 @typechecked
 def l0(f: LatentBatch) -> PerInstance:
     """Mean over the batch of the number of non-zero latents (MET-1), as float64 (a count is exact)."""

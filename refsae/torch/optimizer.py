@@ -25,7 +25,10 @@ TensorMap = Mapping[str, Tensor]
 
 @typechecked
 def _sae_shapes(
-    W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
 ) -> None:
     """The four tensors of one mapping have the canonical shapes of one SAE (NOT-1, NOT-3)."""
 
@@ -43,8 +46,16 @@ def check_parameter_maps(reference: TensorMap, reference_label: str = "param", *
 
 
 def adam_step(
-    param: TensorMap, grad: TensorMap, exp_avg: TensorMap, exp_avg_sq: TensorMap, *, step: int, lr: float,
-    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+    param: TensorMap,
+    grad: TensorMap,
+    exp_avg: TensorMap,
+    exp_avg_sq: TensorMap,
+    *,
+    step: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
 ) -> dict[str, dict[str, Tensor]]:
     """One `torch.optim.Adam` step on copies, from `step` steps taken (OPT-1); returns the new
     parameters and moments keyed like the oracle's `AdamUpdate.as_dict()`."""

@@ -46,8 +46,11 @@ def _apply(param: TensorMap, ok: Tensor, direction: Tensor, encoder_norm: Tensor
 
 @typechecked
 def _latent_shapes(
-    b_enc: LatentVector, W_dec: DecoderWeights, dead: Shaped[Tensor, "*inst d_sae"],
-    chosen: DecoderWeights | None = None, directions: DecoderWeights | None = None,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    dead: Shaped[Tensor, "*inst d_sae"],
+    chosen: DecoderWeights | None = None,
+    directions: DecoderWeights | None = None,
 ) -> None:
     """The mask and the per-latent inputs match the parameters' latents and d_in (NOT-3)."""
 
@@ -67,7 +70,11 @@ def _dead_mask(param: TensorMap, dead: Tensor, scale: float, **given: Tensor) ->
 
 @typechecked
 def resample_anthropic(
-    param: TensorMap, dead: Shaped[Tensor, "*inst d_sae"], chosen: DecoderWeights, *, centred: bool = False,
+    param: TensorMap,
+    dead: Shaped[Tensor, "*inst d_sae"],
+    chosen: DecoderWeights,
+    *,
+    centred: bool = False,
     encoder_scale: float = 0.2,
 ) -> dict[str, Any]:
     """Anthropic's resampling update given the chosen inputs (RES-10..RES-14), no Python loops."""
@@ -85,7 +92,10 @@ def resample_anthropic(
 
 @typechecked
 def resample_simple(
-    param: TensorMap, dead: Shaped[Tensor, "*inst d_sae"], directions: DecoderWeights, *,
+    param: TensorMap,
+    dead: Shaped[Tensor, "*inst d_sae"],
+    directions: DecoderWeights,
+    *,
     encoder_scale: float = 1.0,
 ) -> dict[str, Any]:
     """The simple resampling update given explicit directions (RES-15)."""

@@ -65,7 +65,10 @@ def resampling_probabilities(
 @typechecked
 def sample_examples(
     probabilities: Float[Tensor, "batch *inst"],  # noqa: F821 (jaxtyping dims, not names)
-    n: int, *, replacement: bool, generator: torch.Generator,
+    n: int,
+    *,
+    replacement: bool,
+    generator: torch.Generator,
 ) -> Int64[Tensor, "*inst n_samples"]:
     """`n` batch indices per instance drawn from `probabilities` by `torch.multinomial` (RES-4, RES-5):
     independent draws with replacement, successive draws without."""

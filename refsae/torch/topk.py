@@ -41,8 +41,15 @@ from refsae.torch.forward import pre_activations
 from refsae.torch.gradients import autograd_gradients
 from refsae.torch.losses import reconstruction_loss
 
-__all__ = ["decode_sparse", "topk", "topk_encode", "topk_encode_sparse", "topk_loss_gradients",
-    "topk_select", "topk_total_loss"]
+__all__ = [
+    "decode_sparse",
+    "topk",
+    "topk_encode",
+    "topk_encode_sparse",
+    "topk_loss_gradients",
+    "topk_select",
+    "topk_total_loss",
+]
 
 
 @typechecked
@@ -66,7 +73,12 @@ def topk(z: LatentBatch, *, k: int) -> LatentBatch:
 
 @typechecked
 def topk_encode(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *, k: int,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    b_dec: InputVector,
+    *,
+    k: int,
     encode: EncodeConvention = "tied",
 ) -> LatentBatch:
     """Dense TopK latents of the pre-activations (TOPK-3), the twin of `refsae.oracle.topk_encode`."""
@@ -75,7 +87,12 @@ def topk_encode(
 
 @typechecked
 def topk_encode_sparse(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, b_dec: InputVector, *, k: int,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    b_dec: InputVector,
+    *,
+    k: int,
     encode: EncodeConvention = "tied",
 ) -> tuple[Float[Tensor, "batch *inst k"], Int[Tensor, "batch *inst k"]]:
     """(max(values, 0), indices) of the k largest pre-activations (TOPK-3)."""
@@ -93,8 +110,13 @@ def _gather_rows(W: Tensor, indices: Tensor) -> Tensor:
 
 @typechecked
 def decode_sparse(
-    values: Float[Tensor, "batch *inst k"], indices: Int[Tensor, "batch *inst k"], W_dec: DecoderWeights,
-    b_dec: InputVector, *, decoder: DecoderConvention = "constrained", eps: float = DEFAULT_EPS,
+    values: Float[Tensor, "batch *inst k"],
+    indices: Int[Tensor, "batch *inst k"],
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    decoder: DecoderConvention = "constrained",
+    eps: float = DEFAULT_EPS,
 ) -> InputBatch:
     """x_hat = Σ_i values_bi Ŵ_{indices_bi} + b_dec from the k gathered rows (TOPK-4); under
     `normalised` only the gathered rows are normalised (DEC-3)."""
@@ -113,8 +135,15 @@ def decode_sparse(
 
 @typechecked
 def topk_total_loss(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> Scalar:
     """Σ_instances reconstruction + λ · sparsity through the sparse path (TOPK-6)."""
     check_coefficient("l1_coefficient", l1_coefficient)
@@ -133,8 +162,15 @@ def topk_total_loss(
 
 @typechecked
 def topk_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """Autograd gradients of `topk_total_loss` keyed W_enc, b_enc, W_dec, b_dec (TOPK-5)."""
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}

@@ -76,10 +76,20 @@ def _fused_backward(sae: SAE, x: Tensor) -> Tensor:
 
 
 def training_step(
-    x: Tensor, param: TensorMap, exp_avg: TensorMap, exp_avg_sq: TensorMap, *, step: int, lr: float,
-    l1_coefficient: float, conventions: Conventions = Conventions(),
-    betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8, weight_decay: float = 0.0,
-    order: str = "specified", backward: str = "fused",
+    x: Tensor,
+    param: TensorMap,
+    exp_avg: TensorMap,
+    exp_avg_sq: TensorMap,
+    *,
+    step: int,
+    lr: float,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    order: str = "specified",
+    backward: str = "fused",
 ) -> dict[str, Any]:
     """Functional twin of `train_step_` with the oracle's signature (the `specified` order only)."""
     if order != "specified":

@@ -1,17 +1,23 @@
 """The decoder constraints (constraints.md): case strategies, error bounds and rows of
 `renormalise_rows` and `remove_parallel_component`; the bounds of both on inexact inputs, which the
-resampling and training-step bounds chain.
+resampling and training-step bounds chain; their eps-guarded equivalences (equivalences.md):
+`norm_plus_eps(…)` (EQ-4) and `project_on_norm_plus_eps(…)` (EQ-5), for eps = the dtype's machine
+epsilon (`finfo`), 1e-6 and 1e-8.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from hypothesis import strategies as st
 
+from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
 from refsae.checking.cases import finish, sae_case
+from refsae.checking.equivalence import Equivalence, Parameters
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.tolerances import Bound, add, leaf, mul
 from refsae.torch.fast import constraints as fast_constraints
@@ -76,6 +82,16 @@ def has_zero_row(case: Case) -> bool:
     return bool(np.any(np.all(case.arrays["W_dec"] == 0, axis=-1)))
 
 
+def zero_rows_of(output: str) -> Callable[[Case], dict[str, np.ndarray]]:
+    """The elements of `output` in the zero rows of the case's W_dec (what CON-2 and PAR-3 are about)."""
+
+    def mask(case: Case) -> dict[str, np.ndarray]:
+        w = case.arrays["W_dec"]
+        return {output: np.broadcast_to(np.all(w == 0, axis=-1, keepdims=True), w.shape)}
+
+    return mask
+
+
 def renormalise_rows_cases(dtype: str) -> st.SearchStrategy[Case]:
     return row_cases(dtype, with_grad=False)
 
@@ -94,13 +110,95 @@ def remove_parallel_component_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="renormalise_rows",
+    Operation(
+        name="renormalise_rows",
         summary="unit-norm constraint: W_dec_j / ‖W_dec_j‖, zero rows stay zero",
-        clauses=("CON-1", "CON-2"), arrays=("W_dec",), outputs=("W_dec",), cases=renormalise_rows_cases,
-        bounds=renormalise_rows_bounds, edge_clauses=(("CON-2", has_zero_row),),
-        fast=fast_constraints.renormalised),
-    Operation(name="remove_parallel_component", summary="g_j − (g_j·w_j / ‖w_j‖²) w_j",
-        clauses=("PAR-1", "PAR-2", "PAR-3"), arrays=("W_dec", "grad_W_dec"), outputs=("grad_W_dec",),
-        cases=remove_parallel_component_cases, bounds=remove_parallel_component_bounds,
-        edge_clauses=(("PAR-3", has_zero_row),), fast=fast_constraints.parallel_removed),
+        clauses=("CON-1", "CON-2"),
+        arrays=("W_dec",),
+        outputs=("W_dec",),
+        cases=renormalise_rows_cases,
+        bounds=renormalise_rows_bounds,
+        edge_clauses=(("CON-2", has_zero_row),),
+        edge_elements={"CON-2": zero_rows_of("W_dec")},
+        fast=fast_constraints.renormalised,
+    ),
+    Operation(
+        name="remove_parallel_component",
+        summary="g_j − (g_j·w_j / ‖w_j‖²) w_j",
+        clauses=("PAR-1", "PAR-2", "PAR-3"),
+        arrays=("W_dec", "grad_W_dec"),
+        outputs=("grad_W_dec",),
+        cases=remove_parallel_component_cases,
+        bounds=remove_parallel_component_bounds,
+        edge_clauses=(("PAR-3", has_zero_row),),
+        edge_elements={"PAR-3": zero_rows_of("grad_W_dec")},
+        fast=fast_constraints.parallel_removed,
+    ),
 )
+
+
+MACHINE_EPSILON: dict[str, float] = {
+    "float64": float(np.finfo(np.float64).eps),  # 2^-52
+    "float32": float(np.finfo(np.float32).eps),  # 2^-23
+    "bfloat16": 2.0**-7,  # torch.finfo(torch.bfloat16).eps; NumPy has no bfloat16
+    "float16": float(np.finfo(np.float16).eps),  # 2^-10
+}
+"""`torch.finfo(dtype).eps` of each dtype: the eps of `norm_plus_eps(finfo)` (EQ-4)."""
+
+
+def eps_of(case: Case, parameters: Parameters) -> float:
+    """The equivalence's eps: a number, or `"finfo"` for the machine epsilon of the case's dtype."""
+    eps = parameters["eps"]
+    return MACHINE_EPSILON[case.dtype] if eps == "finfo" else float(eps)
+
+
+def norm_plus_eps(op: Operation, case: Case, parameters: Parameters) -> Outputs:
+    """EQ-4: W_dec_j / (‖W_dec_j‖ + eps)."""
+    return {"W_dec": oracle.renormalise_rows_plus_eps(case.arrays["W_dec"], eps=eps_of(case, parameters))}
+
+
+def project_on_norm_plus_eps(op: Operation, case: Case, parameters: Parameters) -> Outputs:
+    """EQ-5: g_j − (g_j·ŵ_j) ŵ_j with ŵ_j = w_j / (‖w_j‖ + eps)."""
+    a = case.arrays
+    eps = eps_of(case, parameters)
+    return {"grad_W_dec": oracle.remove_parallel_component_plus_eps(a["W_dec"], a["grad_W_dec"], eps=eps)}
+
+
+EPSILONS: tuple[tuple[str, str | float], ...] = (("finfo", "finfo"), ("1e-6", 1e-6), ("1e-8", 1e-8))
+"""The eps of each variant, by the name it carries: `finfo` (dictionary_learning's and sparsify's
+renormalisation), 1e-6 (dictionary_learning's projection), 1e-8 (overcomplete's normalisation)."""
+
+
+def _eps_text(eps: str | float) -> str:
+    return "torch.finfo(dtype).eps" if eps == "finfo" else str(eps)
+
+
+EQUIVALENCES = (
+    *(
+        Equivalence(
+            name=f"norm_plus_eps({label})",
+            clause="EQ-4",
+            rows=("renormalise_rows",),
+            formula=f"W_dec_j / (‖W_dec_j‖ + eps), eps = {_eps_text(eps)} (CON-1 divides by ‖W_dec_j‖); "
+            "zero rows stay zero",
+            reference=norm_plus_eps,
+            parameters={"eps": eps},
+            about=("CON-1",),
+        )
+        for label, eps in EPSILONS
+    ),
+    *(
+        Equivalence(
+            name=f"project_on_norm_plus_eps({label})",
+            clause="EQ-5",
+            rows=("remove_parallel_component",),
+            formula=f"g_j − (g_j·ŵ_j) ŵ_j, ŵ_j = w_j / (‖w_j‖ + eps), eps = {_eps_text(eps)} "
+            "(PAR-1 projects on w_j / ‖w_j‖)",
+            reference=project_on_norm_plus_eps,
+            parameters={"eps": eps},
+            about=("PAR-1",),
+        )
+        for label, eps in EPSILONS
+    ),
+)
+"""The eps-guarded forms of the constraint and the projection (EQ-4, EQ-5)."""

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from refsae.cases import Case
 from refsae.checking import strategies as rs
+from refsae.checking.equivalence import Equivalence
 from refsae.checking.examples import BATCH
 from refsae.checking.operation import Operation, exact
+from refsae.oracle.dead import dead_by_fire_fraction_product_form
 
 
 @st.composite
@@ -99,18 +101,65 @@ def dead_by_steps_cases(draw: st.DrawFn, dtype: str) -> Case:
 
 # Integer-input rows run in float64 only: the case dtype converts float arrays, and they have none.
 ROWS = (
-    Operation(name="fire_counts", summary="#{b : f_bj > 0} per latent: firing is strictly positive",
-        clauses=("DEAD-1", "DEAD-5"), arrays=("f",), outputs=("fire_counts",), cases=fire_count_cases,
-        bounds=exact("fire_counts")),
-    Operation(name="dead_by_fire_fraction",
+    Operation(
+        name="fire_counts",
+        summary="#{b : f_bj > 0} per latent: firing is strictly positive",
+        clauses=("DEAD-1", "DEAD-5"),
+        arrays=("f",),
+        outputs=("fire_counts",),
+        cases=fire_count_cases,
+        bounds=exact("fire_counts"),
+    ),
+    Operation(
+        name="dead_by_fire_fraction",
         summary="dead where fire_counts / n_examples <= threshold (float64 quotient)",
-        clauses=("DEAD-2", "DEAD-5"), arrays=("fire_counts",), outputs=("dead",), cases=fraction_cases,
-        bounds=exact("dead"), example={"n_examples": BATCH, "threshold": 0.25}, dtypes=("float64",)),
-    Operation(name="update_steps_since_fired",
+        clauses=("DEAD-2", "DEAD-5"),
+        arrays=("fire_counts",),
+        outputs=("dead",),
+        cases=fraction_cases,
+        bounds=exact("dead"),
+        example={"n_examples": BATCH, "threshold": 0.25},
+        dtypes=("float64",),
+    ),
+    Operation(
+        name="update_steps_since_fired",
         summary="0 where the latent fired in the batch, steps_since + 1 elsewhere",
-        clauses=("DEAD-3", "DEAD-5"), arrays=("steps_since", "f"), outputs=("steps_since",),
-        cases=steps_update_cases, bounds=exact("steps_since")),
-    Operation(name="dead_by_steps", summary="dead where steps_since > n", clauses=("DEAD-4", "DEAD-5"),
-        arrays=("steps_since",), outputs=("dead",), cases=dead_by_steps_cases, bounds=exact("dead"),
-        example={"n": 1}, dtypes=("float64",)),
+        clauses=("DEAD-3", "DEAD-5"),
+        arrays=("steps_since", "f"),
+        outputs=("steps_since",),
+        cases=steps_update_cases,
+        bounds=exact("steps_since"),
+    ),
+    Operation(
+        name="dead_by_steps",
+        summary="dead where steps_since > n",
+        clauses=("DEAD-4", "DEAD-5"),
+        arrays=("steps_since",),
+        outputs=("dead",),
+        cases=dead_by_steps_cases,
+        bounds=exact("dead"),
+        example={"n": 1},
+        dtypes=("float64",),
+    ),
+)
+
+
+def _product_form(op: Operation, case: Case, params: object) -> dict[str, np.ndarray]:
+    o = case.options
+    counts = case.arrays["fire_counts"]
+    return {"dead": dead_by_fire_fraction_product_form(counts, o["n_examples"], o["threshold"])}
+
+
+EQUIVALENCES = (
+    Equivalence(
+        name="fire_fraction_product_form",
+        formula="dead where count <= threshold · n_examples (the float64 product) instead of the quotient "
+        "count / n_examples <= threshold: the same rule but at the kink, where the fraction equals the "
+        "threshold before rounding",
+        clause="EQ-10",
+        rows=("dead_by_fire_fraction",),
+        reference=_product_form,
+        kind="tie",
+        about=("DEAD-2",),
+    ),
 )

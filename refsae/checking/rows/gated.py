@@ -316,20 +316,36 @@ def gated_loss_gradients_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="gated_encode",
+    Operation(
+        name="gated_encode",
         summary="(f, π_gate): f = 1[π_gate > 0] · ReLU(π_mag), W_enc rescaled by exp(r_mag) on the "
         "magnitude path",
-        clauses=("GATE-1", "GATE-2", "GATE-8"), arrays=ENCODE_ARRAYS, outputs=("f", "pi_gate"),
-        cases=gated_encode_cases, bounds=gated_encode_bounds, example={"encode": "tied"}),
-    Operation(name="gated_total_loss",
+        clauses=("GATE-1", "GATE-2", "GATE-8"),
+        arrays=ENCODE_ARRAYS,
+        outputs=("f", "pi_gate"),
+        cases=gated_encode_cases,
+        bounds=gated_encode_bounds,
+        example={"encode": "tied"},
+    ),
+    Operation(
+        name="gated_total_loss",
         summary="reconstruction + λ · sparsity of ReLU(π_gate) + the auxiliary reconstruction "
         "(decoder detached)",
-        clauses=("GATE-3", "GATE-4", "GATE-8"), arrays=("x", *PARAMS), outputs=("loss",),
-        cases=gated_loss_cases, bounds=gated_total_loss_bounds,
-        example={**LOSS_EXAMPLE, "aux_decoder": "detached"}),
-    Operation(name="gated_loss_gradients",
+        clauses=("GATE-3", "GATE-4", "GATE-8"),
+        arrays=("x", *PARAMS),
+        outputs=("loss",),
+        cases=gated_loss_cases,
+        bounds=gated_total_loss_bounds,
+        example={**LOSS_EXAMPLE, "aux_decoder": "detached"},
+    ),
+    Operation(
+        name="gated_loss_gradients",
         summary="∂L/∂(W_enc, b_gate, r_mag, b_mag, W_dec, b_dec); the gate's step passes no gradient",
-        clauses=("GATE-4", "GATE-5", "GATE-6", "GATE-8"), arrays=("x", *PARAMS), outputs=PARAMS,
-        cases=gated_loss_cases, bounds=gated_loss_gradients_bounds,
-        example={**LOSS_EXAMPLE, "aux_decoder": "attached"}),
+        clauses=("GATE-4", "GATE-5", "GATE-6", "GATE-8"),
+        arrays=("x", *PARAMS),
+        outputs=PARAMS,
+        cases=gated_loss_cases,
+        bounds=gated_loss_gradients_bounds,
+        example={**LOSS_EXAMPLE, "aux_decoder": "attached"},
+    ),
 )

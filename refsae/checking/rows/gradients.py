@@ -25,9 +25,15 @@ def loss_gradients_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="loss_gradients", summary="∂L/∂(W_enc, b_enc, W_dec, b_dec), every convention",
+    Operation(
+        name="loss_gradients",
+        summary="∂L/∂(W_enc, b_enc, W_dec, b_dec), every convention",
         clauses=("GRAD-1", "GRAD-2", "GRAD-3", "GRAD-4", "GRAD-5", "GRAD-6", "TOL-6"),
-        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"), outputs=("W_enc", "b_enc", "W_dec", "b_dec"),
-        cases=gradient_cases, bounds=loss_gradients_bounds, example=LOSS_EXAMPLE,
-        fast=fast_gradients.fused_loss_gradients),
+        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        outputs=("W_enc", "b_enc", "W_dec", "b_dec"),
+        cases=gradient_cases,
+        bounds=loss_gradients_bounds,
+        example=LOSS_EXAMPLE,
+        fast=fast_gradients.fused_loss_gradients,
+    ),
 )

@@ -27,11 +27,15 @@ correct results can differ by far more than rounding while their objectives agre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from hypothesis import strategies as st
 
 from refsae.cases import Case
 from refsae.checking import strategies as rs
+from refsae.checking.equivalence import Equivalence
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.tolerances import (
     ACCUMULATOR,
@@ -133,13 +137,77 @@ def b_dec_mean_bounds(case: Case, out: Outputs) -> Bounds:
     return {"b_dec": b_dec_mean_bound(case.arrays["x"])}
 
 
+def starts_on_a_point(case: Case) -> bool:
+    """INIT-4's case: a plain Weiszfeld iterate from the mean (the first one included: a batch of one
+    point, or of equal points) comes within the dtype's rounding of a data point of its instance,
+    where an unguarded step divides by a zero (or rounded-to-zero) distance. Simulated in float64
+    for 100 steps (dictionary_learning's `max_iter`)."""
+    pts = np.moveaxis(case.arrays["x"], 0, -2)
+    near = 64 * UNIT_ROUNDOFF[case.dtype]
+    y = pts.mean(axis=-2)
+    for _ in range(100):
+        distance = np.linalg.norm(pts - y[..., None, :], axis=-1)
+        scale = np.linalg.norm(pts, axis=-1) + np.linalg.norm(y, axis=-1)[..., None]
+        if np.any(distance <= near * scale):
+            return True
+        weights = 1.0 / distance
+        y = (weights[..., None] * pts).sum(axis=-2) / weights.sum(axis=-1)[..., None]
+    return False
+
+
 ROWS = (
-    Operation(name="b_dec_mean", summary="b_dec = (1/B) Σ_b x_b, per instance",
-        clauses=("INIT-1", "INIT-10", "INIT-12"), arrays=("x",), outputs=("b_dec",), cases=init_cases,
-        bounds=b_dec_mean_bounds),
-    Operation(name="geometric_median",
+    Operation(
+        name="b_dec_mean",
+        summary="b_dec = (1/B) Σ_b x_b, per instance",
+        clauses=("INIT-1", "INIT-10", "INIT-12"),
+        arrays=("x",),
+        outputs=("b_dec",),
+        cases=init_cases,
+        bounds=b_dec_mean_bounds,
+    ),
+    Operation(
+        name="geometric_median",
         summary="b_dec = argmin Σ_b ‖x_b − b_dec‖, compared through that objective",
         clauses=("INIT-2", "INIT-3", "INIT-4", "INIT-5", "INIT-6", "INIT-9", "INIT-11", "INIT-12"),
-        arrays=("x",), outputs=("b_dec",), cases=init_cases, bounds=geometric_median_bounds,
-        compare_via=objective_projection),
+        arrays=("x",),
+        outputs=("b_dec",),
+        cases=init_cases,
+        bounds=geometric_median_bounds,
+        compare_via=objective_projection,
+        edge_clauses=(("INIT-4", starts_on_a_point),),
+    ),
+)
+
+
+def _weiszfeld_stopped(op: Operation, case: Case, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    y = oracle_init.weiszfeld_stopped(case.arrays["x"], max_iter=params["max_iter"], tol=params["tol"])
+    return {"b_dec": y}
+
+
+def weiszfeld_stopped_bounds(
+    op: Operation, case: Case, projected: dict[str, np.ndarray], params: Mapping[str, Any]
+) -> dict[str, Bound | None]:
+    """EQ-11's bounds: the row's objective bound (INIT-11) with the slack of the stopping rule in
+    place of the oracle's certified gap. Two runs of the rule (the library's in its dtype, the
+    reference's in float64) stop within one step shorter than `tol` of each other, so their points
+    differ by at most `2 tol` and, f being B-Lipschitz, their objectives by `2 B tol`; an iterate
+    stopped early (three steps, say) is further off and fails."""
+    x = case.arrays["x"]
+    slack = np.full(np.shape(projected["b_dec"]), 2.0 * x.shape[0] * params["tol"])
+    return {"b_dec": geometric_median_objective_bound(x, slack, case.dtype)}
+
+
+EQUIVALENCES = (
+    Equivalence(
+        name="weiszfeld_stopped",
+        formula="plain Weiszfeld steps from the mean, stopped after max_iter steps or at the first step "
+        "shorter than tol (an approximation of INIT-2's minimiser, to a stated tolerance)",
+        clause="EQ-11",
+        rows=("geometric_median",),
+        reference=_weiszfeld_stopped,
+        bounds=weiszfeld_stopped_bounds,
+        parameters={"max_iter": 100, "tol": 1e-5},
+        requires=("max_iter", "tol"),
+        about=("INIT-2", "INIT-3", "INIT-6"),
+    ),
 )

@@ -17,6 +17,11 @@ The strategies keep every |z − θ| and every ||z − θ| − ε/2| above twice
 (JUMP-8), so the mask 1[z > θ] and the kernel K are exact: the four parameter gradients are
 GRAD's with the mask z > θ, and the threshold's pseudo-gradient sums exact 0/1 kernels times
 g_f θ/ε over the batch.
+
+Equivalences (equivalences.md): the penalty λ (L0/T − 1)² towards a target L0 (`target_l0_penalty`,
+EQ-8), and the non-strict step z >= θ of `jumprelu` and `batchtopk_inference` (`threshold_at_or_above`,
+EQ-9, a tie). The loss rows keep every z off θ (JUMP-8), where the two steps agree, so the tie is not
+one of theirs.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
 from refsae.checking.cases import conventions_of, finish, sae_arrays
+from refsae.checking.equivalence import Equivalence, Parameters, calling
 from refsae.checking.operation import Bounds, Operation, Outputs, exact
 from refsae.checking.rows.losses import LOSS_EXAMPLE, backward_magnitudes, loss_cases
 from refsae.checking.tolerances import SMALLEST_NORMAL, Bound, add, allowed_error, magnitude_floor, mul
@@ -178,16 +184,93 @@ def jumprelu_loss_gradients_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="jumprelu", summary="f = z · 1[z > θ], strictly", clauses=("JUMP-1",),
-        arrays=("z", "theta"), outputs=("f",), cases=jumprelu_cases, bounds=exact("f")),
-    Operation(name="jumprelu_total_loss", summary="reconstruction + λ · L0 of JumpReLU latents",
-        clauses=("JUMP-2", "JUMP-8"), arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
-        outputs=("loss",), cases=jumprelu_loss_cases, bounds=jumprelu_total_loss_bounds,
-        example=JUMPRELU_EXAMPLE),
-    Operation(name="jumprelu_loss_gradients",
+    Operation(
+        name="jumprelu",
+        summary="f = z · 1[z > θ], strictly",
+        clauses=("JUMP-1",),
+        arrays=("z", "theta"),
+        outputs=("f",),
+        cases=jumprelu_cases,
+        bounds=exact("f"),
+    ),
+    Operation(
+        name="jumprelu_total_loss",
+        summary="reconstruction + λ · L0 of JumpReLU latents",
+        clauses=("JUMP-2", "JUMP-8"),
+        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
+        outputs=("loss",),
+        cases=jumprelu_loss_cases,
+        bounds=jumprelu_total_loss_bounds,
+        example=JUMPRELU_EXAMPLE,
+    ),
+    Operation(
+        name="jumprelu_loss_gradients",
         summary="∂L/∂(W_enc, b_enc, W_dec, b_dec) and the threshold's straight-through pseudo-gradient",
         clauses=("JUMP-3", "JUMP-4", "JUMP-6", "JUMP-8"),
         arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
-        outputs=("W_enc", "b_enc", "W_dec", "b_dec", "threshold"), cases=jumprelu_gradient_cases,
-        bounds=jumprelu_loss_gradients_bounds, example=JUMPRELU_EXAMPLE),
+        outputs=("W_enc", "b_enc", "W_dec", "b_dec", "threshold"),
+        cases=jumprelu_gradient_cases,
+        bounds=jumprelu_loss_gradients_bounds,
+        example=JUMPRELU_EXAMPLE,
+    ),
 )
+
+
+def target_l0_bounds(op: Operation, case: Case, out: Outputs, parameters: Parameters) -> Bounds:
+    """EQ-8: the row's bounds at λ = 0, plus the penalty λ (L0/T − 1)² per instance (L0 a mean of exact
+    counts; a quotient, a difference, a square, a product: magnitude λ (L0/T + 1)²) and, in the
+    threshold's gradient, its term (2λ/T)(L0/T − 1) · (−1/(Bε)) Σ_b K (times θ under log θ)."""
+    a, o, c = case.arrays, case.options, conventions_of(case)
+    lam, target, batch = o["l0_coefficient"], parameters["target_l0"], a["x"].shape[0]
+    base = op.bounds(Case(a, {**o, "l0_coefficient": 0.0}, case.dtype), out)
+    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
+    l0 = (z > a["theta"]).sum(axis=(0, -1)) / batch
+    if op.name == "jumprelu_total_loss":
+        penalty = Bound(np.asarray(lam * ((l0 / target + 1) ** 2).sum()), l0.size, 6)
+        loss = base["loss"]
+        assert loss is not None
+        return {"loss": add(loss.magnitude + penalty.magnitude, loss, penalty, k_store=1)}
+    hits = (np.abs(z - a["theta"]) < o["bandwidth"] / 2).sum(axis=0)
+    slope = 2 * lam / target * (l0 / target + 1)
+    term = Bound(slope[..., None] * hits / (batch * o["bandwidth"]), batch, 7)
+    if o.get("parametrisation", "theta") == "log_theta":
+        term = mul(term.magnitude * a["theta"], term, k_store=1)
+    threshold = base["threshold"]
+    assert threshold is not None
+    return {**base, "threshold": add(threshold.magnitude + term.magnitude, threshold, term, k_store=1)}
+
+
+EQUIVALENCES = (
+    Equivalence(
+        name="target_l0_penalty",
+        clause="EQ-8",
+        formula="λ · (L0/T − 1)² with T = target_l0 in place of JUMP-2's λ · L0; the threshold's gradient "
+        "through JUMP-4's step at z, (2λ/T)(L0/T − 1) ∂L0/∂θ",
+        rows=("jumprelu_total_loss", "jumprelu_loss_gradients"),
+        reference=calling(
+            {
+                "jumprelu_total_loss": oracle.jumprelu_target_l0_total_loss,
+                "jumprelu_loss_gradients": oracle.jumprelu_target_l0_loss_gradients,
+            }
+        ),
+        parameters={"target_l0": 20},
+        requires=("target_l0",),
+        bounds=target_l0_bounds,
+        about=("JUMP-2", "JUMP-6"),
+    ),
+    Equivalence(
+        name="threshold_at_or_above",
+        clause="EQ-9",
+        kind="tie",
+        formula="f = z · 1[z >= θ] where JUMP-1 and BTOPK-6 keep z > θ: the other rule at z = θ exactly",
+        rows=("jumprelu", "batchtopk_inference"),
+        reference=calling(
+            {
+                "jumprelu": oracle.jumprelu_at_or_above,
+                "batchtopk_inference": oracle.batchtopk_inference_at_or_above,
+            }
+        ),
+        about=("JUMP-1", "BTOPK-6"),
+    ),
+)
+"""dictionary_learning's target-L0 penalty (EQ-8) and the non-strict threshold (EQ-9)."""

@@ -1,9 +1,12 @@
 """The losses (losses.md): case strategies, error bounds and rows of the reconstruction, sparsity and
-total losses; `loss_cases` draws the full-SAE cases that the gradient and variant rows build on.
+total losses; `loss_cases` draws the full-SAE cases that the gradient and variant rows build on. The
+equivalences of the loss's reductions (equivalences.md): the sparsity term summed over the batch
+(`l1_batch_sum`, EQ-2) and the loss averaged over the instances (`components_mean`, EQ-3).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,7 @@ from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
 from refsae.checking.cases import conventions_of, finish, sae_arrays, sae_case, variance_is_certain
+from refsae.checking.equivalence import Equivalence, Parameters, with_options
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.tolerances import Bound, allowed_error, leaf
 from refsae.conventions import RECONSTRUCTION, SPARSITY, Conventions
@@ -120,13 +124,127 @@ def variant_loss_bounds(case: Case, f: np.ndarray) -> Bounds:
 
 
 ROWS = (
-    Operation(name="reconstruction_loss", summary="sum / mean / fvu reconstruction loss",
-        clauses=("LOSS-1", "LOSS-2", "LOSS-3"), arrays=("x", "x_hat"), outputs=("loss",),
-        cases=reconstruction_cases, bounds=reconstruction_loss_bounds, example={"reconstruction": "fvu"}),
-    Operation(name="sparsity_loss", summary="l1 / l1_decoder_norm sparsity penalty",
-        clauses=("LOSS-4", "LOSS-5"), arrays=("f", "W_dec"), outputs=("loss",), cases=sparsity_cases,
-        bounds=sparsity_loss_bounds, example={"sparsity": "l1_decoder_norm"}),
-    Operation(name="total_loss", summary="Σ_inst reconstruction + λ · sparsity, every convention",
-        clauses=("LOSS-6",), arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"), outputs=("loss",),
-        cases=loss_cases, bounds=total_loss_bounds, example=LOSS_EXAMPLE),
+    Operation(
+        name="reconstruction_loss",
+        summary="sum / mean / fvu reconstruction loss",
+        clauses=("LOSS-1", "LOSS-2", "LOSS-3"),
+        arrays=("x", "x_hat"),
+        outputs=("loss",),
+        cases=reconstruction_cases,
+        bounds=reconstruction_loss_bounds,
+        example={"reconstruction": "fvu"},
+    ),
+    Operation(
+        name="sparsity_loss",
+        summary="l1 / l1_decoder_norm sparsity penalty",
+        clauses=("LOSS-4", "LOSS-5"),
+        arrays=("f", "W_dec"),
+        outputs=("loss",),
+        cases=sparsity_cases,
+        bounds=sparsity_loss_bounds,
+        example={"sparsity": "l1_decoder_norm"},
+    ),
+    Operation(
+        name="total_loss",
+        summary="Σ_inst reconstruction + λ · sparsity, every convention",
+        clauses=("LOSS-6",),
+        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        outputs=("loss",),
+        cases=loss_cases,
+        bounds=total_loss_bounds,
+        example=LOSS_EXAMPLE,
+    ),
 )
+
+
+def l1_batch_sum(op: Operation, case: Case, parameters: Parameters) -> Outputs:
+    """EQ-2: the row with λ' = λ·B (the sparsity term summed over the batch); `sparsity_loss`, which has
+    no coefficient, times B."""
+    batch = case.arrays["f" if op.name == "sparsity_loss" else "x"].shape[0]
+    if op.name == "sparsity_loss":
+        return {k: batch * v for k, v in op.reference(case).items()}
+    return op.reference(with_options(case, l1_coefficient=batch * case.options["l1_coefficient"]))
+
+
+def components_mean(op: Operation, case: Case, parameters: Parameters) -> Outputs:
+    """EQ-3: the loss divided by the number of instances, and so every gradient; the training step
+    on that loss (its Adam fed the divided gradients)."""
+    x = case.arrays["x"]
+    n_inst = x.shape[1] if x.ndim == 3 else 1
+    if op.name == "training_step":
+        step = partial(oracle.training_step_scaled, loss_scale=1.0 / n_inst)
+        return {k: np.asarray(v) for k, v in op.call(step, case.arrays, case.options).items()}
+    return {k: v / n_inst for k, v in op.reference(case).items()}
+
+
+def l1_batch_sum_bounds(op: Operation, case: Case, out: Outputs, parameters: Parameters) -> Bounds:
+    """EQ-2: the row's bounds at λ' = λ·B; those of `sparsity_loss`, B times larger."""
+    if op.name == "sparsity_loss":
+        batch = case.arrays["f"].shape[0]
+        return {k: b if b is None else b.then(batch * b.magnitude) for k, b in op.bounds(case, out).items()}
+    batch = case.arrays["x"].shape[0]
+    return op.bounds(with_options(case, l1_coefficient=batch * case.options["l1_coefficient"]), out)
+
+
+def replace_arrays(case: Case, **arrays: np.ndarray) -> Case:
+    """`case` with the given arrays replaced."""
+    return Case({**case.arrays, **arrays}, case.options, case.dtype)
+
+
+def renormalised_in_place(case: Case) -> Case:
+    """The case as a library that renormalises its dictionary in place sees it: `W_dec` replaced by
+    `Ŵ = W_dec / (‖W_dec_j‖ + eps)` and the decoder `constrained` (no gradient through the norm)."""
+    conventions = case.options["conventions"]
+    w = case.arrays["W_dec"]
+    unit = w / (np.linalg.norm(w, axis=-1, keepdims=True) + conventions.eps)
+    constrained = Conventions(**{**conventions.__dict__, "decoder": "constrained"})
+    return replace_arrays(with_options(case, conventions=constrained), W_dec=unit)
+
+
+def l1_batch_sum_renormalised_in_place(op: Operation, case: Case, parameters: Parameters) -> Outputs:
+    """EQ-12: EQ-2's λ' = λ·B, with the gradients of the constrained decoder at `Ŵ` (overcomplete's
+    `get_dictionary()` overwrites its dictionary with `Ŵ` under `no_grad`, so its W_dec gradient is
+    ∂L/∂Ŵ, not DEC-3's gradient through the normalisation)."""
+    if case.options["conventions"].decoder != "normalised":
+        return l1_batch_sum(op, case, parameters)
+    return l1_batch_sum(op, renormalised_in_place(case), parameters)
+
+
+EQUIVALENCES = (
+    Equivalence(
+        name="l1_batch_sum",
+        clause="EQ-2",
+        formula="λ · Σ_b S_b: the sparsity term summed over the batch, LOSS-4/LOSS-5 with λ' = λ·B",
+        rows=(
+            "sparsity_loss",
+            "total_loss",
+            "loss_gradients",
+            "topk_total_loss",
+            "topk_loss_gradients",
+            "batchtopk_total_loss",
+            "batchtopk_loss_gradients",
+        ),
+        reference=l1_batch_sum,
+        bounds=l1_batch_sum_bounds,
+        about=("LOSS-4", "LOSS-5", "LOSS-6", "GRAD-1", "TOPK-5", "TOPK-6", "BTOPK-3"),
+    ),
+    Equivalence(
+        name="components_mean",
+        clause="EQ-3",
+        formula="L / n_inst: the loss averaged over the instances (LOSS-6 sums), every gradient / n_inst",
+        rows=("total_loss", "loss_gradients", "training_step"),
+        reference=components_mean,
+        about=("LOSS-6", "GRAD-1", "STEP-1"),
+    ),
+    Equivalence(
+        name="l1_batch_sum_renormalised_in_place",
+        clause="EQ-12",
+        formula="EQ-2's λ' = λ·B with W_dec renormalised in place before the forward pass: the W_dec "
+        "gradient is ∂L/∂Ŵ at Ŵ = W_dec / (‖W_dec_j‖ + eps), not DEC-3's gradient through the norm",
+        rows=("loss_gradients", "topk_loss_gradients", "batchtopk_loss_gradients"),
+        reference=l1_batch_sum_renormalised_in_place,
+        bounds=l1_batch_sum_bounds,
+        about=("GRAD-1", "GRAD-5", "TOPK-5", "BTOPK-3"),
+    ),
+)
+"""The named equivalences of the loss's reductions (EQ-2, EQ-3, EQ-12)."""

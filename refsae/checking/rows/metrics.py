@@ -1,5 +1,5 @@
 """The metrics (metrics.md): case strategies, error bounds and rows of `l0`, `dead_fraction` and
-`explained_variance`.
+`explained_variance`; the explained variance with a centred residual (`centred_residual`, EQ-6).
 """
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
 from refsae.checking.cases import finish, variance_is_certain
+from refsae.checking.equivalence import Equivalence, calling
 from refsae.checking.operation import Bounds, Operation, Outputs, exact
-from refsae.checking.tolerances import leaf
+from refsae.checking.tolerances import Bound, leaf
 
 
 @st.composite
@@ -54,13 +56,61 @@ def explained_variance_bounds(case: Case, out: Outputs) -> Bounds:
     return {"explained_variance": fvu.then(1 + fvu.magnitude, k_store=1)}
 
 
+def l0_working_bounds(case: Case, out: Outputs) -> Bounds:
+    """MET-1 computed in floating point (CONF-14): each count is a sum of d_sae ones and the mean a
+    sum of B counts, then one division; exact in float64 (the spec), rounded at a working precision."""
+    f = case.arrays["f"]
+    return {"l0": Bound(np.abs(out["l0"]), f.shape[0] + f.shape[-1], 1)}
+
+
+def dead_fraction_working_bounds(case: Case, out: Outputs) -> Bounds:
+    """MET-2 computed in floating point (CONF-14): a count over d_sae, then one division."""
+    return {"dead_fraction": Bound(np.abs(out["dead_fraction"]), case.arrays["fire_counts"].shape[-1], 1)}
+
+
 ROWS = (
-    Operation(name="l0", summary="mean number of non-zero latents", clauses=("MET-1",), arrays=("f",),
-        outputs=("l0",), cases=latent_cases, bounds=exact("l0")),
-    Operation(name="dead_fraction", summary="fraction of latents that never fired", clauses=("MET-2",),
-        arrays=("fire_counts",), outputs=("dead_fraction",), cases=count_cases,
-        bounds=exact("dead_fraction"), dtypes=("float64",)),
-    Operation(name="explained_variance", summary="1 − FVU with per-dimension centring", clauses=("MET-3",),
-        arrays=("x", "x_hat"), outputs=("explained_variance",), cases=explained_variance_cases,
-        bounds=explained_variance_bounds),
+    Operation(
+        name="l0",
+        summary="mean number of non-zero latents",
+        clauses=("MET-1",),
+        arrays=("f",),
+        outputs=("l0",),
+        cases=latent_cases,
+        bounds=exact("l0"),
+        working_bounds=l0_working_bounds,
+    ),
+    Operation(
+        name="dead_fraction",
+        summary="fraction of latents that never fired",
+        clauses=("MET-2",),
+        arrays=("fire_counts",),
+        outputs=("dead_fraction",),
+        cases=count_cases,
+        bounds=exact("dead_fraction"),
+        dtypes=("float64",),
+        working_bounds=dead_fraction_working_bounds,
+    ),
+    Operation(
+        name="explained_variance",
+        summary="1 − FVU with per-dimension centring",
+        clauses=("MET-3",),
+        arrays=("x", "x_hat"),
+        outputs=("explained_variance",),
+        cases=explained_variance_cases,
+        bounds=explained_variance_bounds,
+    ),
 )
+
+
+EQUIVALENCES = (
+    Equivalence(
+        name="centred_residual",
+        clause="EQ-6",
+        rows=("explained_variance",),
+        formula="1 − Σ_d var_b(x − x_hat) / Σ_d var_b(x): the residual centred by its batch mean (MET-3 "
+        "divides Σ (x_hat − x)²); sklearn's explained_variance_score, multioutput='variance_weighted'",
+        reference=calling({"explained_variance": oracle.explained_variance_centred_residual}),
+        about=("MET-3",),
+    ),
+)
+"""The centred-residual explained variance (EQ-6)."""

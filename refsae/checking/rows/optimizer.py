@@ -163,14 +163,24 @@ def adam_step_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="adam_step",
+    Operation(
+        name="adam_step",
         summary="one Adam step with PyTorch's semantics (torch.optim.Adam itself on the torch side)",
         clauses=("OPT-1", "OPT-2", "OPT-3"),
         arrays=tuple(f"{g}.{k}" for g in ("param", "grad", "exp_avg", "exp_avg_sq") for k in PARAMETERS),
-        outputs=(*(f"param.{k}" for k in PARAMETERS), *MOMENTS), cases=adam_cases, bounds=adam_step_bounds,
-        example={"step": 3, "lr": 1e-3}, dtypes=ADAM_DTYPES),
-    Operation(name="adam_reset_latents",
+        outputs=(*(f"param.{k}" for k in PARAMETERS), *MOMENTS),
+        cases=adam_cases,
+        bounds=adam_step_bounds,
+        example={"step": 3, "lr": 1e-3},
+        dtypes=ADAM_DTYPES,
+    ),
+    Operation(
+        name="adam_reset_latents",
         summary="zero both Adam moments of the chosen latents' slices, nothing else",
-        clauses=("OPT-4", "OPT-5"), arrays=(*MOMENTS, "latents"), outputs=MOMENTS, cases=reset_cases,
-        bounds=exact_outputs),
+        clauses=("OPT-4", "OPT-5"),
+        arrays=(*MOMENTS, "latents"),
+        outputs=MOMENTS,
+        cases=reset_cases,
+        bounds=exact_outputs,
+    ),
 )

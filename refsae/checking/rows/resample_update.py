@@ -120,13 +120,37 @@ def resample_simple_bounds(case: Case, out: Outputs) -> Bounds:
     )
 
 
+def has_zero_direction(case: Case) -> bool:
+    """RES-13's case: a dead latent whose direction (v_j, or v_j − b_dec when centred) is zero."""
+    a = case.arrays
+    v = a["chosen"] - a["b_dec"][..., None, :] if case.options.get("centred") else a["chosen"]
+    return bool(np.any(a["dead"].astype(bool) & np.all(v == 0, axis=-1)))
+
+
+def has_instance_all_dead(case: Case) -> bool:
+    """RES-14's case: an instance whose every latent is dead (no alive norm to average)."""
+    return bool(np.any(np.all(case.arrays["dead"].astype(bool), axis=-1)))
+
+
 ROWS = (
-    Operation(name="resample_anthropic",
+    Operation(
+        name="resample_anthropic",
         summary="Anthropic's resampling update given the chosen inputs (plain or centred)",
-        clauses=("RES-10", "RES-11", "RES-12", "RES-13", "RES-14"), arrays=(*PARAMS, "dead", "chosen"),
-        outputs=(*PARAMS, "resampled"), cases=resample_anthropic_cases, bounds=resample_anthropic_bounds,
-        example={"centred": True}),
-    Operation(name="resample_simple", summary="the simple resampling update given explicit directions",
-        clauses=("RES-13", "RES-15"), arrays=(*PARAMS, "dead", "directions"),
-        outputs=(*PARAMS, "resampled"), cases=resample_simple_cases, bounds=resample_simple_bounds),
+        clauses=("RES-10", "RES-11", "RES-12", "RES-13", "RES-14"),
+        arrays=(*PARAMS, "dead", "chosen"),
+        outputs=(*PARAMS, "resampled"),
+        cases=resample_anthropic_cases,
+        bounds=resample_anthropic_bounds,
+        example={"centred": True},
+        edge_clauses=(("RES-13", has_zero_direction), ("RES-14", has_instance_all_dead)),
+    ),
+    Operation(
+        name="resample_simple",
+        summary="the simple resampling update given explicit directions",
+        clauses=("RES-13", "RES-15"),
+        arrays=(*PARAMS, "dead", "directions"),
+        outputs=(*PARAMS, "resampled"),
+        cases=resample_simple_cases,
+        bounds=resample_simple_bounds,
+    ),
 )

@@ -140,10 +140,26 @@ def resampling_probabilities_bounds(case: Case, out: Outputs) -> Bounds:
     }
 
 
+def has_instance_without_loss(case: Case) -> bool:
+    """RES-3's case: an instance whose every per-example loss is 0 (exact reconstructions and, under
+    `loss="total"` with λ > 0, zero latents)."""
+    a, o = case.arrays, case.options
+    zero = np.all(a["x"] == a["x_hat"], axis=-1)
+    if o.get("loss", "total") == "total" and o.get("l1_coefficient", 0.0) > 0:
+        zero &= np.all(a["f"] == 0, axis=-1)
+    return bool(np.any(np.all(zero, axis=0)))
+
+
 ROWS = (
-    Operation(name="resampling_probabilities",
+    Operation(
+        name="resampling_probabilities",
         summary="p_b ∝ ℓ_b² over the batch, per instance; uniform where every ℓ_b = 0",
-        clauses=("RES-1", "RES-2", "RES-3"), arrays=("x", "x_hat", "f"), outputs=("probabilities",),
-        cases=resampling_cases, bounds=resampling_probabilities_bounds,
-        example={"loss": "total", "l1_coefficient": 0.5}),
+        clauses=("RES-1", "RES-2", "RES-3"),
+        arrays=("x", "x_hat", "f"),
+        outputs=("probabilities",),
+        cases=resampling_cases,
+        bounds=resampling_probabilities_bounds,
+        example={"loss": "total", "l1_coefficient": 0.5},
+        edge_clauses=(("RES-3", has_instance_without_loss),),
+    ),
 )

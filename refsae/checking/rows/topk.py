@@ -19,10 +19,16 @@ The selection is exact once the strategy keeps a gap at the k-th value larger th
 (TOPK-7), so TopK latents carry z's bound where selected and are exactly 0 elsewhere. The loss and
 gradient rows reuse the ReLU bounds: ReLU's active set contains TopK's, so the magnitudes summed
 there are at least TopK's, and a bound over a superset of terms is still a bound (a little loose).
+
+Equivalence (equivalences.md): SAELens's selection on z_j ‖W_dec_j‖ with the decode of f_j / ‖W_dec_j‖
+(`rescaled_by_decoder_norm`, EQ-7), of the TopK and BatchTopK losses and gradients. TopK's equal k-th
+values need no tie equivalence: the strategies reject a positive tie across the k-th value, and every
+other tie leaves the dense latents unchanged (TOPK-2).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -33,7 +39,8 @@ from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import finish, pre_activations_of
+from refsae.checking.cases import conventions_of, finish, pre_activations_of
+from refsae.checking.equivalence import Equivalence, Parameters, calling
 from refsae.checking.examples import K
 from refsae.checking.operation import Bounds, Operation, Outputs, exact
 from refsae.checking.rows.gradients import loss_gradients_bounds
@@ -159,20 +166,101 @@ def decode_sparse_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="topk", summary="f = max(z, 0) at the k largest z per example, 0 elsewhere",
-        clauses=("TOPK-1", "TOPK-2", "TOPK-3"), arrays=("z",), outputs=("f",), cases=topk_cases,
-        bounds=exact("f"), example={"k": K}),
-    Operation(name="decode_sparse",
-        summary="x_hat = Σ_i values_i Ŵ_{indices_i} + b_dec from the k gathered rows", clauses=("TOPK-4",),
-        arrays=("values", "indices", "W_dec", "b_dec"), outputs=("x_hat",), cases=decode_sparse_cases,
-        bounds=decode_sparse_bounds, example={"decoder": "normalised", "eps": 1e-3}),
-    Operation(name="topk_total_loss",
+    Operation(
+        name="topk",
+        summary="f = max(z, 0) at the k largest z per example, 0 elsewhere",
+        clauses=("TOPK-1", "TOPK-2", "TOPK-3"),
+        arrays=("z",),
+        outputs=("f",),
+        cases=topk_cases,
+        bounds=exact("f"),
+        example={"k": K},
+    ),
+    Operation(
+        name="decode_sparse",
+        summary="x_hat = Σ_i values_i Ŵ_{indices_i} + b_dec from the k gathered rows",
+        clauses=("TOPK-4",),
+        arrays=("values", "indices", "W_dec", "b_dec"),
+        outputs=("x_hat",),
+        cases=decode_sparse_cases,
+        bounds=decode_sparse_bounds,
+        example={"decoder": "normalised", "eps": 1e-3},
+    ),
+    Operation(
+        name="topk_total_loss",
         summary="reconstruction + λ · sparsity of TopK latents, through the sparse decode",
-        clauses=("TOPK-6", "TOPK-7"), arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"), outputs=("loss",),
-        cases=topk_loss_cases, bounds=topk_total_loss_bounds, example={**LOSS_EXAMPLE, "k": K}),
-    Operation(name="topk_loss_gradients",
+        clauses=("TOPK-6", "TOPK-7"),
+        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        outputs=("loss",),
+        cases=topk_loss_cases,
+        bounds=topk_total_loss_bounds,
+        example={**LOSS_EXAMPLE, "k": K},
+    ),
+    Operation(
+        name="topk_loss_gradients",
         summary="∂L/∂(W_enc, b_enc, W_dec, b_dec) through TopK and the sparse decode",
-        clauses=("TOPK-5", "TOPK-7"), arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"),
-        outputs=("W_enc", "b_enc", "W_dec", "b_dec"), cases=topk_loss_cases, bounds=loss_gradients_bounds,
-        example={**LOSS_EXAMPLE, "k": K}, fast=fast_topk.topk_fused_loss_gradients),
+        clauses=("TOPK-5", "TOPK-7"),
+        arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec"),
+        outputs=("W_enc", "b_enc", "W_dec", "b_dec"),
+        cases=topk_loss_cases,
+        bounds=loss_gradients_bounds,
+        example={**LOSS_EXAMPLE, "k": K},
+        fast=fast_topk.topk_fused_loss_gradients,
+    ),
 )
+
+
+def rescaled_bounds(op: Operation, case: Case, out: Outputs, parameters: Parameters) -> Bounds:
+    """EQ-7: the row's bounds in the equivalent form (the decoder `normalised` without eps, W_enc's
+    columns and b_enc scaled by n_j = ‖W_dec_j‖), ∂L/∂W_dec with the path through the n_j of the scaled
+    encoder added, every output with the chain of n and of the products by n and by 1/n."""
+    a, c = case.arrays, conventions_of(case)
+    d_in, n = a["x"].shape[-1], np.linalg.norm(a["W_dec"], axis=-1)
+    scaled = {**a, "W_enc": a["W_enc"] * n[..., None, :], "b_enc": a["b_enc"] * n}
+    c_scaled = dataclasses.replace(c, decoder="normalised", eps=float(np.finfo(np.float64).tiny))
+    twin = Case(scaled, {**case.options, "conventions": c_scaled}, case.dtype)
+    if op.name.endswith("total_loss"):
+        loss = op.bounds(twin, out)["loss"]
+        assert loss is not None
+        return {"loss": loss.then(k_acc=d_in + 1, k_store=4)}
+    lam = case.options["l1_coefficient"]
+    g = bounds.loss_gradients(a["x"], scaled["W_enc"], scaled["b_enc"], a["W_dec"], a["b_dec"], lam, c_scaled)
+    norms = bounds.row_norms(a["W_dec"])
+    g_n = mul(
+        np.einsum("...ij,...ij->...j", np.abs(a["W_enc"]), g["W_enc"].magnitude)
+        + np.abs(a["b_enc"]) * g["b_enc"].magnitude,
+        g["W_enc"],
+        k_acc=d_in + 1,
+        k_store=1,
+    )
+    unit = np.abs(a["W_dec"]) / np.where(n > 0, n, np.inf)[..., None]
+    through_n = mul(g_n.magnitude[..., None] * unit, g_n, norms, k_store=2)
+    grads = {
+        "W_enc": mul(g["W_enc"].magnitude * n[..., None, :], g["W_enc"], norms, k_store=1),
+        "b_enc": mul(g["b_enc"].magnitude * n, g["b_enc"], norms, k_store=1),
+        "W_dec": add(g["W_dec"].magnitude + through_n.magnitude, g["W_dec"], through_n, k_store=1),
+        "b_dec": g["b_dec"],
+    }
+    return {k: b.then(k_acc=d_in + 1, k_store=4) for k, b in grads.items()}
+
+
+EQUIVALENCES = (
+    Equivalence(
+        name="rescaled_by_decoder_norm",
+        clause="EQ-7",
+        formula="select on h_j = z_j ‖W_dec_j‖, f_j = max(h_j, 0), decode Σ_j (f_j / ‖W_dec_j‖) W_dec_j "
+        "+ b_dec (SAELens's rescale_acts_by_decoder_norm=True); gradients through both uses of ‖W_dec_j‖",
+        rows=("topk_total_loss", "topk_loss_gradients", "batchtopk_total_loss", "batchtopk_loss_gradients"),
+        reference=calling(
+            {
+                "topk_total_loss": oracle.topk_rescaled_total_loss,
+                "topk_loss_gradients": oracle.topk_rescaled_loss_gradients,
+                "batchtopk_total_loss": oracle.batchtopk_rescaled_total_loss,
+                "batchtopk_loss_gradients": oracle.batchtopk_rescaled_loss_gradients,
+            }
+        ),
+        bounds=rescaled_bounds,
+        about=("TOPK-5", "TOPK-6", "BTOPK-3"),
+    ),
+)
+"""SAELens's TopK and BatchTopK with the latents rescaled by the decoder norms (EQ-7)."""

@@ -101,11 +101,17 @@ def training_step_bounds(case: Case, out: Outputs) -> Bounds:
 
 
 ROWS = (
-    Operation(name="training_step",
+    Operation(
+        name="training_step",
         summary="forward, loss, backward, parallel removal, Adam, constraint: the specified order",
-        clauses=("STEP-1", "STEP-2", "STEP-3", "STEP-5"), arrays=("x", *STATE), outputs=(*STATE, "loss"),
-        cases=training_cases, bounds=training_step_bounds,
+        clauses=("STEP-1", "STEP-2", "STEP-3", "STEP-5"),
+        arrays=("x", *STATE),
+        outputs=(*STATE, "loss"),
+        cases=training_cases,
+        bounds=training_step_bounds,
         example={"step": 3, "lr": 1e-3, "l1_coefficient": 0.5, "conventions": Conventions()},
-        dtypes=ADAM_DTYPES, torch=functools.partial(rt.training_step, backward="autograd"),
-        fast=functools.partial(rt.training_step, backward="fused")),
+        dtypes=ADAM_DTYPES,
+        torch=functools.partial(rt.training_step, backward="autograd"),
+        fast=functools.partial(rt.training_step, backward="fused"),
+    ),
 )

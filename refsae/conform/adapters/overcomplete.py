@@ -128,6 +128,9 @@ class SAE(_Trained):
 
     name: ClassVar[str] = "overcomplete"
     loss_rows: ClassVar[tuple[str, ...]] = ("total_loss", "loss_gradients")
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "dead_fraction": ("float32", "get_dead_ratio: 1 − alive.float().mean().item() (the mean in float32)")
+    }
 
     def build(self, like: Mapping[str, Tensor], *, l1_coefficient: float) -> Any:
         return self.make(like["W_enc"])

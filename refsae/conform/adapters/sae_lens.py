@@ -344,6 +344,10 @@ class JumpReLUSAE(_SAELens):
     # The threshold parameter is float32 in every SAE dtype (conformance/sae_lens/README.md): detect
     # in float32.
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = dict.fromkeys(
+        ("jumprelu_total_loss", "jumprelu_loss_gradients"),
+        ("float32", "the threshold and its gradient are kept in float32 (jumprelu_sae.py, `_apply`)"),
+    )
 
     def build(self, like: Mapping[str, Tensor], *, l0_coefficient: float, bandwidth: float) -> Any:
         return self.make(like, l0_coefficient=l0_coefficient, jumprelu_bandwidth=bandwidth)

@@ -11,6 +11,8 @@ from typing import Any, ClassVar, cast
 import torch
 from torch import Tensor
 
+from refsae.conform.adapter import Domain
+from refsae.conform.domains import unit_rows
 from refsae.conform.module_adapter import ModuleAdapter, eye_and_zeros, library
 
 
@@ -33,6 +35,9 @@ class SparseAutoencoder(ModuleAdapter):
     }
     parameters: ClassVar[Mapping[str, str]] = {k: k for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
     loss_rows: ClassVar[tuple[str, ...]] = ("total_loss", "loss_gradients")
+    domains: ClassVar[tuple[Domain, ...]] = (
+        unit_rows("saev's training loop calls normalize_w_dec before remove_parallel_grads"),
+    )
 
     def build(self, like: Mapping[str, Tensor], **config: Any) -> Any:
         """`saev.nn.SparseAutoencoder` with `d_vit = d_in`, `exp_factor = 1` (its `d_sae` is never

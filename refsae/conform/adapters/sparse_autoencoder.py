@@ -141,6 +141,7 @@ class SparseAutoencoder(ModuleAdapter):
             "uncentred direction",
             ("resample_anthropic",),
             lambda case: case.options["encoder_scale"] == 0.2 and not case.options["centred"],
+            excludes=("RES-12",),
         ),
     )
 

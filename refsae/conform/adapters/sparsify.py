@@ -10,9 +10,16 @@ from typing import Any, ClassVar, cast
 import torch
 
 from refsae.conform.adapter import Domain
+from refsae.conform.domains import unit_rows
 from refsae.conform.module_adapter import ModuleAdapter, backward_to, library, pad
 
 Tensor = torch.Tensor
+
+
+UNIT_ROWS_REASON = (
+    "sparsify's Trainer calls set_decoder_norm_to_unit_norm before "
+    + "remove_gradient_parallel_to_decoder_directions"
+)
 
 
 class SparseCoder(ModuleAdapter):
@@ -30,6 +37,7 @@ class SparseCoder(ModuleAdapter):
     }  # fmt: skip
     loss_rows: ClassVar[tuple[str, ...]] = ("topk_total_loss", "topk_loss_gradients")
     domains: ClassVar[tuple[Domain, ...]] = (
+        unit_rows(UNIT_ROWS_REASON),
         Domain(
             "l1_coefficient_zero",
             "sparsify's loss (fvu) has no sparsity term (TOPK-6's default)",

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from refsae.conform.mutants import core, training, variants
+from refsae.conform.mutants import classified, core, training, variants
 from refsae.conform.mutants.record import CorrectRefsae, Mutant, MutantImplementation
 
 __all__ = ["MUTANTS", "SELFTEST", "CorrectRefsae", "Mutant", "MutantImplementation", "correct"]
 
-MUTANTS: dict[str, Mutant] = {m.name: m for family in (core, training, variants) for m in family.MUTANTS}
+MUTANTS: dict[str, Mutant] = {
+    m.name: m for family in (core, training, variants, classified) for m in family.MUTANTS
+}
 """Every mutant by name, in table order of families (core, training dynamics, variants)."""
 
 SELFTEST: tuple[Mutant, ...] = tuple(m for m in MUTANTS.values() if not m.unseen_by_selftest)

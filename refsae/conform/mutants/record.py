@@ -14,6 +14,7 @@ from torch import Tensor
 from refsae.cases import Case
 from refsae.checking import table
 from refsae.checking.implementations import TorchImplementation, to_numpy, to_tensor
+from refsae.conform.adapter import Domain
 from refsae.conform.refsae_adapter import FixedRefsae
 from refsae.conventions import Conventions
 
@@ -62,11 +63,16 @@ class Mutant:
     """Where set, the checker's failure must be a mismatch at this output (CHK-2)."""
     unseen_by_selftest: str = ""
     """Why the self-test's fixed canonical conventions cannot expose the bug; empty: they must."""
+    verdict: str = "bug"
+    """The verdict the self-test must give it (CONF-21): `bug` for a bug; `convention`, `precision`,
+    `precondition` or `tie` for a variant that is one of those by construction."""
+    domains: tuple[Domain, ...] = ()
+    """Domains its adapter declares (a precondition variant's `unit_rows`)."""
 
     def adapter(self) -> CorrectRefsae:
         """The conformance adapter (CONF-8): the canonical fixed refsae with the change in place."""
         target = f"refsae.conform.mutants:mutant_{self.name}"
-        cls = type(f"Mutant_{self.name}", (CorrectRefsae,), {"name": target})
+        cls = type(f"Mutant_{self.name}", (CorrectRefsae,), {"name": target, "domains": self.domains})
         adapter: CorrectRefsae = cls()
         setattr(adapter, self.operation, self.change)  # RefsaeAdapter.function picks it up
         return adapter

@@ -80,8 +80,15 @@ def row_norms(W: Tensor) -> Tensor:
 
 @typechecked
 def fused_loss_and_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    l1_coefficient: float, conventions: Conventions = Conventions(), workspace: Workspace | None = None,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
+    workspace: Workspace | None = None,
     out: dict[str, Tensor] | None = None,
 ) -> tuple[Scalar, dict[str, Tensor]]:
     """(total loss of LOSS-6, its gradients keyed W_enc, b_enc, W_dec, b_dec) by the hand-written
@@ -95,8 +102,17 @@ def fused_loss_and_gradients(
     ws = Workspace() if workspace is None else workspace
     out = {} if out is None else out
     with torch.no_grad():
-        return _fused(x.detach(), W_enc.detach(), b_enc.detach(), W_dec.detach(), b_dec.detach(),
-                      l1_coefficient, c, ws, out)
+        return _fused(
+            x.detach(),
+            W_enc.detach(),
+            b_enc.detach(),
+            W_dec.detach(),
+            b_dec.detach(),
+            l1_coefficient,
+            c,
+            ws,
+            out,
+        )
 
 
 def check_inputs(x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, lam: float) -> None:
@@ -120,8 +136,15 @@ def target(out: dict[str, Tensor], name: str, like: Tensor) -> Tensor | None:
 
 
 def _fused(
-    x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, lam: float, c: Conventions,
-    ws: Workspace, out: dict[str, Tensor],
+    x: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    W_dec: Tensor,
+    b_dec: Tensor,
+    lam: float,
+    c: Conventions,
+    ws: Workspace,
+    out: dict[str, Tensor],
 ) -> tuple[Tensor, dict[str, Tensor]]:
     batch, d_in, d_sae = x.shape[0], x.shape[-1], W_enc.shape[-1]
     xt = x if x.dim() == 2 else x.transpose(0, 1)  # (*inst, batch, d_in): instances lead
@@ -206,8 +229,14 @@ def normalisation_backward(W_dec: Tensor, G_hat: Tensor, eps: float) -> Tensor:
 
 @typechecked
 def fused_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    l1_coefficient: float, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    l1_coefficient: float,
+    conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """The gradients of `fused_loss_and_gradients`, keyed like `loss_gradients` (its fast path, PERF-1)."""
     return fused_loss_and_gradients(

@@ -74,14 +74,30 @@ class _Bags:
         assert self.saved is not None
         bag_size, maximum = self.saved
         return torch.ops.aten._embedding_bag_dense_backward(  # type: ignore[no-any-return]
-            grad_out, self.indices, self.offset2bag, bag_size, maximum, self.num_weights, False, 0,
-            per_sample.reshape(-1), -1,
+            grad_out,
+            self.indices,
+            self.offset2bag,
+            bag_size,
+            maximum,
+            self.num_weights,
+            False,
+            0,
+            per_sample.reshape(-1),
+            -1,
         )
 
 
 def _one_instance(
-    x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, k: int, lam: float,
-    c: Conventions, ws: Workspace, out: dict[str, Tensor],
+    x: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    W_dec: Tensor,
+    b_dec: Tensor,
+    k: int,
+    lam: float,
+    c: Conventions,
+    ws: Workspace,
+    out: dict[str, Tensor],
 ) -> tuple[Tensor, dict[str, Tensor]]:
     batch, d_in, d_sae = x.shape[0], x.shape[-1], W_enc.shape[-1]
     u = torch.sub(x, b_dec, out=ws.get("u", (batch, d_in), x)) if c.encode == "tied" else x
@@ -120,9 +136,17 @@ def _one_instance(
 
 @typechecked
 def topk_fused_loss_and_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
-    workspace: Workspace | None = None, out: dict[str, Tensor] | None = None,
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
+    workspace: Workspace | None = None,
+    out: dict[str, Tensor] | None = None,
 ) -> tuple[Scalar, dict[str, Tensor]]:
     """(TopK total loss of TOPK-6, its gradients keyed W_enc, b_enc, W_dec, b_dec) with the sparse
     backward above, every convention (PERF-3). No (batch, d_sae) tensor but the encoder's output, which
@@ -149,8 +173,15 @@ def topk_fused_loss_and_gradients(
 
 @typechecked
 def topk_fused_loss_gradients(
-    x: InputBatch, W_enc: EncoderWeights, b_enc: LatentVector, W_dec: DecoderWeights, b_dec: InputVector, *,
-    k: int, l1_coefficient: float = 0.0, conventions: Conventions = Conventions(),
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    *,
+    k: int,
+    l1_coefficient: float = 0.0,
+    conventions: Conventions = Conventions(),
 ) -> dict[str, Tensor]:
     """The gradients of `topk_fused_loss_and_gradients`: `topk_loss_gradients`' fast path (PERF-3)."""
     return topk_fused_loss_and_gradients(
