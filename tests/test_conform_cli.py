@@ -46,7 +46,7 @@ def test_a_failing_target_exits_1_and_prints_each_failing_clause(
     assert (
         "## `encode`: bug (generic)" in text and "Reproduction:" in text and "oracle_outputs('encode'" in text
     )
-    assert "> **ENC-1** " in text  # the clause it is about, quoted
+    assert "> ENC-1: " in text  # the clause it is about, quoted
     assert "detecting the conventions of encode" in captured.err  # progress while it runs
 
 

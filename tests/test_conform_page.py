@@ -52,7 +52,7 @@ def test_the_card_shows_each_bug_with_its_library_only_reproduction_and_other_fi
     assert "Forgets b_dec." in text and "the default configuration reaches it" in text
     assert "Where: `lib/sae.py:12`." in text and "Suggested fix: add b_dec" in text
     assert "https://example.org/issues/1" in text and "print('expected: 1 actual: 2')" in text
-    assert "> **DEC-1** the text of DEC-1" in text
+    assert "> DEC-1: the text of DEC-1" in text
     assert "| `lib.b` | `total_loss` | convention: `l1_batch_sum` | LOSS-6 |" in text and "Sums λ" in text
     assert "A note on the target." in text
     assert page.missing_explanations([a, b], known) == []

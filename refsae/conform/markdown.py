@@ -31,7 +31,7 @@ def _working(call: str, working: str) -> str:
 
 def quoted(clauses: list[str], texts: dict[str, str]) -> list[str]:
     """Each clause quoted from its spec page, one blockquote line each."""
-    return [f"> **{c}** {texts[c]}" if texts.get(c) else f"> **{c}**" for c in clauses]
+    return [f"> {c}: {texts[c]}" if texts.get(c) else f"> {c}" for c in clauses]
 
 
 def report_markdown(report: Report) -> str:

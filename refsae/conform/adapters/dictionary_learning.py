@@ -353,9 +353,7 @@ class JumpReluAutoEncoder(_DictionaryLearning):
     trainer_class: ClassVar[str] = "JumpReluTrainer"
     # sparsity_penalty · (L0 / target_l0 − 1)², target_l0 = 20 (EQ-8), the L0 in float32 (`.float()`)
     equivalence_parameters: ClassVar[Mapping[str, Any]] = {"target_l0": 20.0}
-    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {
-        "jumprelu_total_loss": ("float32", "L0 .float()")
-    }
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {"jumprelu_total_loss": ("float32", "L0")}
 
     def build(self, like: Mapping[str, Tensor], *, l0_coefficient: float, bandwidth: float) -> Any:
         d_in, d_sae = like["W_enc"].shape
