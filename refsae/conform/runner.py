@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from refsae import __version__
+from refsae.cases import Case
 from refsae.checking import profiles, table
 from refsae.checking.check import Outcome, check
 from refsae.checking.clauses import clause_text
@@ -245,24 +246,34 @@ class Engine:
         (those exercised, and any other whose own cases fail, `classify.judge`)."""
         case = outcome.counterexample
         exercised = [c for c, p in op.edge_clauses if case is not None and p(case)]
-        edges = list(op.edge_clauses) if exercised else []
         first = not v.outcomes[:-1] or all(o.status == "pass" for o in v.outcomes[:-1])
-        if not edges or (not first and v.confined is None):
+        if not exercised or (not first and v.confined is None):
             v.confined = None
             return
-        self.progress(f"checking {op.name} [{dtype}] without the cases of {', '.join(c for c, _ in edges)}")
-        excluded = [p for _, p in edges]
-        with pinned(**pins):
-            rest = check(
-                op,
-                self.adapter,
-                dtype,
-                max_examples=self.examples,
-                profile=self.settings,
-                seed=self.seed,
-                shrink=False,
-                exclude=lambda c: any(p(c) for p in excluded),
-            )
+        # Without the exercised edge clauses' cases, then also those of any other one the rest fails on.
+        while True:
+            self.progress(f"checking {op.name} [{dtype}] without the cases of {', '.join(exercised)}")
+            excluded = [p for c, p in op.edge_clauses if c in exercised]
+
+            def outside(case: Case, excluded: list[Callable[[Case], bool]] = excluded) -> bool:
+                return any(p(case) for p in excluded)
+
+            with pinned(**pins):
+                rest = check(
+                    op,
+                    self.adapter,
+                    dtype,
+                    max_examples=self.examples,
+                    profile=self.settings,
+                    seed=self.seed,
+                    shrink=False,
+                    exclude=outside,
+                )
+            shown = rest.counterexample
+            more = [c for c, p in op.edge_clauses if c not in exercised and shown is not None and p(shown)]
+            if rest.status == "pass" or not more:
+                break
+            exercised += more
         v.rest = rest
         if rest.status == "pass":
             v.confined = (v.confined or set()) | set(exercised)
