@@ -34,8 +34,10 @@ def count_cases(draw: st.DrawFn, dtype: str) -> Case:
 
 RECONSTRUCTION_ERRORS = (0.0, 1e-3, 0.1, 1.0, 4.0)
 """x_hat = x + e · noise: exact, near-exact, good, poor and worse-than-the-mean reconstructions (an
-SAE at initialisation). In bfloat16 1 − FVU is known to about 2⁻⁸ of its magnitude, so how the
-total variance is centred shows only where FVU is about 1 or more (measured, conformance/mutant_seeds.md)."""
+SAE at initialisation; STR-10). In bfloat16 1 − FVU is known to about 2⁻⁸ of its magnitudes, so how
+the total variance is centred shows only where FVU is about 1 or more (measured: no example with
+FVU < 1 flagged the uncentred mutant, 80% of those with FVU >= 1 and a mean did; the 4 raised the
+rate from 8% to 12% of the examples)."""
 
 
 @st.composite

@@ -204,12 +204,17 @@ MUTANTS: tuple[Mutant, ...] = (
         sparsity_ignores_decoder_norm,
         unseen_by_selftest=CANONICAL_ONLY.format("sparsity=l1_decoder_norm", "l1"),
     ),
+    # the bug shows only with two or more instances, and in bfloat16 only where the loss's bound
+    # (about 0.1 of its magnitudes) is below half the loss, i.e. where x_hat does not dominate x:
+    # on seeds 1..100, 100 examples missed it on 3 seeds, 200 on none (the latest first flag at
+    # example 141; conformance/mutant_seeds.md)
     Mutant(
         "total_loss_averages_instances",
         "total_loss",
         "LOSS-6",
         "averages the instances' losses instead of summing them",
         total_loss_averages_instances,
+        max_examples=300,
         verdict="convention",
     ),
     Mutant(

@@ -222,12 +222,16 @@ MUTANTS: tuple[Mutant, ...] = (
         "resets exp_avg but not exp_avg_sq",
         adam_reset_first_moment_only,
     ),
+    # the order shows only under decoder=constrained, and in bfloat16 mostly with weight decay (Adam's
+    # update hardly depends on the gradient's scale): on seeds 1..100, 100 examples missed it on 2
+    # seeds, 200 on none (the latest first flag at example 150; conformance/mutant_seeds.md)
     Mutant(
         "training_step_constraint_before_step",
         "training_step",
         "STEP-1",
         "renormalises W_dec before the optimizer step instead of after",
         training_step_constraint_before_step,
+        max_examples=300,
     ),
     Mutant(
         "probabilities_proportional_to_the_loss",
@@ -295,6 +299,10 @@ MUTANTS: tuple[Mutant, ...] = (
         geometric_median_coordinate_wise,
         dtypes=("float32",),
     ),
+    # three steps from the mean fall within INIT-11's bound unless the batch is skewed (three of the
+    # seven kinds of INIT-12 have the mean as median): 13% of the examples flag it (a third of the
+    # heavy-tailed STR-9 batches, 4-10% of iid ones); on seeds 1..100, 100 examples missed it on 2
+    # seeds, 200 on none (the latest first flag at example 127; conformance/mutant_seeds.md)
     Mutant(
         "geometric_median_three_iterations",
         "geometric_median",
@@ -302,6 +310,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "stops after three Weiszfeld steps, unconverged",
         geometric_median_three_iterations,
         dtypes=("float32",),
+        max_examples=300,
     ),
     Mutant(
         "b_dec_mean_over_instances_too",
