@@ -159,7 +159,8 @@ def _bug(k: KnownFinding, f: Finding | None, texts: dict[str, str]) -> list[str]
     if k.upstream:
         body += [f"Upstream: {k.upstream}", ""]
     body += _script(k)
-    return lines + [("  " + line) if line else "" for line in body] + [""]
+    indented = [("  " + line) if line else "" for item in body for line in item.split("\n")]
+    return [*lines, *indented, ""]
 
 
 def _card(library: str, reports: list[Report], known: list[KnownFinding], texts: dict[str, str]) -> list[str]:
