@@ -125,14 +125,16 @@ def test_the_encode_bound_is_respected_and_not_vacuous_on_a_worked_example() -> 
     assert ratio.max() >= 0.05, "the bound is more than 20× the largest error seen: too loose to be useful"
 
 
-def test_bfloat16_matrix_products_flush_subnormal_results_and_the_floor_covers_the_flush() -> None:
-    """TOL-8: measured, not assumed: the flush happens in bfloat16 (not in float32), and the floor
-    of a stored bfloat16 result allows an error of ν, so a flushed result passes."""
+def test_bfloat16_matrix_products_may_flush_subnormal_results_and_the_floor_covers_a_flush() -> None:
+    """TOL-8: measured, not assumed: a bfloat16 product either flushes the subnormal result to 0 (the
+    oneDNN path of CPUs with bfloat16 instructions) or keeps it, never anything else; float32 keeps it;
+    and the floor of a stored bfloat16 result allows an error of ν, so a flushed result passes."""
     import torch
 
     from refsae.checking.tolerances import (
         FLUSHES_SUBNORMALS,
         SMALLEST_NORMAL,
+        UNIT_ROUNDOFF,
         Bound,
         allowed_error,
         magnitude_floor,
@@ -143,10 +145,12 @@ def test_bfloat16_matrix_products_flush_subnormal_results_and_the_floor_covers_t
     u = torch.full((n, 16), -nu, dtype=torch.float64)
     g = torch.full((n, 23), 0.3 / n, dtype=torch.float64)
     exact = float((u.T @ g)[0, 0])
-    flushed = float((u.bfloat16().T @ g.bfloat16())[0, 0])
+    half = float((u.bfloat16().T @ g.bfloat16())[0, 0])
     kept = float((u.float().T @ g.float())[0, 0])
-    assert flushed == 0.0 and exact != 0.0 and kept != 0.0  # float32 keeps a subnormal result
+    assert exact != 0.0 and kept != 0.0  # float32 keeps a subnormal result
+    # flushed, or kept: within the rounding of a float32 accumulation then one bfloat16 store (≤ ν·u)
+    assert half == 0.0 or abs(half - exact) <= nu * UNIT_ROUNDOFF["bfloat16"] + abs(kept - exact), half
     assert "bfloat16" in FLUSHES_SUBNORMALS and "float32" not in FLUSHES_SUBNORMALS
     with magnitude_floor("bfloat16"):
         b = Bound(np.array([abs(exact)]), k_acc=n, k_store=1)
-    assert allowed_error(b, "bfloat16")[0] >= abs(exact - flushed)
+    assert allowed_error(b, "bfloat16")[0] >= abs(exact)  # the error of a flush, wherever it happens
