@@ -459,8 +459,10 @@ def readme_block() -> str:
         report = json.loads(path.read_text(encoding="utf-8"))
         env = report["environment"]
         where = env.get("gpu") or f"{env['processor']}, {env['threads']} threads"
-        tables.append(f"`{path.relative_to(ROOT)}` ({where}, torch {env['torch']}, "
-                      f"SAELens {env.get('sae_lens', 'not installed')}):\n\n{summary(report)}")
+        tables.append(
+            f"`{path.relative_to(ROOT)}` ({where}, torch {env['torch']}, "
+            f"SAELens {env.get('sae_lens', 'not installed')}):\n\n{summary(report)}"
+        )
     return "\n\n".join(tables)
 
 

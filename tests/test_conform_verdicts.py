@@ -3,6 +3,7 @@ that is, by construction, what the verdict says, and what the report says about 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,6 +45,21 @@ def test_float32_arithmetic_in_a_float64_call_is_precision_with_its_working_dtyp
     assert f.verdict == "precision" and f.working["float64"] == "float32", (f.verdict, f.detail)
     assert "float64 call: float32 arithmetic, error" in f.detail and "u_float32" in f.detail
     assert report.passes() and not report.passes(strict=True)
+
+
+def test_an_equivalence_with_a_declared_float32_part_is_a_convention_at_a_lower_precision() -> None:
+    """CONF-13, CONF-14: the batch-summed L1 term computed in float32 follows `l1_batch_sum` outright in
+    a float32 call and within its declared float32 bounds in a float64 one; its evidence and error are
+    the equivalence's own check's (dictionary_learning's target-L0 penalty has this shape)."""
+    report, f = _finding("total_loss_l1_batch_sum_in_float32")
+    assert f.verdict == "convention" and f.equivalence == "l1_batch_sum", (f.verdict, f.detail)
+    assert f.working == {"float64": "float32 declared"}, f.working
+    assert report.passes() and not report.passes(strict=True)
+    assert "computed at a lower precision" in f.detail and "the L1 term is computed in float32" in f.detail
+    # the same change without the declaration shows no evidence: a bug
+    m = MUTANTS["total_loss_l1_batch_sum_in_float32"]
+    undeclared = dataclasses.replace(m, working_precision={}).adapter()
+    assert conform(undeclared, operations=[m.operation], **FAST).findings[0].verdict == "bug"
 
 
 def test_a_declared_precondition_is_checked_inside_its_domain_and_named() -> None:

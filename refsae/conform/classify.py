@@ -226,10 +226,20 @@ def judge(
         )
         for eq in candidates:
             kw = {} if eq is None else {"reference": _reference(eq, op, params)}
-            working = _precision(engine, op if eq is None else eq.row(op, params), failing, pins, **kw)
+            row = op if eq is None else eq.row(op, params)
+            # Under an equivalence, the dtypes that fail it (one may pass it outright: a float32 call
+            # of a library that computes part of a float64 call in float32), with its own errors.
+            fails = (
+                failing
+                if eq is None
+                else [o for d in dtypes if (o := _run(engine, row, d, pins, **kw)).status != "pass"]
+            )
+            if any(o.status != "fail" for o in fails):
+                continue
+            working = _precision(engine, row, fails, pins, **kw)
             if working is None:
                 continue
-            units = ", ".join(_evidence(o, working[o.dtype]) for o in failing)
+            units = ", ".join(_evidence(o, working[o.dtype]) for o in fails)
             declared = engine.adapter.working_precision.get(op.name)
             if declared is not None and any(w.endswith("declared") for w in working.values()):
                 units += f" ({declared[1]})"

@@ -25,6 +25,21 @@ def total_loss_l1_summed_over_batch(
     )
 
 
+def total_loss_l1_batch_sum_in_float32(
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, **kw: Any
+) -> Tensor:
+    """`total_loss_l1_summed_over_batch` with the L1 term computed in float32 whatever the dtype, as
+    dictionary_learning's JumpReluTrainer computes its L0 penalty (`.float()`): a float32 call follows
+    the equivalence exactly, a float64 one only within the bounds of its declared float32 part."""
+    c = kw["conventions"]
+    reconstruction = rt.total_loss(x, W_enc, b_enc, W_dec, b_dec, **{**kw, "l1_coefficient": 0.0})
+    f, _ = rt.forward(x, W_enc, b_enc, W_dec, b_dec, encode=c.encode, decoder=c.decoder, eps=c.eps)
+    sparsity = rt.sparsity_loss(f.to(torch.float32), W_dec.to(torch.float32), sparsity=c.sparsity)
+    penalty = (kw["l1_coefficient"] * x.shape[0] * sparsity).sum()
+    loss: Tensor = reconstruction + penalty.to(x.dtype)
+    return loss
+
+
 def renormalise_rows_plus_finfo_eps(W_dec: Tensor) -> Tensor:
     """W_dec_j / (‖W_dec_j‖ + finfo(dtype).eps), as dictionary_learning and sparsify guard it."""
     norms: Tensor = torch.linalg.vector_norm(W_dec, dim=-1, keepdim=True)
@@ -40,6 +55,10 @@ MUTANTS = (
     Mutant("total_loss_l1_summed_over_batch", "total_loss", "LOSS-6",
         "the L1 term summed over the batch instead of averaged (λ' = λ·B)", total_loss_l1_summed_over_batch,
         verdict="convention"),
+    Mutant("total_loss_l1_batch_sum_in_float32", "total_loss", "LOSS-6",
+        "the L1 term summed over the batch (λ' = λ·B) and computed in float32 (declared)",
+        total_loss_l1_batch_sum_in_float32, dtypes=F64, verdict="convention",
+        working_precision={"total_loss": ("float32", "the L1 term is computed in float32")}),
     Mutant("renormalise_rows_plus_finfo_eps", "renormalise_rows", "CON-1",
         "divides by ‖w‖ + finfo(dtype).eps instead of ‖w‖", renormalise_rows_plus_finfo_eps, dtypes=F64,
         verdict="convention"),

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,11 +68,18 @@ class Mutant:
     `precondition` or `tie` for a variant that is one of those by construction."""
     domains: tuple[Domain, ...] = ()
     """Domains its adapter declares (a precondition variant's `unit_rows`)."""
+    working_precision: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Working precisions its adapter declares (`Adapter.working_precision`)."""
 
     def adapter(self) -> CorrectRefsae:
         """The conformance adapter (CONF-8): the canonical fixed refsae with the change in place."""
         target = f"refsae.conform.mutants:mutant_{self.name}"
-        cls = type(f"Mutant_{self.name}", (CorrectRefsae,), {"name": target, "domains": self.domains})
+        attributes = {
+            "name": target,
+            "domains": self.domains,
+            "working_precision": dict(self.working_precision),
+        }
+        cls = type(f"Mutant_{self.name}", (CorrectRefsae,), attributes)
         adapter: CorrectRefsae = cls()
         setattr(adapter, self.operation, self.change)  # RefsaeAdapter.function picks it up
         return adapter
