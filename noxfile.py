@@ -8,6 +8,8 @@ pip call: any other torch version drags several GB of CUDA packages onto a CPU m
     nox -s tests_cuda                    # the same suite on CUDA; skips with a message without a GPU
     nox -s "conformance(library='sae_lens')"   # one peer library's conformance report (each its own venv)
     nox -s conformance_page selftest bench     # the published page, the suite's self-test, benchmarks
+    nox -s package                             # sdist and wheel in dist/, twine check
+    nox -s oldest                              # the oldest supported dependencies (not in CI)
 
 `REFSAE_PROFILE` (dev | ci | thorough) picks the hypothesis profile; sessions default to ci.
 """
@@ -15,6 +17,7 @@ pip call: any other torch version drags several GB of CUDA packages onto a CPU m
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -22,6 +25,9 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["tests", "typecheck", "lint", "docs"]
 
 CONSTRAINTS = ("-c", "constraints.txt")
+MATRIX = ["matrix"]
+"""The sessions a CI matrix runs, one job each, on a CPU runner (`nox -t matrix -l --json`;
+examples/ci/github-actions.yml): not tests_cuda (a GPU), oldest (several GB), selftest and bench (long)."""
 
 
 def _install(session: nox.Session, extras: str = "dev") -> None:
@@ -33,7 +39,7 @@ def _env(**extra: str) -> dict[str, str]:
     return {"REFSAE_PROFILE": os.environ.get("REFSAE_PROFILE", "ci"), **extra}
 
 
-@nox.session
+@nox.session(tags=MATRIX)
 def tests(session: nox.Session) -> None:
     """The whole suite on CPU, two workers, with the spec pages' examples."""
     _install(session)
@@ -43,6 +49,8 @@ def tests(session: nox.Session) -> None:
         os.environ.get("REFSAE_WORKERS", "2"),
         "-q",
         "tests",
+        "-m",
+        "not docs_site",
         "--doctest-glob=*.md",
         "specs",
         *session.posargs,
@@ -58,34 +66,90 @@ def tests_cuda(session: nox.Session) -> None:
     available = session.run("python", "-c", probe, silent=True)
     if not available or available.strip() != "True":
         session.skip("no CUDA device: torch.cuda.is_available() is False on this machine")
-    session.run("pytest", "-q", "tests", *session.posargs, env=_env(REFSAE_DEVICE="cuda"))
+    session.run(
+        "pytest", "-q", "tests", "-m", "not docs_site", *session.posargs, env=_env(REFSAE_DEVICE="cuda")
+    )
     session.run("refsae", "check", "--device", "cuda", env=_env())
     session.run("refsae", "check", "--device", "cuda", "--fast", env=_env())
 
 
-@nox.session
+@nox.session(tags=MATRIX)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over refsae/, tests/ and this file."""
     _install(session)
     session.run("mypy", "--strict")
 
 
-@nox.session
+@nox.session(tags=MATRIX)
 def lint(session: nox.Session) -> None:
     """ruff."""
     session.install(*CONSTRAINTS, "ruff>=0.5")
     session.run("ruff", "check", ".")
 
 
-@nox.session
+KATEX = "katex@0.16.47"
+"""KaTeX, from the npm registry: the site serves it itself (docs/hooks.py), so math renders offline."""
+
+
+@nox.session(tags=MATRIX)
 def docs(session: nox.Session) -> None:
-    """The spec pages' examples run as doctests, and every clause is cited by a test (coverage 100%)."""
-    _install(session)
+    """The spec pages' examples run as doctests, every clause is cited by a test (coverage 100%), and
+    the documentation site builds in strict mode (build/site) and reads right in headless Chromium
+    (math rendered, clause links resolve; screenshots in build/screenshots; PKG-5)."""
+    _install(session, extras="dev,docs")
     session.run("pytest", "-q", "--doctest-glob=*.md", "specs", "--doctest-modules", "refsae", env=_env())
     session.run("refsae", "clauses")
+    katex = Path("build/katex").resolve()
+    session.run(
+        "npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(katex), KATEX, external=True
+    )
+    site_env = _env(REFSAE_KATEX=str(katex / "node_modules" / "katex" / "dist"), NO_MKDOCS_2_WARNING="1")
+    session.run("mkdocs", "build", "--strict", env=site_env)
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "-m", "docs_site", "tests/test_docs_site.py", env=_env()
+    )
 
 
 @nox.session
+def oldest(session: nox.Session) -> None:
+    """The oldest supported release of every runtime dependency (pyproject.toml's lower bounds, pinned
+    in constraints-oldest.txt): the test suite, the spec examples and the main job. torch 2.4.1 comes
+    from PyPI as a CUDA build of several GB, so this session is not part of CI; its last result is in
+    README's support table."""
+    oldest = ("-c", "constraints-oldest.txt")
+    session.install(*oldest, "torch")
+    session.install(*oldest, "-e", ".[dev]")
+    names = ("torch", "numpy", "hypothesis", "hypothesis-torch", "jaxtyping", "beartype")
+    probe = f"from importlib.metadata import version; print([(n, version(n)) for n in {names!r}])"
+    session.run("python", "-c", probe)
+    workers = os.environ.get("REFSAE_WORKERS", "2")
+    session.run(
+        "pytest",
+        "-n",
+        workers,
+        "-q",
+        "tests",
+        "-m",
+        "not docs_site",
+        "--doctest-glob=*.md",
+        "specs",
+        *session.posargs,
+        env=_env(),
+    )
+    session.run("refsae", "check", env=_env())
+
+
+@nox.session(tags=MATRIX)
+def package(session: nox.Session) -> None:
+    """The distribution (PKG-2): an sdist and a wheel in dist/, checked by `twine check --strict`."""
+    session.install(*CONSTRAINTS, "build>=1.2", "twine>=5")
+    session.run("python", "-m", "build", "--outdir", "dist", ".")
+    session.run(
+        "python", "-m", "twine", "check", "--strict", *sorted(str(p) for p in Path("dist").glob("refsae-*"))
+    )
+
+
+@nox.session(tags=MATRIX)
 def check(session: nox.Session) -> None:
     """The main job: refsae.torch against the oracle, one table row per operation and dtype."""
     _install(session, extras="dev")
@@ -114,7 +178,7 @@ with requirements.txt (what to pip install), constraints.txt (torch==2.13.0 and 
 pins) and optionally uninstall.txt (packages to remove after installing, e.g. a CUDA torchvision)."""
 
 
-@nox.session
+@nox.session(tags=MATRIX)
 @nox.parametrize("library", list(LIBRARIES))
 def conformance(session: nox.Session, library: str) -> None:
     """Install one peer library in its own venv, run the conformance suite (ci profile) on each of its

@@ -5,7 +5,7 @@
     refsae conform TARGET [--profile dev|ci|thorough] [--max-examples N] [--ops NAME,...]
                    [--json PATH] [--markdown PATH] [--quiet]
     refsae rows [NAME ...]
-    refsae clauses [--root DIR]
+    refsae clauses [ID ...] [--root DIR]
 
 `check` checks refsae.torch against the oracle, one row per (operation, dtype); `conform` runs the
 conformance suite on TARGET (a built-in adapter or module:factory, CONF-5). Both exit 0 when
@@ -69,18 +69,29 @@ def _parser() -> argparse.ArgumentParser:
     rows = sub.add_parser("rows", help="every row of the table as an adapter method receives it (CONF-1)")
     rows.add_argument("names", nargs="*", help="rows to show (default: all)")
     cl = sub.add_parser("clauses", help="the clause index: every spec clause and the tests citing it")
+    cl.add_argument("ids", nargs="*", help="clauses to print with their page and text (ENC-2 ...)")
     cl.add_argument("--root", default=".", help="project root holding specs/ and tests/ (default: .)")
     return parser
 
 
 def run_clauses(args: argparse.Namespace) -> int:
+    """The clause index of a checkout (specs/ and tests/ under --root: citations, exit 1 when one is
+    missing), or, without one or for given IDs, the index shipped with the package (PKG-3)."""
     from pathlib import Path
 
     from refsae.checking import clauses
 
+    unknown = [c for c in args.ids if c not in clauses.shipped()]
+    if unknown:
+        print(f"refsae clauses: unknown clause {', '.join(unknown)}", file=sys.stderr)
+        return 2
     root = Path(args.root)
-    if not (root / "specs").is_dir():
-        raise SystemExit(f"refsae clauses: no specs/ folder under {root.resolve()}")
+    if args.ids or not (root / "specs").is_dir():
+        print(clauses.shipped_report(args.ids))
+        if not args.ids:
+            print(f"\n{len(clauses.shipped())} clauses (the installed package's index; no specs/ under "
+                  f"{root.resolve()}, so no citations)")  # fmt: skip
+        return 0
     index = clauses.build(root)
     print(clauses.report(index))
     return 0 if index.complete else 1

@@ -105,3 +105,4 @@ def test_the_shipped_clause_texts_are_the_specs_and_cover_every_clause() -> None
     index = clauses.build(ROOT)
     assert set(index.defined) <= set(texts), sorted(set(index.defined) - set(texts))
     assert clauses.clause_text("PAR-3").startswith("A row with `w_j = 0` keeps its gradient")
+    assert clauses.clause_page("PAR-3") == "constraints.md" and clauses.clause_page("NOPE-1") == ""

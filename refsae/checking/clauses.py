@@ -62,7 +62,7 @@ def build(root: Path) -> ClauseIndex:
 def report(index: ClauseIndex) -> str:
     """A Markdown table of every clause and its citations, then what is missing."""
     lines = ["| clause | page | cited by |", "|---|---|---|"]
-    for clause in sorted(index.defined, key=lambda c: (c.split("-")[0], int(c.split("-")[1]))):
+    for clause in sorted(index.defined, key=order):
         places = sorted(set(index.cited.get(clause, [])))
         lines.append(f"| {clause} | {index.defined[clause]} | {', '.join(places) or '**UNCITED**'} |")
     covered = len(index.defined) - len(index.uncited)
@@ -75,41 +75,67 @@ def report(index: ClauseIndex) -> str:
 
 
 TEXTS = Path(__file__).with_name("clause_texts.json")
-"""Every clause's text as the specs define it, shipped with the package so that a report can quote
-the clauses it cites (CONF-6); `python -m refsae.checking.clauses` regenerates it from specs/ and a
-test keeps the two in step."""
+"""Every clause's page and text as the specs define them, shipped with the package so that a report
+can quote the clauses it cites (CONF-6) and `refsae clauses ID` can print one without the repository
+(PKG-3); `python -m refsae.checking.clauses` regenerates it from specs/ and a test keeps the two in
+step."""
 
 _ITEM = re.compile(r"^- \*\*([A-Z]+-\d+)\*\*\s*(.*)$")
 
 
-def texts(root: Path) -> dict[str, str]:
-    """Clause ID -> its text (the list item that defines it, joined into one line) from root/specs."""
-    out: dict[str, str] = {}
+def texts(root: Path) -> dict[str, dict[str, str]]:
+    """Clause ID -> {"page": its spec page, "text": the list item that defines it, joined into one
+    line}, from root/specs."""
+    out: dict[str, dict[str, str]] = {}
     for page in sorted((root / "specs").glob("*.md")):
         current: str | None = None
         for line in page.read_text(encoding="utf-8").splitlines():
             m = _ITEM.match(line)
             if m:
                 current = m.group(1)
-                out[current] = m.group(2).strip()
+                out[current] = {"page": page.name, "text": m.group(2).strip()}
             elif current is not None and line.startswith("  ") and line.strip():
-                out[current] += " " + line.strip()
+                out[current]["text"] += " " + line.strip()
             else:
                 current = None
     return out
 
 
 @cache
-def _shipped() -> dict[str, str]:
+def shipped() -> dict[str, dict[str, str]]:
+    """The clause index shipped with the package (`TEXTS`): ID -> page and text."""
     if not TEXTS.exists():
         return {}
-    loaded: dict[str, str] = json.loads(TEXTS.read_text(encoding="utf-8"))
+    loaded: dict[str, dict[str, str]] = json.loads(TEXTS.read_text(encoding="utf-8"))
     return loaded
 
 
 def clause_text(clause: str) -> str:
     """The text of `clause` as its spec page defines it ("" when unknown)."""
-    return _shipped().get(clause, "")
+    return shipped().get(clause, {}).get("text", "")
+
+
+def clause_page(clause: str) -> str:
+    """The spec page that defines `clause` (`encode.md`; "" when unknown)."""
+    return shipped().get(clause, {}).get("page", "")
+
+
+def order(clause: str) -> tuple[str, int]:
+    """Sort key: prefix, then number (ENC-2 before ENC-10)."""
+    prefix, _, number = clause.partition("-")
+    return prefix, int(number) if number.isdigit() else 0
+
+
+def shipped_report(ids: list[str]) -> str:
+    """`ID (page): text` for each of `ids`, or the whole shipped index as a Markdown table."""
+    index = shipped()
+    if ids:
+        return "\n\n".join(f"{c} ({index[c]['page']}): {index[c]['text']}" for c in ids)
+    lines = ["| clause | page | text |", "|---|---|---|"]
+    for clause in sorted(index, key=order):
+        text = index[clause]["text"].replace("|", "\\|")
+        lines.append(f"| {clause} | {index[clause]['page']} | {text} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # python -m refsae.checking.clauses: regenerate clause_texts.json
