@@ -39,23 +39,19 @@ def _env(**extra: str) -> dict[str, str]:
     return {"REFSAE_PROFILE": os.environ.get("REFSAE_PROFILE", "ci"), **extra}
 
 
+def _suite(session: nox.Session) -> None:
+    """The test suite on $REFSAE_WORKERS workers (2) with the spec pages' examples; the documentation
+    site's browser test is the docs session's."""
+    workers = os.environ.get("REFSAE_WORKERS", "2")
+    tests = ("tests", "-m", "not docs_site", "--doctest-glob=*.md", "specs")
+    session.run("pytest", "-n", workers, "-q", *tests, *session.posargs, env=_env())
+
+
 @nox.session(tags=MATRIX)
 def tests(session: nox.Session) -> None:
     """The whole suite on CPU, two workers, with the spec pages' examples."""
     _install(session)
-    session.run(
-        "pytest",
-        "-n",
-        os.environ.get("REFSAE_WORKERS", "2"),
-        "-q",
-        "tests",
-        "-m",
-        "not docs_site",
-        "--doctest-glob=*.md",
-        "specs",
-        *session.posargs,
-        env=_env(),
-    )
+    _suite(session)
 
 
 @nox.session
@@ -122,20 +118,7 @@ def oldest(session: nox.Session) -> None:
     names = ("torch", "numpy", "hypothesis", "hypothesis-torch", "jaxtyping", "beartype")
     probe = f"from importlib.metadata import version; print([(n, version(n)) for n in {names!r}])"
     session.run("python", "-c", probe)
-    workers = os.environ.get("REFSAE_WORKERS", "2")
-    session.run(
-        "pytest",
-        "-n",
-        workers,
-        "-q",
-        "tests",
-        "-m",
-        "not docs_site",
-        "--doctest-glob=*.md",
-        "specs",
-        *session.posargs,
-        env=_env(),
-    )
+    _suite(session)
     session.run("refsae", "check", env=_env())
 
 
