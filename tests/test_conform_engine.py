@@ -338,3 +338,25 @@ def test_every_builtin_target_is_run_by_its_librarys_nox_session() -> None:
         folder = root / "conformance" / library
         assert (folder / "requirements.txt").is_file(), library
         assert "torch==2.13.0" in (folder / "constraints.txt").read_text(), library
+
+
+@pytest.mark.parametrize("name", [op.name for op in table.TABLE if op.edge_clauses])
+def test_every_edge_predicate_answers_on_its_rows_own_cases_and_tells_them_apart(name: str) -> None:
+    """CONF-10: an edge clause's predicate is asked of every counterexample of its row, so it must
+    answer (a bool, no KeyError on any drawn option: RES-13's centred case once read `b_dec` where the
+    case holds `param.b_dec`) and be true on some drawn cases and false on others."""
+    from hypothesis import HealthCheck, given, settings
+
+    op = table.get(name)
+    answers: dict[str, set[bool]] = {clause: set() for clause, _ in op.edge_clauses}
+
+    @settings(max_examples=100, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(op.cases("float64"))
+    def ask(case: Case) -> None:
+        for clause, predicate in op.edge_clauses:
+            answer = predicate(case)
+            assert isinstance(answer, bool), (clause, answer)
+            answers[clause].add(answer)
+
+    ask()
+    assert all(seen == {True, False} for seen in answers.values()), answers

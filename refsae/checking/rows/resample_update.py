@@ -123,7 +123,7 @@ def resample_simple_bounds(case: Case, out: Outputs) -> Bounds:
 def has_zero_direction(case: Case) -> bool:
     """RES-13's case: a dead latent whose direction (v_j, or v_j − b_dec when centred) is zero."""
     a = case.arrays
-    v = a["chosen"] - a["b_dec"][..., None, :] if case.options.get("centred") else a["chosen"]
+    v = a["chosen"] - a["param.b_dec"][..., None, :] if case.options.get("centred") else a["chosen"]
     return bool(np.any(a["dead"].astype(bool) & np.all(v == 0, axis=-1)))
 
 
