@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     rows = sub.add_parser("rows", help="every row of the table as an adapter method receives it (CONF-1)")
     rows.add_argument("names", nargs="*", help="rows to show (default: all)")
+    ck = sub.add_parser(
+        "checkpoint",
+        help="what a checkpoint's files compute; its libraries' loaders checked; convert",
+        add_help=False,
+    )
+    ck.add_argument("rest", nargs=argparse.REMAINDER, help="see `refsae checkpoint --help` (CKPT-26)")
     cl = sub.add_parser("clauses", help="the clause index: every spec clause and the tests citing it")
     cl.add_argument("ids", nargs="*", help="clauses to print with their page and text (ENC-2 ...)")
     cl.add_argument("--root", default=".", help="project root holding specs/ and tests/ (default: .)")
@@ -233,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if exc.code in (0, None) else 2
     try:
+        if args.command == "checkpoint":
+            from refsae.checkpoints.cli import main as checkpoint_main
+
+            return checkpoint_main(args.rest)
         commands = {"clauses": run_clauses, "check": run_check, "conform": run_conform, "rows": run_rows}
         return commands[args.command](args)
     except SystemExit as exc:

@@ -215,8 +215,10 @@ def _card(library: str, reports: list[Report], known: list[KnownFinding], texts:
     return lines
 
 
-def render(reports: list[Report], known: list[KnownFinding]) -> str:
-    """The page's Markdown."""
+def render(reports: list[Report], known: list[KnownFinding], checkpoints: list[str] | None = None) -> str:
+    """The page; `checkpoints` is the checkpoint section (`refsae.checkpoints.page.section`), placed
+    before the clause matrix."""
+    checkpoints = checkpoints or []
     for r in reports:
         annotate(r, known)
     texts = {c.clause: c.text for r in reports for c in r.clauses if c.text}
@@ -258,6 +260,7 @@ def render(reports: list[Report], known: list[KnownFinding]) -> str:
         mine = [r for r in reports if r.target.split(".")[0] == folder]
         if mine:
             lines += _card(folder, mine, known, texts)
+    lines += checkpoints
     lines += [
         "## Clauses × targets",
         "",
@@ -277,7 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     folder, output = Path(args[0]), Path(args[1])
     reports = load_reports(folder)
     known = load_all(folder.parent)
-    Path(output).write_text(render(reports, known))
+    from refsae.checkpoints.page import load as load_checkpoints
+    from refsae.checkpoints.page import section, unexplained
+
+    Path(output).write_text(
+        render(reports, known, section(folder.parent / "checkpoints", folder.parent.parent))
+    )
+    for loader, fixture in unexplained(*load_checkpoints(folder.parent / "checkpoints")):
+        print(f"not yet explained: {loader} on {fixture}", file=sys.stderr)
     missing = missing_explanations(reports, known)
     for target, op in missing:
         print(f"not yet explained: {target} {op}", file=sys.stderr)
