@@ -171,3 +171,50 @@ def test_convert_proves_the_written_files_compute_the_source_function(tmp_path: 
         == 2
     )
     assert not (tmp_path / "no").exists()
+
+
+def _function(ckpt: Checkpoint, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out = function.forward(ckpt, x)
+    return out.f, out.x_hat
+
+
+@pytest.mark.parametrize("path", READABLE, ids=[p.relative_to(FIXTURES).as_posix() for p in READABLE])
+def test_every_misreading_of_every_fixture_is_flagged_and_named(path: Path) -> None:
+    """CKPT-23, CKPT-24: the checker's power. A loader computing any reading of the files is flagged
+    (unless that reading is the same function, or the same up to float32's rounding: `precision`), and
+    the finding names the first reading in CKPT-24's order that computes what the loader computes."""
+    from refsae.checkpoints.readings import readings
+
+    ckpt = formats.read(path)
+    x = inputs(ckpt, 64)
+    same = _function(ckpt, x)
+    options = list(readings(ckpt))
+    for r in options:
+        findings = list(judge(ckpt, _model(r.checkpoint), x))
+        mine = _function(r.checkpoint, x)
+        if all(np.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(mine, same, strict=True)):
+            assert {f.verdict for f in findings} == {"pass"}, (r.name, findings)
+            continue
+        if all(np.allclose(a, b, rtol=1e-6, atol=1e-6) for a, b in zip(mine, same, strict=True)):
+            # e.g. a normalised decoder on rows stored unit-norm in float32: float32's rounding apart
+            assert {f.verdict for f in findings} <= {"pass", "precision"}, (r.name, findings)
+            continue
+        flagged = [f for f in findings if f.verdict != "pass"]
+        assert flagged, f"{r.name} not flagged"
+        first = next(
+            o.name
+            for o in options
+            if all(
+                np.allclose(a, b, rtol=1e-9, atol=1e-12)
+                for a, b in zip(_function(o.checkpoint, x), mine, strict=True)
+            )
+        )
+        assert any(f.reading == first for f in flagged), (r.name, first, flagged)
+        expected = r.verdict or (
+            "bug" if "default" not in str(ckpt.sources.get(r.item, "default")) else "convention"
+        )
+        if first == r.name:
+            assert all(f.verdict in (expected, "precision") for f in flagged if f.reading == r.name), (
+                r.name,
+                flagged,
+            )

@@ -103,3 +103,17 @@ def test_the_published_findings_name_each_finding_of_the_committed_reports() -> 
             for f in row.get("findings", []):
                 if f["verdict"] != "pass":
                     assert f"`{row['fixture']}`" in page, row["fixture"]
+
+
+def test_every_conversion_saelens_loaded_in_its_session_computes_the_source_function() -> None:
+    """CKPT-27: the committed conversions (library_check in SAELens's venv) all pass, and each refusal
+    names the item SAELens cannot compute."""
+    report = json.loads((REPORTS / "sae_lens.json").read_text())
+    rows = report["conversions"]
+    assert {r["fixture"] for r in rows} == {n for n in ALL if not n.startswith("sae_lens/")}
+    for row in rows:
+        if "refused" in row:
+            assert row["refused"].split(":")[0] in ("architecture", "activation"), row
+            continue
+        assert {f["verdict"] for f in row["findings"]} == {"pass"}, row
+        assert "sae_lens.SAE.load_from_disk" in {f["loader"] for f in row["findings"]}, row

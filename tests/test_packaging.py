@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME = ("torch", "numpy", "hypothesis", "hypothesis-torch", "jaxtyping", "beartype")
+RUNTIME = ("torch", "numpy", "hypothesis", "hypothesis-torch", "jaxtyping", "beartype", "safetensors")
 
 
 def _pins(path: Path) -> dict[str, str]:

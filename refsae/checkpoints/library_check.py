@@ -76,12 +76,40 @@ def check(library: str, root: Path) -> dict[str, Any]:
             row["findings"] = [vars(f) for f in judge(ckpt, recorder.wrapped(), x)]
             recorder.save(recording(root, name, fixture))
             rows.append(row)
-    return {
-        "library": library,
-        "rows": ROWS,
-        "checks": rows,
-        "repro": reproductions(library, Path("conformance/checkpoints")),
-    }
+    report = {"library": library, "rows": ROWS, "checks": rows, "conversions": conversions(module, root)}
+    report["repro"] = reproductions(library, Path("conformance/checkpoints"))
+    return report
+
+
+def conversions(module: Any, root: Path) -> list[dict[str, Any]]:
+    """Every fixture converted into each writable format the library's loaders read (CKPT-27), the
+    written files loaded by those loaders: the verdicts on each, or why the conversion was refused."""
+    import tempfile
+
+    from refsae.checkpoints.options import Options
+    from refsae.checkpoints.report import convert
+
+    writable = {n for n, f in formats.formats().items() if f.write is not None}
+    rows: list[dict[str, Any]] = []
+    for to in sorted({module.READS[n] for n in module.LOADERS} & writable):
+        for fixture in fixtures(root):
+            if formats.detect(fixture)[0].name == to:
+                continue
+            row: dict[str, Any] = {"fixture": str(fixture.relative_to(root)), "to": to}
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    done = convert(
+                        fixture, Path(tmp) / "out", to, Options(), None, inputs=ROWS, seed=0, overwrite=False
+                    )
+                except CheckpointError as e:
+                    row["refused"] = f"{e.key}: {e.problem}".split("\n")[0]
+                else:
+                    row["findings"] = [
+                        {"loader": f.loader, "operation": f.operation, "verdict": f.verdict}
+                        for f in done.findings
+                    ]
+            rows.append(row)
+    return rows
 
 
 def reproductions(library: str, folder: Path) -> dict[str, dict[str, object]]:

@@ -18,6 +18,7 @@ Kind = Literal["sae", "transcoder", "skip_transcoder"]
 RowNorm = Literal["none", "constant_norm_rescale", "layer_norm"]
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 KINDS: tuple[str, ...] = get_args(Kind)
+ROW_NORMS: tuple[str, ...] = get_args(RowNorm)
 
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "W_enc": ("d_in", "d_sae"),

@@ -55,6 +55,32 @@ def unexplained(reports: list[dict[str, Any]], explanations: list[Explanation]) 
     return missing
 
 
+def _conversions(reports: list[dict[str, Any]]) -> list[str]:
+    """Each fixture converted by `refsae checkpoint convert` and loaded by the target library (CKPT-27)."""
+    lines: list[str] = []
+    for report in reports:
+        rows = report.get("conversions", [])
+        if not rows:
+            continue
+        to = sorted({r["to"] for r in rows})
+        lines += [
+            "",
+            f"Every other fixture converted to {', '.join(to)} (`refsae checkpoint convert`) and the written "
+            f"files loaded by {report['library']}'s own loaders in its session (CKPT-27):",
+            "",
+            "| fixture | to | result |",
+            "|---|---|---|",
+        ]
+        for r in rows:
+            if "refused" in r:
+                result = "refused: " + r["refused"].replace("|", "\\|")
+            else:
+                verdicts = sorted({(f["loader"], f["verdict"]) for f in r["findings"]})
+                result = "; ".join(f"`{loader}` {verdict}" for loader, verdict in verdicts)
+            lines.append(f"| `{r['fixture']}` | {r['to']} | {result} |")
+    return lines
+
+
 def section(folder: Path, root: Path) -> list[str]:
     """The Markdown lines of the section."""
     reports, explanations = load(folder)
@@ -85,6 +111,7 @@ def section(folder: Path, root: Path) -> list[str]:
         for loader, counts in per.items():
             shown = ", ".join(f"{v} {n}" for v, n in sorted(counts.items(), key=lambda kv: kv[0] != "pass"))
             lines.append(f"| {report['library']} | `{loader}` | {len(fixtures[loader])} | {shown} |")
+    lines += _conversions(reports)
     refused = sorted(
         {(r["fixture"], r["key"], r["refused"]) for rep in reports for r in rep["checks"] if "refused" in r}
     )

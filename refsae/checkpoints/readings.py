@@ -99,12 +99,13 @@ def readings(ckpt: Checkpoint) -> Iterator[Reading]:
         yield Reading(
             "no skip", "kind", "no skip term (W_skip ignored)", ckpt.but(kind="transcoder", params=keep)
         )
-        yield Reading(
-            "W_skip transposed",
-            "W_skip",
-            "the skip term with W_skip transposed",
-            ckpt.but(params={**p, "W_skip": np.ascontiguousarray(p["W_skip"].T)}),
-        )
+        if ckpt.d_in == ckpt.d_out:  # a square W_skip can be read the other way round
+            yield Reading(
+                "W_skip transposed",
+                "W_skip",
+                "the skip term with W_skip transposed",
+                ckpt.but(params={**p, "W_skip": np.ascontiguousarray(p["W_skip"].T)}),
+            )
     yield Reading(
         "b_dec=0", "b_dec", "without b_dec", ckpt.but(params={**p, "b_dec": np.zeros_like(p["b_dec"])})
     )

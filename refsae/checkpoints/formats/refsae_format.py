@@ -27,6 +27,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "encode": str,
     "decoder": str,
     "input_scale": (float, int),
+    "row_norm": str,
     "stored_dtype": str,
     "d_in": int,
     "d_sae": int,
@@ -54,7 +55,7 @@ def read(path: Path, options: Options) -> Checkpoint:
             weights, "", f"tensors in {sorted(set(dtypes.values()))}, config says {values['stored_dtype']}"
         )
     sources = {name: Source(weights.name, name) for name in arrays}
-    for item in (*CHOICES, "k", "input_scale", "stored_dtype"):
+    for item in (*CHOICES, "k", "input_scale", "row_norm", "stored_dtype"):
         sources[item] = Source(cfg_file.name, item)
     for dim in ("d_in", "d_sae", "d_out"):
         sources[f"dim.{dim}"] = Source(cfg_file.name, dim)
@@ -68,6 +69,7 @@ def read(path: Path, options: Options) -> Checkpoint:
         encode=values["encode"],
         decoder=values["decoder"],
         input_scale=float(values["input_scale"]),
+        row_norm=values["row_norm"],
         stored_dtype=values["stored_dtype"],
         sources=sources,
     )
@@ -89,6 +91,7 @@ def write(ckpt: Checkpoint, directory: Path) -> None:
             "encode": ckpt.encode,
             "decoder": ckpt.decoder,
             "input_scale": ckpt.input_scale,
+            "row_norm": ckpt.row_norm,
             "stored_dtype": dtype,
             "d_in": ckpt.d_in,
             "d_sae": ckpt.d_sae,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from refsae.checkpoints.errors import CheckpointError
-from refsae.checkpoints.model import ARCHITECTURES, KINDS, Source
+from refsae.checkpoints.model import ARCHITECTURES, KINDS, ROW_NORMS, Source
 from refsae.checkpoints.options import Options
 from refsae.conventions import DECODER, ENCODE
 
@@ -12,6 +12,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kind": KINDS,
     "encode": ENCODE,
     "decoder": DECODER,
+    "row_norm": ROW_NORMS,
 }
 
 
