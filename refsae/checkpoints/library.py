@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,3 +35,19 @@ class LibraryModel:
 
 
 Loader = Callable[[Path], LibraryModel]
+
+
+def through_torch(fn: Callable[[Any], Any]) -> Callable[[Array], Array]:
+    """`fn`, a library's tensor function, as an array function: the input becomes a float64 tensor, the
+    call runs under `torch.no_grad()`, a sparse result is made dense and comes back as float64."""
+
+    def run(a: Array) -> Array:
+        import torch
+
+        with torch.no_grad():
+            out = fn(torch.as_tensor(np.asarray(a, dtype=np.float64)))
+        if out.is_sparse:
+            out = out.to_dense()
+        return np.asarray(out.detach().cpu().numpy(), dtype=np.float64)
+
+    return run

@@ -19,9 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from refsae.checkpoints.library import Array, LibraryModel, Loader
+from refsae.checkpoints.library import LibraryModel, Loader, through_torch
 
 CLASSES = {
     "AutoEncoder": "dictionary_learning.dictionary",
@@ -47,16 +45,8 @@ def _model(loader: str, module: Any) -> LibraryModel:
 
     module = module.to(torch.float64).eval()
 
-    def run(fn: Any, a: Array) -> Array:
-        with torch.no_grad():
-            out = fn(torch.as_tensor(np.asarray(a, dtype=np.float64)))
-        return np.asarray(out.detach().cpu().numpy(), dtype=np.float64)
-
     return LibraryModel(
-        loader=loader,
-        encode=lambda x: run(module.encode, x),
-        decode=lambda f: run(module.decode, f),
-        forward=lambda x: run(module.forward, x),
+        loader, through_torch(module.encode), through_torch(module.decode), through_torch(module.forward)
     )
 
 

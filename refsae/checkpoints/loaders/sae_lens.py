@@ -34,13 +34,10 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from refsae.checkpoints.library import Array, LibraryModel, Loader
+from refsae.checkpoints.library import LibraryModel, Loader, through_torch
 
 
 def _model(loader: str, sae: Any) -> LibraryModel:
@@ -50,22 +47,12 @@ def _model(loader: str, sae: Any) -> LibraryModel:
     sae = sae.to(torch.float64)  # SAE.to also sets cfg.dtype and sae.dtype (used by process_sae_in)
     sae.eval()
 
-    def call(fn: Callable[[Any], Any]) -> Callable[[Array], Array]:
-        def run(a: Array) -> Array:
-            with torch.no_grad():
-                out = fn(torch.as_tensor(np.asarray(a, dtype=np.float64)))
-            if out.is_sparse:
-                out = out.to_dense()
-            return np.asarray(out.detach().cpu().numpy(), dtype=np.float64)
-
-        return run
-
     dtype = str(sae.W_enc.dtype).removeprefix("torch.")
     return LibraryModel(
         loader=loader,
-        encode=call(sae.encode),
-        decode=call(sae.decode),
-        forward=call(sae.forward),
+        encode=through_torch(sae.encode),
+        decode=through_torch(sae.decode),
+        forward=through_torch(sae.forward),
         dtype=dtype,
     )
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from refsae.checkpoints.library import Array, LibraryModel, Loader
+from refsae.checkpoints.library import LibraryModel, Loader, through_torch
 
 
 def _model(loader: str, sae: Any) -> LibraryModel:
@@ -24,16 +22,11 @@ def _model(loader: str, sae: Any) -> LibraryModel:
 
     sae = sae.to(torch.float64).eval()
 
-    def run(fn: Any, a: Array) -> Array:
-        with torch.no_grad():
-            out = fn(torch.as_tensor(np.asarray(a, dtype=np.float64)))
-        return np.asarray(out.detach().cpu().numpy(), dtype=np.float64)
-
     return LibraryModel(
-        loader=loader,
-        encode=lambda x: run(lambda t: sae(t)[1], x),
-        decode=lambda f: run(sae.decode, f),
-        forward=lambda x: run(lambda t: sae(t)[0], x),
+        loader,
+        encode=through_torch(lambda t: sae(t)[1]),
+        decode=through_torch(sae.decode),
+        forward=through_torch(lambda t: sae(t)[0]),
     )
 
 
