@@ -88,7 +88,12 @@ def test_a_shape_that_contradicts_the_config_names_both(canonical: Path) -> None
     _edit_json(canonical / "refsae.json", lambda d: d.update(d_sae=16))
     with pytest.raises(CheckpointError) as info:
         formats.read(canonical)
-    assert Path(info.value.file).name == "params.safetensors" and info.value.key in ("W_enc", "W_dec")
+    assert Path(info.value.file).name == "params.safetensors" and info.value.key in (
+        "W_enc",
+        "W_dec",
+        "b_enc",
+        "threshold",
+    )  # the first read with a d_sae axis
     assert "d_sae = 32" in str(info.value) and "d_sae = 16 from refsae.json:d_sae" in str(info.value)
 
 
