@@ -142,7 +142,15 @@ def check(session: nox.Session) -> None:
 
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "refsae": ("refsae",),
-    "sae_lens": ("sae_lens", "sae_lens.topk", "sae_lens.batchtopk", "sae_lens.jumprelu", "sae_lens.gated"),
+    "sae_lens": (
+        "sae_lens",
+        "sae_lens.topk",
+        "sae_lens.batchtopk",
+        "sae_lens.jumprelu",
+        "sae_lens.gated",
+        "sae_lens.evals",
+        "sae_lens.folding",
+    ),
     "sparse_autoencoder": ("sparse_autoencoder",),
     "dictionary_learning": (
         "dictionary_learning",
@@ -150,9 +158,12 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
         "dictionary_learning.batchtopk",
         "dictionary_learning.jumprelu",
         "dictionary_learning.gated",
+        "dictionary_learning.folding",
+        "dictionary_learning.evals",
     ),
     "sparsify": ("sparsify",),
     "saev": ("saev",),
+    "sae_bench": ("sae_bench",),
     "overcomplete": ("overcomplete", "overcomplete.topk", "overcomplete.batchtopk", "overcomplete.jumprelu"),
 }
 """The peer libraries and their built-in targets (refsae.conform.targets.BUILTIN; a test keeps the two

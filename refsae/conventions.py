@@ -24,6 +24,7 @@ EncodeConvention = Literal["tied", "untied"]
 DecoderConvention = Literal["constrained", "normalised"]
 ReconstructionConvention = Literal["sum", "mean", "fvu"]
 SparsityConvention = Literal["l1", "l1_decoder_norm"]
+FoldInto = Literal["weights", "biases"]
 
 ENCODE: tuple[str, ...] = get_args(EncodeConvention)
 DECODER: tuple[str, ...] = get_args(DecoderConvention)
@@ -49,6 +50,7 @@ OPERATION_AXES: dict[str, tuple[str, ...]] = {
     "residual": ("detached", "attached"),  # AUXK-4
     "scale": ("unscaled", "dead_fraction"),  # AUXK-5
     "normalisation": ("residual_variance", "input_variance", "sum"),  # AUXK-7
+    "fold_into": get_args(FoldInto),  # folding.md FOLD-5, FOLD-6: where an input scale is folded
 }
 """Conventions of single operations, passed as keyword options of their functions (the first name is
 the default). The case strategies draw them with `refsae.checking.strategies.convention`, so that the
@@ -67,6 +69,8 @@ CLAUSES: dict[tuple[str, str], str] = {
     ("reconstruction", "fvu"): "LOSS-3",
     ("sparsity", "l1"): "LOSS-4",
     ("sparsity", "l1_decoder_norm"): "LOSS-5",
+    ("fold_into", "weights"): "FOLD-5",
+    ("fold_into", "biases"): "FOLD-6",
 }
 """The clause defining each (axis, name): the conformance suite reports the clause of a convention
 other than the detected one as `unsupported`, not `fail` (CONF-4)."""

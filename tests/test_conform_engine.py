@@ -36,6 +36,7 @@ DETECTION_ROWS = [
     "auxk_latents",
     "auxk_loss",
     "auxk_loss_gradients",
+    "fold_input_scale",
 ]
 
 

@@ -215,6 +215,9 @@ def test_the_table_gathers_every_named_equivalence_each_defined_by_a_clause_of_t
         "fire_fraction_product_form",
         "weiszfeld_stopped",
         "l1_batch_sum_renormalised_in_place",
+        "norm_guard_1e-4",
+        "fires_if_positive",
+        "norm_clamped_1e-8",
         *(
             f"{form}({eps})"
             for form in ("norm_plus_eps", "project_on_norm_plus_eps")

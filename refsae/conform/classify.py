@@ -4,7 +4,9 @@ A row whose check under the spec (and the conventions detected) fails is checked
 alternative the spec names, in this order, on as many examples as the first check, without
 shrinking; the first that passes in every failing dtype decides:
 
-1. the failure is confined to edge clauses (CONF-10): a `bug` of severity `degenerate` on them;
+1. the failure is confined to edge clauses (CONF-10): a `bug` of severity `degenerate` on them,
+   unless a named equivalence about one of those clauses (a library's guard at the edge) explains
+   every case: `convention`;
 2. a named equivalence of the row (EQ-1, `refsae.checking.table.equivalences_of`): `convention`;
 3. the other rule at a kink (an equivalence of kind `tie`): `tie`;
 4. a precondition the adapter declares, on the cases projected into it: `precondition`;
@@ -178,6 +180,28 @@ def _precision(
     return found
 
 
+def _edge_guard(
+    engine: Engine, op: Operation, v: RowVerdict, pins: dict[str, object], failing: list[Outcome]
+) -> bool:
+    """CONF-10: a failure confined to edge clauses that a named equivalence *about* one of them (a
+    library's own guard at the edge, e.g. row norms clamped at 1e-8, EQ-15) explains on every case is
+    that `convention`, not a degenerate bug; sets the verdict and returns True when one does."""
+    confined = v.confined or set()
+    params = dict(engine.adapter.equivalence_parameters)
+    dtypes = [o.dtype for o in failing]
+    for eq in table.equivalences_of(op.name):
+        if eq.kind != "convention" or not set(eq.about) & confined:
+            continue
+        if not eq.searched_for(engine.adapter.equivalence_parameters):
+            continue
+        if _passes(engine, eq.row(op, params), dtypes, pins, reference=_reference(eq, op, params)):
+            v.verdict, v.equivalence = "convention", eq.name
+            v.clauses = row_clauses(engine, op, v, eq.about)
+            v.detail = f"{eq.name}: {eq.formula} ({eq.clause}), on the cases of {', '.join(sorted(confined))}"
+            return True
+    return False
+
+
 def judge(
     engine: Engine, op: Operation, v: RowVerdict, pins: dict[str, object], *, contradicted: bool
 ) -> None:
@@ -190,6 +214,8 @@ def judge(
         v.verdict, v.severity = "bug", "generic"
         v.clauses = row_clauses(engine, op, v)
         v.detail = "a documented claim the code contradicts: a bug of the code or of its documentation"
+        return
+    if v.confined and _edge_guard(engine, op, v, pins, failing):
         return
     if v.confined:
         failing_edges = _edge_failures(engine, op, v, pins)

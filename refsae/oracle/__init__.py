@@ -10,6 +10,8 @@ from refsae.oracle.auxk import *  # noqa: F403
 from refsae.oracle.batchtopk import *  # noqa: F403
 from refsae.oracle.constraints import *  # noqa: F403
 from refsae.oracle.dead import *  # noqa: F403
+from refsae.oracle.evaluation import *  # noqa: F403
+from refsae.oracle.folding import *  # noqa: F403
 from refsae.oracle.forward import *  # noqa: F403
 from refsae.oracle.gated import *  # noqa: F403
 from refsae.oracle.gradients import *  # noqa: F403

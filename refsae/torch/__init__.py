@@ -8,6 +8,8 @@ from refsae.torch.auxk import *  # noqa: F403
 from refsae.torch.batchtopk import *  # noqa: F403
 from refsae.torch.constraints import *  # noqa: F403
 from refsae.torch.dead import *  # noqa: F403
+from refsae.torch.evaluation import *  # noqa: F403
+from refsae.torch.folding import *  # noqa: F403
 from refsae.torch.forward import *  # noqa: F403
 from refsae.torch.gated import *  # noqa: F403
 from refsae.torch.gradients import *  # noqa: F403
