@@ -25,6 +25,7 @@ DecoderConvention = Literal["constrained", "normalised"]
 ReconstructionConvention = Literal["sum", "mean", "fvu"]
 SparsityConvention = Literal["l1", "l1_decoder_norm"]
 FoldInto = Literal["weights", "biases"]
+NormTarget = Literal["mean_norm_sqrt_d_in", "mean_squared_norm_one"]
 
 ENCODE: tuple[str, ...] = get_args(EncodeConvention)
 DECODER: tuple[str, ...] = get_args(DecoderConvention)
@@ -51,6 +52,7 @@ OPERATION_AXES: dict[str, tuple[str, ...]] = {
     "scale": ("unscaled", "dead_fraction"),  # AUXK-5
     "normalisation": ("residual_variance", "input_variance", "sum"),  # AUXK-7
     "fold_into": get_args(FoldInto),  # folding.md FOLD-5, FOLD-6: where an input scale is folded
+    "norm_target": get_args(NormTarget),  # normalisation.md NORM-2, NORM-3: what an input scale makes 1
 }
 """Conventions of single operations, passed as keyword options of their functions (the first name is
 the default). The case strategies draw them with `refsae.checking.strategies.convention`, so that the
@@ -71,6 +73,8 @@ CLAUSES: dict[tuple[str, str], str] = {
     ("sparsity", "l1_decoder_norm"): "LOSS-5",
     ("fold_into", "weights"): "FOLD-5",
     ("fold_into", "biases"): "FOLD-6",
+    ("norm_target", "mean_norm_sqrt_d_in"): "NORM-2",
+    ("norm_target", "mean_squared_norm_one"): "NORM-3",
 }
 """The clause defining each (axis, name): the conformance suite reports the clause of a convention
 other than the detected one as `unsupported`, not `fail` (CONF-4)."""

@@ -37,6 +37,7 @@ DETECTION_ROWS = [
     "auxk_loss",
     "auxk_loss_gradients",
     "fold_input_scale",
+    "activation_norm_factor",
 ]
 
 

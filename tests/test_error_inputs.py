@@ -168,14 +168,15 @@ def test_negative_fire_counts_raise(side: str) -> None:
 
 @pytest.mark.parametrize("side", SIDES)
 def test_an_unknown_convention_name_raises_listing_the_known_ones(side: str) -> None:
-    """ENC-2, DEC-2, LOSS-1, LOSS-4, FOLD-4: conventions are a closed set of names. With checks on, beartype
-    rejects the `Literal` first (TypeCheckError); the function's own check raises ValueError."""
+    """ENC-2, DEC-2, LOSS-1, LOSS-4, FOLD-4, NORM-1: conventions are a closed set of names. With checks
+    on, beartype rejects the `Literal` first (TypeCheckError); the function's own check raises ValueError."""
     for op_name, key, known in (
         ("encode", "encode", "untied"),
         ("decode", "decoder", "normalised"),
         ("reconstruction_loss", "reconstruction", "fvu"),
         ("sparsity_loss", "sparsity", "l1_decoder_norm"),
         ("fold_input_scale", "fold_into", "biases"),
+        ("activation_norm_factor", "norm_target", "mean_squared_norm_one"),
     ):
         op = table.get(op_name)
         case = canonical_case(op)

@@ -33,6 +33,9 @@ SHAPES: dict[str, tuple[int, ...]] = {
     "b_gate": (D_SAE,),
     "r_mag": (D_SAE,),
     "b_mag": (D_SAE,),
+    "y": (BATCH, D_IN),
+    "mu": (BATCH,),
+    "sigma": (BATCH,),
 }
 """Shapes by array name; a dotted name (`grad.W_enc`) takes the shape of the part after the dot."""
 
@@ -58,7 +61,7 @@ def canonical_case(op: Operation, seed: int = 0) -> Case:
             arrays[name] = rng.integers(0, 3, shapes[name])
         elif name == "threshold":
             arrays[name] = np.full(shapes[name], 0.5)
-        elif name == "theta":
+        elif name in ("theta", "sigma"):
             arrays[name] = np.abs(rng.standard_normal(shapes[name])) + 0.1
         elif name == "indices":
             arrays[name] = rng.integers(0, D_SAE, shapes[name])

@@ -284,7 +284,7 @@ class Engine:
         """One result per clause `operation` cites, with the conventions as detected by now: the
         row's verdict on the clauses its finding is about, `pass` on the others (CONF-10); a clause
         that defines a convention the implementation does not follow (CLAUSES), or that only cases
-        outside a declared scope exercise, is `unsupported` (CONF-4, CONF-15)."""
+        outside a declared scope exercise, is `unsupported` (CONF-4, CONF-10, CONF-15)."""
         v = self.verdict(operation)
         op = table.get(operation)
         names = self.names(op)
@@ -308,7 +308,7 @@ class Engine:
                     else f"holds; the row's {v.verdict} is about {', '.join(v.clauses)}"
                 )
             owner = next(((a, n) for (a, n), c in CLAUSES.items() if c == clause), None)
-            if status == "pass" and owner is not None and owner[0] in names:
+            if status not in ("bug", "error", "unsupported") and owner is not None and owner[0] in names:
                 axis, name = owner
                 seen = names[axis]
                 if seen != "any" and name not in seen.split("|"):

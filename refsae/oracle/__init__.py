@@ -17,8 +17,10 @@ from refsae.oracle.gated import *  # noqa: F403
 from refsae.oracle.gradients import *  # noqa: F403
 from refsae.oracle.init import *  # noqa: F403
 from refsae.oracle.jumprelu import *  # noqa: F403
+from refsae.oracle.jumprelu_penalties import *  # noqa: F403
 from refsae.oracle.losses import *  # noqa: F403
 from refsae.oracle.metrics import *  # noqa: F403
+from refsae.oracle.normalisation import *  # noqa: F403
 from refsae.oracle.optimizer import *  # noqa: F403
 from refsae.oracle.resample_update import *  # noqa: F403
 from refsae.oracle.resampling import *  # noqa: F403

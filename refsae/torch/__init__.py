@@ -15,9 +15,11 @@ from refsae.torch.gated import *  # noqa: F403
 from refsae.torch.gradients import *  # noqa: F403
 from refsae.torch.init import *  # noqa: F403
 from refsae.torch.jumprelu import *  # noqa: F403
+from refsae.torch.jumprelu_penalties import *  # noqa: F403
 from refsae.torch.losses import *  # noqa: F403
 from refsae.torch.metrics import *  # noqa: F403
 from refsae.torch.model import *  # noqa: F403
+from refsae.torch.normalisation import *  # noqa: F403
 from refsae.torch.optimizer import *  # noqa: F403
 from refsae.torch.resample_update import *  # noqa: F403
 from refsae.torch.resampling import *  # noqa: F403

@@ -42,7 +42,7 @@ def _kernel(z: Tensor, theta: Tensor, bandwidth: float) -> Tensor:
     return ((z - theta).abs() < bandwidth / 2).to(z.dtype)
 
 
-class _JumpReLU(torch.autograd.Function):
+class JumpReLUFunction(torch.autograd.Function):  # public for refsae.torch.jumprelu_penalties
     """f = z · 1[z > θ]; ∂f/∂z = 1[z > θ]; ∂f/∂θ := −(θ/ε) K((z − θ)/ε) (JUMP-3)."""
 
     @staticmethod
@@ -101,7 +101,7 @@ def jumprelu_total_loss(
     _check_threshold(theta, bandwidth)
     c = conventions
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
-    f: Tensor = _JumpReLU.apply(z, theta, bandwidth)  # type: ignore[no-untyped-call]
+    f: Tensor = JumpReLUFunction.apply(z, theta, bandwidth)  # type: ignore[no-untyped-call]
     x_hat = decode(f, W_dec, b_dec, decoder=c.decoder, eps=c.eps)
     step: Tensor = _Step.apply(z, theta, bandwidth)  # type: ignore[no-untyped-call]
     l0 = step.sum(dim=(0, -1)) / x.shape[0]

@@ -1,14 +1,19 @@
-"""Adapters of the libraries' weight folds (specs/folding.md): SAELens 6.54.x (target
-`sae_lens.folding`: `SAE.fold_W_dec_norm`, `JumpReLUSAE.fold_W_dec_norm`,
-`SAE.fold_activation_norm_scaling_factor`) and dictionary_learning 0.1.0 (target
-`dictionary_learning.folding`: `AutoEncoder.normalize_decoder`, `scale_biases`). Each loads the
-case's parameters into the library's inference class, calls the fold, and reads the parameters back.
+"""Adapters of the libraries' weight folds (specs/folding.md) and activation normalisation
+(specs/normalisation.md): SAELens 6.54.x (target `sae_lens.folding`: `SAE.fold_W_dec_norm`,
+`JumpReLUSAE.fold_W_dec_norm`, `SAE.fold_activation_norm_scaling_factor`,
+`ActivationScaler.estimate_scaling_factor`, and the SAE's run-time normalisations
+`constant_norm_rescale` and `layer_norm`) and dictionary_learning 0.1.0 (target
+`dictionary_learning.folding`: `AutoEncoder.normalize_decoder`, `scale_biases`, `get_norm_factor`).
+Each fold loads the case's parameters into the library's inference class, calls the fold, and reads
+the parameters back; each normalisation calls the library's function on the case's tokens.
 Which library code each row calls: conformance/sae_lens/README.md and conformance/dictionary_learning/
 README.md; what the suite found: their findings.toml."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import io
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, cast
 
 import torch
@@ -33,11 +38,26 @@ def _assign(module: Any, values: Mapping[str, Tensor]) -> Any:
     return module
 
 
+@contextlib.contextmanager
+def _silent() -> Iterator[None]:
+    """The libraries' progress bars (tqdm, on stderr) and prints kept out of the suite's output."""
+    with quiet(), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
 class SAELensFolding(Adapter):
-    """SAELens's folds on its inference classes `StandardSAE` and `JumpReLUSAE`."""
+    """SAELens's folds on its inference classes `StandardSAE` and `JumpReLUSAE`, its scaling-factor
+    estimate and its run-time normalisations."""
 
     name: ClassVar[str] = "sae_lens.folding"
     library: ClassVar[str] = "sae-lens"
+    working_precision: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "activation_norm_factor": (
+            "float32",
+            "`ActivationScaler._calculate_mean_norm` sums the token norms in float32 "
+            "(`norms.float().sum()`, training/activation_scaler.py)",
+        ),
+    }
 
     def _sae(self, cls: str, params: Mapping[str, Tensor]) -> Any:
         saes = library("sae_lens.saes")
@@ -79,6 +99,33 @@ class SAELensFolding(Adapter):
         sae = self._sae("JumpReLUSAE", params)
         sae.fold_activation_norm_scaling_factor(factor)
         return cast(Tensor, sae.threshold.detach())
+
+    def activation_norm_factor(self, x: Tensor) -> Tensor:
+        scaler = library("sae_lens.training.activation_scaler").ActivationScaler()
+        with _silent():
+            scaler.estimate_scaling_factor(x.shape[-1], iter([x]), n_batches_for_norm_estimate=1)
+        return torch.tensor(scaler.scaling_factor, dtype=torch.float64)
+
+    def _normalising_sae(self, mode: str, x: Tensor) -> Any:
+        saes = library("sae_lens.saes")
+        d_in = x.shape[-1]
+        config = saes.StandardSAEConfig(d_in=d_in, d_sae=1, dtype=_dtype_name(x), normalize_activations=mode)
+        return saes.StandardSAE(config)
+
+    def constant_norm_rescale(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        sae = self._normalising_sae("constant_norm_rescale", x)
+        x_n = sae.run_time_activation_norm_fn_in(x)
+        return x_n.detach(), sae.x_norm_coeff.detach().squeeze(-1)
+
+    def layer_norm(self, x: Tensor, *, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+        sae = self._normalising_sae("layer_norm", x)
+        x_n = sae.run_time_activation_norm_fn_in(x, eps=eps)
+        return x_n.detach(), sae.ln_mu.detach().squeeze(-1), sae.ln_std.detach().squeeze(-1)
+
+    def layer_norm_inverse(self, y: Tensor, mu: Tensor, sigma: Tensor, *, eps: float) -> Tensor:
+        sae = self._normalising_sae("layer_norm", y)
+        sae.ln_mu, sae.ln_std = mu.unsqueeze(-1), sigma.unsqueeze(-1)  # what its input map stored
+        return cast(Tensor, sae.run_time_activation_norm_fn_out(y, eps=eps)).detach()
 
 
 class DictionaryLearningFolding(Adapter):
@@ -124,3 +171,9 @@ class DictionaryLearningFolding(Adapter):
         _assign(ae, {"W_enc": eye, "b_enc": zeros, "W_dec": eye, "b_dec": zeros, "threshold": theta})
         ae.scale_biases(1.0 / factor)
         return cast(Tensor, ae.threshold.detach())
+
+    def activation_norm_factor(self, x: Tensor) -> Tensor:
+        """`get_norm_factor` returns s = √(mean ‖x‖²), by which `trainSAE` divides: c = 1 / s."""
+        with _silent():
+            s = library("dictionary_learning.training").get_norm_factor([x], steps=1)
+        return torch.tensor(1.0 / s, dtype=torch.float64)

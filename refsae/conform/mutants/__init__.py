@@ -27,14 +27,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from refsae.conform.mutants import classified, core, evaluation, folding, training, variants
+from refsae.conform.mutants import (
+    classified,
+    core,
+    evaluation,
+    folding,
+    jumprelu_penalties,
+    normalisation,
+    training,
+    variants,
+)
 from refsae.conform.mutants.record import CorrectRefsae, Mutant, MutantImplementation
 
 __all__ = ["MUTANTS", "SELFTEST", "CorrectRefsae", "Mutant", "MutantImplementation", "correct"]
 
 MUTANTS: dict[str, Mutant] = {
     m.name: m
-    for family in (core, training, variants, evaluation, folding, classified)
+    for family in (
+        core,
+        training,
+        variants,
+        jumprelu_penalties,
+        evaluation,
+        folding,
+        normalisation,
+        classified,
+    )
     for m in family.MUTANTS
 }
 """Every mutant by name, in table order of families (core, training dynamics, variants)."""
