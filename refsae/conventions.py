@@ -26,6 +26,7 @@ ReconstructionConvention = Literal["sum", "mean", "fvu"]
 SparsityConvention = Literal["l1", "l1_decoder_norm"]
 FoldInto = Literal["weights", "biases"]
 NormTarget = Literal["mean_norm_sqrt_d_in", "mean_squared_norm_one"]
+Ste = Literal["threshold_only", "also_input"]
 
 ENCODE: tuple[str, ...] = get_args(EncodeConvention)
 DECODER: tuple[str, ...] = get_args(DecoderConvention)
@@ -45,6 +46,7 @@ CORE_AXES: dict[str, tuple[str, ...]] = {
 OPERATION_AXES: dict[str, tuple[str, ...]] = {
     "update": ("mean", "ema"),  # batchtopk.md BTOPK-5: the inference threshold's estimate
     "parametrisation": ("theta", "log_theta"),  # jumprelu.md JUMP-5: the stored threshold parameter
+    "ste": get_args(Ste),  # jumprelu.md JUMP-14, JUMP-15: where the straight-through estimate goes
     "aux_decoder": ("detached", "attached"),  # gated.md GATE-4: the auxiliary reconstruction's decoder
     "values": ("relu", "raw"),  # auxk.md AUXK-3
     "aux_decode": ("without_b_dec", "with_b_dec", "cancelled_b_dec"),  # AUXK-4
@@ -73,6 +75,8 @@ CLAUSES: dict[tuple[str, str], str] = {
     ("sparsity", "l1_decoder_norm"): "LOSS-5",
     ("fold_into", "weights"): "FOLD-5",
     ("fold_into", "biases"): "FOLD-6",
+    ("ste", "threshold_only"): "JUMP-14",
+    ("ste", "also_input"): "JUMP-15",
     ("norm_target", "mean_norm_sqrt_d_in"): "NORM-2",
     ("norm_target", "mean_squared_norm_one"): "NORM-3",
 }

@@ -613,42 +613,48 @@ def test_rescaled_by_decoder_norm_is_told_apart_from_the_spec_under_either_decod
 
 
 class _Jump(torch.autograd.Function):
-    """z · 1[z > θ]; ∂/∂z = 1[z > θ], ∂/∂θ := −(θ/ε) 1[|z − θ| < ε/2] (JUMP-3)."""
+    """z · 1[z > θ]; ∂/∂z = 1[z > θ] (+ (θ/ε) 1[|z − θ| < ε/2] when `to_input`, JUMP-15),
+    ∂/∂θ := −(θ/ε) 1[|z − θ| < ε/2] (JUMP-3)."""
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, theta: Tensor, eps: float) -> Tensor:
+    def forward(ctx: Any, z: Tensor, theta: Tensor, eps: float, to_input: bool) -> Tensor:
         ctx.save_for_backward(z, theta)
-        ctx.eps = eps
+        ctx.eps, ctx.to_input = eps, to_input
         return z * (z > theta)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None, None]:
         z, theta = ctx.saved_tensors
         window = ((z - theta).abs() < ctx.eps / 2).to(z.dtype)
-        return g * (z > theta), (-(theta / ctx.eps) * window * g).sum(0), None
+        estimate = (theta / ctx.eps) * window * g
+        grad_z = g * (z > theta) + (estimate if ctx.to_input else 0)
+        return grad_z, (-estimate).sum(0), None, None
 
 
 class _Step(torch.autograd.Function):
-    """1[z > θ]; ∂/∂z := 0, ∂/∂θ := −(1/ε) 1[|z − θ| < ε/2] (JUMP-4, at z)."""
+    """1[z > θ]; ∂/∂z := 0 (or (1/ε) 1[|z − θ| < ε/2] when `to_input`, JUMP-15),
+    ∂/∂θ := −(1/ε) 1[|z − θ| < ε/2] (JUMP-4, at z)."""
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, theta: Tensor, eps: float) -> Tensor:
+    def forward(ctx: Any, z: Tensor, theta: Tensor, eps: float, to_input: bool) -> Tensor:
         ctx.save_for_backward(z, theta)
-        ctx.eps = eps
+        ctx.eps, ctx.to_input = eps, to_input
         return (z > theta).to(z.dtype)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None, None]:
         z, theta = ctx.saved_tensors
         window = ((z - theta).abs() < ctx.eps / 2).to(z.dtype)
-        return torch.zeros_like(z), (-(1 / ctx.eps) * window * g).sum(0), None
+        estimate = (1 / ctx.eps) * window * g
+        return (estimate if ctx.to_input else torch.zeros_like(z)), (-estimate).sum(0), None, None
 
 
 def _target_l0_autograd(
     case: Case, target_l0: float, dtype: torch.dtype = torch.float64
 ) -> tuple[float, dict[str, np.ndarray]]:
     """dictionary_learning's JumpReluTrainer.loss with the step at z, in torch: reconstruction +
-    λ (L0/T − 1)² per instance; the stored threshold θ or log θ."""
+    λ (L0/T − 1)² per instance; the stored threshold θ or log θ; the estimates at z too under
+    `ste="also_input"`."""
     a, o, c = case.arrays, case.options, conventions_of(case)
     p = {k: _t(a[k], dtype).requires_grad_(True) for k in PARAMETERS}
     log = o.get("parametrisation", "theta") == "log_theta"
@@ -657,10 +663,11 @@ def _target_l0_autograd(
     x = _t(a["x"], dtype)
     u = x - p["b_dec"] if c.encode == "tied" else x
     z = torch.einsum("b...i,...ij->b...j", u, p["W_enc"]) + p["b_enc"]
-    f = _Jump.apply(z, theta, o["bandwidth"])
+    to_input = o.get("ste", "threshold_only") == "also_input"
+    f = _Jump.apply(z, theta, o["bandwidth"], to_input)
     W_hat = p["W_dec"] / (torch.linalg.vector_norm(p["W_dec"], dim=-1, keepdim=True) + c.eps)
     x_hat = torch.einsum("b...j,...ji->b...i", f, W_hat if c.decoder == "normalised" else p["W_dec"])
-    l0 = _Step.apply(z, theta, o["bandwidth"]).sum(-1).mean(0)
+    l0 = _Step.apply(z, theta, o["bandwidth"], to_input).sum(-1).mean(0)
     loss = (
         _reconstruction(x, x_hat + p["b_dec"], c.reconstruction)
         + o["l0_coefficient"] * (l0 / target_l0 - 1) ** 2

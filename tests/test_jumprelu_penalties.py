@@ -163,3 +163,43 @@ def test_bad_options_and_masks_are_rejected_by_name(
             getattr(rt, name)(
                 torch.from_numpy(x), **{k: torch.from_numpy(v) for k, v in arrays.items()}, **options
             )
+
+
+def _gradients(side: str, name: str, x: np.ndarray, params: dict[str, Any], **options: Any) -> dict[str, Any]:
+    if side == "oracle":
+        out: dict[str, Any] = getattr(oracle, name)(x, **params, **options)
+        return out
+    tensors = {k: torch.from_numpy(v) for k, v in params.items()}
+    return {k: v.numpy() for k, v in getattr(rt, name)(torch.from_numpy(x), **tensors, **options).items()}
+
+
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("jumprelu_loss_gradients", {"l0_coefficient": 0.7, "bandwidth": 0.5}),
+        ("jumprelu_tanh_loss_gradients", {"l0_coefficient": 0.7, "bandwidth": 0.5, "tanh_scale": 4.0}),
+    ],
+)
+def test_passing_the_estimate_to_the_input_adds_minus_the_threshold_gradient_to_b_enc(
+    side: str, name: str, options: dict[str, Any]
+) -> None:
+    """JUMP-14, JUMP-15: the thresholds' gradient is the same under both; `also_input` adds to ∂L/∂b_enc
+    exactly −∂L/∂θ (each example's estimate at z is minus its part of θ's), and nothing to W_dec."""
+    x, params, theta = _case(2)
+    arrays = {**params, "theta": theta}
+    only = _gradients(side, name, x, arrays, **options, ste="threshold_only")
+    also = _gradients(side, name, x, arrays, **options, ste="also_input")
+    assert np.allclose(also["threshold"], only["threshold"], rtol=0, atol=1e-15)
+    assert np.allclose(also["b_enc"] - only["b_enc"], -only["threshold"], rtol=1e-12, atol=1e-14)
+    assert np.allclose(also["W_dec"], only["W_dec"], rtol=0, atol=1e-15)
+    assert np.abs(only["threshold"]).max() > 0
+
+
+def test_the_target_l0_penalty_passes_its_step_estimate_to_the_input_too() -> None:
+    """JUMP-15 with EQ-8: the same identity for the target-L0 penalty's gradients."""
+    x, params, theta = _case(0)
+    options: dict[str, Any] = {"l0_coefficient": 0.7, "bandwidth": 0.5, "target_l0": 2.0}
+    only = oracle.jumprelu_target_l0_loss_gradients(x, **params, theta=theta, **options)
+    also = oracle.jumprelu_target_l0_loss_gradients(x, **params, theta=theta, **options, ste="also_input")
+    assert np.allclose(also["b_enc"] - only["b_enc"], -only["threshold"], rtol=1e-12, atol=1e-14)

@@ -227,6 +227,40 @@ def loss_gradients(
     return {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec, "g_f": g_f}
 
 
+def encoder_backward(
+    x: np.ndarray, W_enc: np.ndarray, b_dec: np.ndarray, g_z: Bound, encode: str
+) -> dict[str, Bound]:
+    """Bounds of a gradient g_z pulled back to W_enc (uᵀ g_z), b_enc (Σ_b g_z) and, tied, b_dec
+    (Σ_b g_z W_encᵀ; exact zeros untied), as `loss_gradients` computes them."""
+    batch, d_sae = x.shape[0], W_enc.shape[-1]
+    u = encoder_input(x, b_dec, encode)
+    out = {
+        "W_enc": mul(
+            np.einsum("b...i,b...j->...ij", u.magnitude, g_z.magnitude), u, g_z, k_acc=batch, k_store=1
+        ),
+        "b_enc": add(g_z.magnitude.sum(axis=0), g_z, k_acc=batch, k_store=1),
+        "b_dec": Bound(np.zeros(x.shape[1:]), 0, 0),
+    }
+    if encode == "tied":
+        g_u = mul(
+            np.einsum("b...j,...ij->b...i", g_z.magnitude, np.abs(W_enc)),
+            g_z,
+            leaf(W_enc),
+            k_acc=d_sae,
+            k_store=1,
+        )
+        out["b_dec"] = add(g_u.magnitude.sum(axis=0), g_u, k_acc=batch, k_store=1)
+    return out
+
+
+def plus(base: dict[str, Bound], extra: dict[str, Bound]) -> dict[str, Bound]:
+    """`base` with each of `extra`'s terms added (one stored sum each)."""
+    out = dict(base)
+    for k, e in extra.items():
+        out[k] = add(out[k].magnitude + e.magnitude, out[k], e, k_store=1)
+    return out
+
+
 def normalisation_backward(W_dec: np.ndarray, G_hat: Bound, eps: float) -> Bound:
     """∂L/∂W_dec from Ĝ = ∂L/∂Ŵ through Ŵ_j = W_j / (n_j + eps) (GRAD-5):
     G/ne − W·(W·G)/(n·ne²): quotients by ne (twice) and n, products, one difference."""

@@ -56,6 +56,19 @@ def reconstruction_scale(x: np.ndarray, reconstruction: str) -> np.ndarray:
     return np.asarray(2.0 / variance)[..., None]
 
 
+def encoder_backward(
+    x: np.ndarray, W_enc: np.ndarray, b_dec: np.ndarray, g_z: np.ndarray, encode: str
+) -> dict[str, np.ndarray]:
+    """A gradient g_z = ∂L/∂z pulled back to W_enc (uᵀ g_z), b_enc (Σ_b g_z) and, tied, b_dec
+    (−(Σ_b g_z) W_encᵀ; zeros untied): GRAD-4's chain for a term that reaches z other than through f."""
+    u = x - b_dec if encode == "tied" else x
+    grad_b_enc = g_z.sum(axis=0)
+    grad_b_dec = np.zeros(x.shape[1:])
+    if encode == "tied":
+        grad_b_dec = -np.einsum("...j,...ij->...i", grad_b_enc, W_enc)
+    return {"W_enc": np.einsum("b...i,b...j->...ij", u, g_z), "b_enc": grad_b_enc, "b_dec": grad_b_dec}
+
+
 def normalisation_backward(W_dec: np.ndarray, G_hat: np.ndarray, eps: float) -> np.ndarray:
     """Pull Ĝ = ∂L/∂Ŵ back through Ŵ_j = W_j / (‖W_j‖ + eps) (GRAD-5)."""
     n = np.linalg.norm(W_dec, axis=-1, keepdims=True)

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from refsae._typecheck import typechecked
-from refsae.conventions import OPERATION_AXES, Conventions, check_choice, check_coefficient
+from refsae.conventions import OPERATION_AXES, Conventions, Ste, check_choice, check_coefficient
 from refsae.oracle import _validate
 from refsae.oracle._shapes import (
     DecoderWeights,
@@ -36,7 +36,7 @@ from refsae.oracle._shapes import (
     Scalar,
 )
 from refsae.oracle.forward import decode, decoder_directions, pre_activations
-from refsae.oracle.gradients import gradients_given_mask, reconstruction_scale
+from refsae.oracle.gradients import encoder_backward, gradients_given_mask, reconstruction_scale
 from refsae.oracle.losses import reconstruction_loss
 
 __all__ = [
@@ -58,6 +58,25 @@ conformance suite's references only, so refsae.torch has no twin of them."""
 
 Parametrisation = Literal["theta", "log_theta"]
 PARAMETRISATIONS: tuple[str, ...] = OPERATION_AXES["parametrisation"]
+STES: tuple[str, ...] = OPERATION_AXES["ste"]
+
+
+def add_ste_to_input(
+    grads: dict[str, np.ndarray],
+    x: np.ndarray,
+    W_enc: np.ndarray,
+    b_dec: np.ndarray,
+    g_z: np.ndarray,
+    encode: str,
+    ste: str,
+) -> None:
+    """Under `ste="also_input"` (JUMP-15) the straight-through terms g_z (the pseudo-derivatives of
+    JUMP-3 and JUMP-4 with the sign of z, +(θ/ε) K g_f and +(λ/(Bε)) K) reach z too: added, through
+    the encoder, to W_enc, b_enc and (tied) b_dec. Under `threshold_only` (JUMP-14) nothing."""
+    check_choice("ste", ste, STES)
+    if ste == "also_input":
+        for k, v in encoder_backward(x, W_enc, b_dec, g_z, encode).items():
+            grads[k] = grads[k] + v
 
 
 def check_bandwidth(bandwidth: float) -> None:
@@ -136,9 +155,11 @@ def jumprelu_loss_gradients(
     bandwidth: float,
     conventions: Conventions = Conventions(),
     parametrisation: Parametrisation = "theta",
+    ste: Ste = "threshold_only",
 ) -> dict[str, np.ndarray]:
     """Gradients and the threshold's pseudo-gradient of `jumprelu_total_loss` (JUMP-3..JUMP-6):
-    W_enc, b_enc, W_dec, b_dec as GRAD-1..GRAD-6 with the mask 1[z > θ]; `threshold` is ∂L/∂θ, or
+    W_enc, b_enc, W_dec, b_dec as GRAD-1..GRAD-6 with the mask 1[z > θ] (and, under
+    `ste="also_input"`, the straight-through terms at z, JUMP-15); `threshold` is ∂L/∂θ, or
     ∂L/∂log θ = θ ∂L/∂θ under `parametrisation="log_theta"`."""
     check_coefficient("l0_coefficient", l0_coefficient)
     check_threshold(theta, bandwidth)
@@ -155,6 +176,8 @@ def jumprelu_loss_gradients(
     grad_theta = (g_f * (-theta / bandwidth) * K).sum(axis=0) + l0_coefficient / x.shape[0] * (
         -K / bandwidth
     ).sum(axis=0)
+    g_z = g_f * (theta / bandwidth) * K + l0_coefficient / x.shape[0] * K / bandwidth
+    add_ste_to_input(grads, x, W_enc, b_dec, g_z, c.encode, ste)
     grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta
     return grads
 
@@ -237,6 +260,7 @@ def jumprelu_target_l0_loss_gradients(
     target_l0: float,
     conventions: Conventions = Conventions(),
     parametrisation: Parametrisation = "theta",
+    ste: Ste = "threshold_only",
 ) -> dict[str, np.ndarray]:
     """Gradients of `jumprelu_target_l0_total_loss` (EQ-8): those of JUMP-6 at λ = 0, and the threshold's
     with the penalty's term through JUMP-4's pseudo-derivative of the step at z,
@@ -254,11 +278,15 @@ def jumprelu_target_l0_loss_gradients(
         l0_coefficient=0.0,
         bandwidth=bandwidth,
         conventions=conventions,
+        ste=ste,
     )
     z, l0 = _l0(x, W_enc, b_enc, b_dec, theta, conventions)
     slope = 2.0 * l0_coefficient / target_l0 * (l0 / target_l0 - 1.0)  # d/dL0 of λ (L0/T − 1)², per instance
-    hits = _kernel(z, theta, bandwidth).sum(axis=0)
-    grad_theta = grads["threshold"] + slope[..., None] * (-hits / (bandwidth * x.shape[0]))
+    K = _kernel(z, theta, bandwidth)
+    grad_theta = grads["threshold"] + slope[..., None] * (-K.sum(axis=0) / (bandwidth * x.shape[0]))
+    add_ste_to_input(
+        grads, x, W_enc, b_dec, slope[..., None] * K / (bandwidth * x.shape[0]), conventions.encode, ste
+    )
     check_choice("parametrisation", parametrisation, PARAMETRISATIONS)
     grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta
     return grads

@@ -22,7 +22,7 @@ import numpy as np
 from jaxtyping import Shaped
 
 from refsae._typecheck import typechecked
-from refsae.conventions import Conventions, EncodeConvention, check_choice, check_coefficient
+from refsae.conventions import Conventions, EncodeConvention, Ste, check_choice, check_coefficient
 from refsae.oracle import _validate
 from refsae.oracle._shapes import (
     DecoderWeights,
@@ -34,9 +34,11 @@ from refsae.oracle._shapes import (
 )
 from refsae.oracle.auxk import check_dead
 from refsae.oracle.forward import pre_activations
+from refsae.oracle.gradients import encoder_backward
 from refsae.oracle.jumprelu import (
     PARAMETRISATIONS,
     Parametrisation,
+    add_ste_to_input,
     check_threshold,
     jumprelu_loss_gradients,
     jumprelu_total_loss,
@@ -61,18 +63,6 @@ def check_tanh_scale(tanh_scale: float) -> None:
         isinstance(tanh_scale, int | float) and math.isfinite(tanh_scale) and tanh_scale > 0
     ):
         raise ValueError(f"tanh_scale must be a finite number > 0, got {tanh_scale!r}")
-
-
-def _encoder_backward(
-    x: np.ndarray, W_enc: np.ndarray, b_dec: np.ndarray, g_z: np.ndarray, encode: str
-) -> dict[str, np.ndarray]:
-    """A penalty's gradient g_z = ∂/∂z pulled back to W_enc, b_enc and (tied) b_dec (GRAD-4's chain)."""
-    u = x - b_dec if encode == "tied" else x
-    grad_b_enc = g_z.sum(axis=0)
-    grad_b_dec = np.zeros(x.shape[1:])
-    if encode == "tied":
-        grad_b_dec = -np.einsum("...j,...ij->...i", grad_b_enc, W_enc)
-    return {"W_enc": np.einsum("b...i,b...j->...ij", u, g_z), "b_enc": grad_b_enc, "b_dec": grad_b_dec}
 
 
 def _norm_backward(W_dec: np.ndarray, g_s: np.ndarray) -> np.ndarray:
@@ -125,15 +115,17 @@ def jumprelu_tanh_loss_gradients(
     tanh_scale: float = TANH_SCALE,
     conventions: Conventions = Conventions(),
     parametrisation: Parametrisation = "theta",
+    ste: Ste = "threshold_only",
 ) -> dict[str, np.ndarray]:
     """Gradients of `jumprelu_tanh_total_loss` (JUMP-10): JUMP-6's at λ = 0 plus the penalty's, whose
-    ∂P/∂f reaches z through H(z − θ), θ through −(θ/ε) K (JUMP-3), and W_dec also through s_j."""
+    ∂P/∂f reaches z through H(z − θ) (and +(θ/ε) K under `ste="also_input"`, JUMP-15), θ through
+    −(θ/ε) K (JUMP-3), and W_dec also through s_j."""
     check_coefficient("l0_coefficient", l0_coefficient)
     check_tanh_scale(tanh_scale)
     check_choice("parametrisation", parametrisation, PARAMETRISATIONS)
     c = conventions
     grads = jumprelu_loss_gradients(
-        x, W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient=0.0, bandwidth=bandwidth, conventions=c
+        x, W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient=0.0, bandwidth=bandwidth, conventions=c, ste=ste
     )
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     active = z > theta
@@ -143,10 +135,11 @@ def jumprelu_tanh_loss_gradients(
     sech2 = 4.0 * e / (1.0 + e) ** 2  # 1 / cosh², without overflow
     scale = l0_coefficient / x.shape[0]
     g_f = scale * tanh_scale * s * sech2
-    for k, v in _encoder_backward(x, W_enc, b_dec, np.where(active, g_f, 0.0), c.encode).items():
+    for k, v in encoder_backward(x, W_enc, b_dec, np.where(active, g_f, 0.0), c.encode).items():
         grads[k] = grads[k] + v
     grads["W_dec"] = grads["W_dec"] + _norm_backward(W_dec, (scale * tanh_scale * f * sech2).sum(axis=0))
     K = np.abs(z - theta) < bandwidth / 2
+    add_ste_to_input(grads, x, W_enc, b_dec, g_f * (theta / bandwidth) * K, c.encode, ste)
     grad_theta = grads["threshold"] + (g_f * (-theta / bandwidth) * K).sum(axis=0)
     grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta
     return grads
@@ -204,7 +197,7 @@ def jumprelu_pre_act_penalty_gradients(
     s = np.linalg.norm(W_dec, axis=-1)
     scale = pre_act_coefficient / x.shape[0]
     below = (theta > z) & dead
-    grads = _encoder_backward(x, W_enc, b_dec, np.where(below, -scale * s, 0.0), encode)
+    grads = encoder_backward(x, W_enc, b_dec, np.where(below, -scale * s, 0.0), encode)
     grads["W_dec"] = _norm_backward(W_dec, scale * (dead * np.maximum(theta - z, 0.0)).sum(axis=0))
     grad_theta = np.where(below, scale * s, 0.0).sum(axis=0)
     grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from refsae._typecheck import typechecked
-from refsae.conventions import Conventions, check_choice, check_coefficient
-from refsae.oracle.jumprelu import PARAMETRISATIONS, Parametrisation, check_bandwidth
+from refsae.conventions import Conventions, Ste, check_choice, check_coefficient
+from refsae.oracle.jumprelu import PARAMETRISATIONS, STES, Parametrisation, check_bandwidth
 from refsae.torch import _validate
 from refsae.torch._shapes import (
     DecoderWeights,
@@ -43,36 +43,41 @@ def _kernel(z: Tensor, theta: Tensor, bandwidth: float) -> Tensor:
 
 
 class JumpReLUFunction(torch.autograd.Function):  # public for refsae.torch.jumprelu_penalties
-    """f = z · 1[z > θ]; ∂f/∂z = 1[z > θ]; ∂f/∂θ := −(θ/ε) K((z − θ)/ε) (JUMP-3)."""
+    """f = z · 1[z > θ]; ∂f/∂z = 1[z > θ] (plus (θ/ε) K under `also_input`, JUMP-15);
+    ∂f/∂θ := −(θ/ε) K((z − θ)/ε) (JUMP-3)."""
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, theta: Tensor, bandwidth: float) -> Tensor:
+    def forward(ctx: Any, z: Tensor, theta: Tensor, bandwidth: float, also_input: bool = False) -> Tensor:
         ctx.save_for_backward(z, theta)
-        ctx.bandwidth = bandwidth
+        ctx.bandwidth, ctx.also_input = bandwidth, also_input
         return z * (z > theta).to(z.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
         z, theta = ctx.saved_tensors
         grad_z = grad * (z > theta).to(grad.dtype)
-        grad_theta = (grad * (-(theta / ctx.bandwidth)) * _kernel(z, theta, ctx.bandwidth)).sum(dim=0)
-        return grad_z, grad_theta, None
+        ste = grad * (theta / ctx.bandwidth) * _kernel(z, theta, ctx.bandwidth)
+        if ctx.also_input:
+            grad_z = grad_z + ste
+        return grad_z, (-ste).sum(dim=0), None, None
 
 
 class _Step(torch.autograd.Function):
-    """H(z − θ) = 1[z > θ]; ∂H/∂z := 0; ∂H/∂θ := −(1/ε) K((z − θ)/ε) (JUMP-4)."""
+    """H(z − θ) = 1[z > θ]; ∂H/∂z := 0 (or (1/ε) K under `also_input`, JUMP-15);
+    ∂H/∂θ := −(1/ε) K((z − θ)/ε) (JUMP-4)."""
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, theta: Tensor, bandwidth: float) -> Tensor:
+    def forward(ctx: Any, z: Tensor, theta: Tensor, bandwidth: float, also_input: bool = False) -> Tensor:
         ctx.save_for_backward(z, theta)
-        ctx.bandwidth = bandwidth
+        ctx.bandwidth, ctx.also_input = bandwidth, also_input
         return (z > theta).to(z.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
         z, theta = ctx.saved_tensors
-        grad_theta = (grad * (-1.0 / ctx.bandwidth) * _kernel(z, theta, ctx.bandwidth)).sum(dim=0)
-        return torch.zeros_like(z), grad_theta, None
+        ste = grad * (1.0 / ctx.bandwidth) * _kernel(z, theta, ctx.bandwidth)
+        grad_z = ste if ctx.also_input else torch.zeros_like(z)
+        return grad_z, (-ste).sum(dim=0), None, None
 
 
 @typechecked
@@ -97,13 +102,32 @@ def jumprelu_total_loss(
     conventions: Conventions = Conventions(),
 ) -> Scalar:
     """Σ_inst reconstruction + λ · L0 (JUMP-2), differentiable with the pseudo-derivatives."""
+    return loss_with_estimator(
+        x, W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient, bandwidth, conventions, also_input=False
+    )
+
+
+def loss_with_estimator(
+    x: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    W_dec: Tensor,
+    b_dec: Tensor,
+    theta: Tensor,
+    l0_coefficient: float,
+    bandwidth: float,
+    conventions: Conventions,
+    also_input: bool,
+) -> Tensor:
+    """`jumprelu_total_loss` whose autograd Functions pass the straight-through terms to z too when
+    `also_input` (JUMP-15); the value is the same."""
     check_coefficient("l0_coefficient", l0_coefficient)
     _check_threshold(theta, bandwidth)
     c = conventions
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
-    f: Tensor = JumpReLUFunction.apply(z, theta, bandwidth)  # type: ignore[no-untyped-call]
+    f: Tensor = JumpReLUFunction.apply(z, theta, bandwidth, also_input)  # type: ignore[no-untyped-call]
     x_hat = decode(f, W_dec, b_dec, decoder=c.decoder, eps=c.eps)
-    step: Tensor = _Step.apply(z, theta, bandwidth)  # type: ignore[no-untyped-call]
+    step: Tensor = _Step.apply(z, theta, bandwidth, also_input)  # type: ignore[no-untyped-call]
     l0 = step.sum(dim=(0, -1)) / x.shape[0]
     loss: Tensor = (
         reconstruction_loss(x, x_hat, reconstruction=c.reconstruction) + l0_coefficient * l0
@@ -124,19 +148,26 @@ def jumprelu_loss_gradients(
     bandwidth: float,
     conventions: Conventions = Conventions(),
     parametrisation: Parametrisation = "theta",
+    ste: Ste = "threshold_only",
 ) -> dict[str, Tensor]:
-    """Autograd through `jumprelu_total_loss`; `threshold` is ∂L/∂θ, or ∂L/∂log θ = θ ∂L/∂θ (the chain
-    rule of θ = exp(log θ)) when the stored parameter is log θ (JUMP-5)."""
+    """Autograd through `jumprelu_total_loss` (the straight-through terms reaching z as well under
+    `ste="also_input"`, JUMP-15); `threshold` is ∂L/∂θ, or ∂L/∂log θ = θ ∂L/∂θ (the chain rule of
+    θ = exp(log θ)) when the stored parameter is log θ (JUMP-5)."""
     check_choice("parametrisation", parametrisation, PARAMETRISATIONS)
+    check_choice("ste", ste, STES)
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec, "theta": theta}
-    out = autograd_gradients(
-        jumprelu_total_loss,
-        x,
-        params,
-        l0_coefficient=l0_coefficient,
-        bandwidth=bandwidth,
-        conventions=conventions,
-    )
+
+    def loss(x: Tensor, **p: Tensor) -> Tensor:
+        return loss_with_estimator(
+            x,
+            **p,
+            l0_coefficient=l0_coefficient,
+            bandwidth=bandwidth,
+            conventions=conventions,
+            also_input=ste == "also_input",
+        )
+
+    out = autograd_gradients(loss, x, params)
     grad_theta = out.pop("theta")
     out["threshold"] = theta.detach() * grad_theta if parametrisation == "log_theta" else grad_theta
     return out

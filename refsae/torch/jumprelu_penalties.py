@@ -10,14 +10,14 @@ from jaxtyping import Shaped
 from torch import Tensor
 
 from refsae._typecheck import CHECKS_ENABLED, typechecked
-from refsae.conventions import Conventions, EncodeConvention, check_choice, check_coefficient
-from refsae.oracle.jumprelu import PARAMETRISATIONS, Parametrisation, check_bandwidth
+from refsae.conventions import Conventions, EncodeConvention, Ste, check_choice, check_coefficient
+from refsae.oracle.jumprelu import PARAMETRISATIONS, STES, Parametrisation, check_bandwidth
 from refsae.oracle.jumprelu_penalties import TANH_SCALE, check_tanh_scale
 from refsae.torch import _validate
 from refsae.torch._shapes import DecoderWeights, EncoderWeights, InputBatch, InputVector, LatentVector, Scalar
 from refsae.torch.forward import pre_activations
 from refsae.torch.gradients import autograd_gradients
-from refsae.torch.jumprelu import JumpReLUFunction, jumprelu_total_loss
+from refsae.torch.jumprelu import JumpReLUFunction, loss_with_estimator
 
 __all__ = [
     "jumprelu_pre_act_penalty",
@@ -59,16 +59,34 @@ def jumprelu_tanh_total_loss(
     conventions: Conventions = Conventions(),
 ) -> Scalar:
     """Σ_inst reconstruction + λ (1/B) Σ_b Σ_j tanh(c f_bj ‖W_dec_j‖) (JUMP-9)."""
+    return _tanh_loss(
+        x, W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient, bandwidth, tanh_scale, conventions, False
+    )
+
+
+def _tanh_loss(
+    x: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    W_dec: Tensor,
+    b_dec: Tensor,
+    theta: Tensor,
+    l0_coefficient: float,
+    bandwidth: float,
+    tanh_scale: float,
+    conventions: Conventions,
+    also_input: bool,
+) -> Tensor:
     check_coefficient("l0_coefficient", l0_coefficient)
     check_tanh_scale(tanh_scale)
     check_bandwidth(bandwidth)
     _positive_threshold(theta)
     c = conventions
-    reconstruction = jumprelu_total_loss(
-        x, W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient=0.0, bandwidth=bandwidth, conventions=c
+    reconstruction = loss_with_estimator(
+        x, W_enc, b_enc, W_dec, b_dec, theta, 0.0, bandwidth, c, also_input=also_input
     )
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
-    f: Tensor = JumpReLUFunction.apply(z, theta, bandwidth)  # type: ignore[no-untyped-call]
+    f: Tensor = JumpReLUFunction.apply(z, theta, bandwidth, also_input)  # type: ignore[no-untyped-call]
     s = torch.linalg.vector_norm(W_dec, dim=-1)
     penalty = torch.tanh(tanh_scale * f * s).sum(dim=(0, -1)) / x.shape[0]
     loss: Tensor = reconstruction + l0_coefficient * penalty.sum()
@@ -89,19 +107,30 @@ def jumprelu_tanh_loss_gradients(
     tanh_scale: float = TANH_SCALE,
     conventions: Conventions = Conventions(),
     parametrisation: Parametrisation = "theta",
+    ste: Ste = "threshold_only",
 ) -> dict[str, Tensor]:
-    """Autograd through `jumprelu_tanh_total_loss` (JUMP-10); `threshold` as JUMP-5."""
+    """Autograd through `jumprelu_tanh_total_loss` (JUMP-10; JUMP-15 under `ste="also_input"`);
+    `threshold` as JUMP-5."""
     check_choice("parametrisation", parametrisation, PARAMETRISATIONS)
+    check_choice("ste", ste, STES)
     params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec, "theta": theta}
-    out = autograd_gradients(
-        jumprelu_tanh_total_loss,
-        x,
-        params,
-        l0_coefficient=l0_coefficient,
-        bandwidth=bandwidth,
-        tanh_scale=tanh_scale,
-        conventions=conventions,
-    )
+
+    def loss(x: Tensor, **p: Tensor) -> Tensor:
+        return _tanh_loss(
+            x,
+            p["W_enc"],
+            p["b_enc"],
+            p["W_dec"],
+            p["b_dec"],
+            p["theta"],
+            l0_coefficient,
+            bandwidth,
+            tanh_scale,
+            conventions,
+            ste == "also_input",
+        )
+
+    out = autograd_gradients(loss, x, params)
     grad_theta = out.pop("theta")
     out["threshold"] = theta.detach() * grad_theta if parametrisation == "log_theta" else grad_theta
     return out

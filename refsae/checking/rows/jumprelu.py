@@ -98,10 +98,12 @@ def jumprelu_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
 
 @st.composite
 def jumprelu_gradient_cases(draw: st.DrawFn, dtype: str) -> Case:
-    """`jumprelu_loss_cases` with `parametrisation` drawn (θ or log θ stored, JUMP-5)."""
+    """`jumprelu_loss_cases` with `parametrisation` (θ or log θ stored, JUMP-5) and `ste` (JUMP-14,
+    JUMP-15) drawn."""
     case = draw(jumprelu_loss_cases(dtype))
     parametrisation = draw(rs.convention("parametrisation", OPERATION_AXES["parametrisation"]))
-    return Case(case.arrays, {**case.options, "parametrisation": parametrisation}, dtype)
+    ste = draw(rs.convention("ste", OPERATION_AXES["ste"]))
+    return Case(case.arrays, {**case.options, "parametrisation": parametrisation, "ste": ste}, dtype)
 
 
 def jumprelu_total_loss_bound(
@@ -135,10 +137,12 @@ def jumprelu_loss_gradients_bound(
     bandwidth: float,
     c: Conventions,
     parametrisation: str = "theta",
+    ste: str = "threshold_only",
 ) -> dict[str, Bound]:
     """The four gradients (GRAD's bounds with the mask z > θ) and the threshold's: the batch sum of
     g_f · (θ/ε) · K, plus λ/(Bε) times the number of kernel hits, the two added by autograd; under
-    `log_theta` that times θ (an exact input), one more rounding."""
+    `log_theta` that times θ (an exact input), one more rounding. Under `ste="also_input"` the same
+    two terms at z (not summed over the batch) are pulled back through the encoder and added."""
     z = oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     out = bounds.loss_gradients(x, W_enc, b_enc, W_dec, b_dec, 0.0, c, active=z > theta)
     K = (np.abs(z - theta) < bandwidth / 2).astype(np.float64)
@@ -147,6 +151,9 @@ def jumprelu_loss_gradients_bound(
     through_f = add(term.magnitude.sum(axis=0), term, k_acc=x.shape[0], k_store=1)
     through_l0 = Bound(l0_coefficient / (x.shape[0] * bandwidth) * K.sum(axis=0), x.shape[0], 3)
     out["threshold"] = add(through_f.magnitude + through_l0.magnitude, through_f, through_l0, k_store=1)
+    if ste == "also_input":
+        at_z = add(term.magnitude + l0_coefficient / (x.shape[0] * bandwidth) * K, term, k_store=4)
+        out = bounds.plus(out, bounds.encoder_backward(x, W_enc, b_dec, at_z, c.encode))
     if parametrisation == "log_theta":
         out["threshold"] = mul(np.abs(theta) * out["threshold"].magnitude, out["threshold"], k_store=1)
     return out
@@ -179,6 +186,7 @@ def jumprelu_loss_gradients_bounds(case: Case, out: Outputs) -> Bounds:
             o["bandwidth"],
             conventions_of(case),
             o.get("parametrisation", "theta"),
+            o.get("ste", "threshold_only"),
         )
     )
 
@@ -206,7 +214,7 @@ ROWS = (
     Operation(
         name="jumprelu_loss_gradients",
         summary="∂L/∂(W_enc, b_enc, W_dec, b_dec) and the threshold's straight-through pseudo-gradient",
-        clauses=("JUMP-3", "JUMP-4", "JUMP-6", "JUMP-8"),
+        clauses=("JUMP-3", "JUMP-4", "JUMP-6", "JUMP-8", "JUMP-14", "JUMP-15"),
         arrays=("x", "W_enc", "b_enc", "W_dec", "b_dec", "theta"),
         outputs=("W_enc", "b_enc", "W_dec", "b_dec", "threshold"),
         cases=jumprelu_gradient_cases,
@@ -233,11 +241,18 @@ def target_l0_bounds(op: Operation, case: Case, out: Outputs, parameters: Parame
     hits = (np.abs(z - a["theta"]) < o["bandwidth"] / 2).sum(axis=0)
     slope = 2 * lam / target * (l0 / target + 1)
     term = Bound(slope[..., None] * hits / (batch * o["bandwidth"]), batch, 7)
+    at_z = Bound(
+        slope[..., None] * (np.abs(z - a["theta"]) < o["bandwidth"] / 2) / (batch * o["bandwidth"]), 1, 7
+    )
     if o.get("parametrisation", "theta") == "log_theta":
         term = mul(term.magnitude * a["theta"], term, k_store=1)
     threshold = base["threshold"]
     assert threshold is not None
-    return {**base, "threshold": add(threshold.magnitude + term.magnitude, threshold, term, k_store=1)}
+    result = {**base, "threshold": add(threshold.magnitude + term.magnitude, threshold, term, k_store=1)}
+    if o.get("ste", "threshold_only") == "also_input":  # the penalty's step term reaches z (JUMP-15)
+        extra = bounds.encoder_backward(a["x"], a["W_enc"], a["b_dec"], at_z, c.encode)
+        return dict(bounds.plus({k: v for k, v in result.items() if v is not None}, extra))
+    return result
 
 
 EQUIVALENCES = (

@@ -42,6 +42,7 @@ def tanh_cases(draw: st.DrawFn, dtype: str, gradients: bool = False) -> Case:
     options = {**case.options, "tanh_scale": draw(st.sampled_from(TANH_SCALES))}
     if gradients:
         options["parametrisation"] = draw(rs.convention("parametrisation", OPERATION_AXES["parametrisation"]))
+        options["ste"] = draw(rs.convention("ste", OPERATION_AXES["ste"]))
     return Case(case.arrays, options, dtype)
 
 
@@ -109,6 +110,8 @@ def _tanh_loss_gradients_bounds(case: Case) -> Bounds:
     K = (np.abs(z - theta) < o["bandwidth"] / 2).astype(np.float64)
     term = mul((g_f.magnitude + inactive) * (theta / o["bandwidth"]) * K, g_f, k_store=2)
     grads["threshold"] = add(term.magnitude.sum(axis=0), term, k_acc=x.shape[0], k_store=1)
+    if o.get("ste", "threshold_only") == "also_input":  # the same terms at z too (JUMP-15)
+        grads = bounds.plus(grads, bounds.encoder_backward(x, W_enc, b_dec, term, c_pen.encode))
     if o.get("parametrisation") == "log_theta":
         grads["threshold"] = mul(theta * grads["threshold"].magnitude, grads["threshold"], k_store=1)
     arg = _tanh_argument(case)
@@ -150,25 +153,11 @@ def _pre_act_penalty_gradients_bounds(case: Case) -> Bounds:
     x, W_enc, _, W_dec, b_dec = sae_arrays(case)
     theta, encode = case.arrays["theta"], case.options["encode"]
     gap, s, below = _pre_act_parts(case)
-    batch, d_sae = x.shape[0], W_dec.shape[-2]
+    batch = x.shape[0]
     scale = case.options["pre_act_coefficient"] / batch
     g = mul(np.where(below, scale * s.magnitude, 0.0), s, k_store=4)
-    u = bounds.encoder_input(x, b_dec, encode)
-    grads = {
-        "threshold": add(g.magnitude.sum(axis=0), g, k_acc=batch, k_store=1),
-        "b_enc": add(g.magnitude.sum(axis=0), g, k_acc=batch, k_store=1),
-        "W_enc": mul(np.einsum("b...i,b...j->...ij", u.magnitude, g.magnitude), u, g, k_acc=batch, k_store=1),
-        "b_dec": Bound(np.zeros(x.shape[1:]), 0, 0),
-    }
-    if encode == "tied":
-        g_u = mul(
-            np.einsum("b...j,...ij->b...i", g.magnitude, np.abs(W_enc)),
-            g,
-            leaf(W_enc),
-            k_acc=d_sae,
-            k_store=1,
-        )
-        grads["b_dec"] = add(g_u.magnitude.sum(axis=0), g_u, k_acc=batch, k_store=1)
+    grads = bounds.encoder_backward(x, W_enc, b_dec, g, encode)
+    grads["threshold"] = add(g.magnitude.sum(axis=0), g, k_acc=batch, k_store=1)
     g_s = add(scale * gap.magnitude.sum(axis=0), gap, k_acc=batch, k_store=4)
     safe = np.where(s.magnitude > 0, s.magnitude, np.inf)[..., None]
     grads["W_dec"] = mul(g_s.magnitude[..., None] * np.abs(W_dec) / safe, g_s, s, k_store=3)
@@ -196,7 +185,7 @@ ROWS = (
     Operation(
         name="jumprelu_tanh_loss_gradients",
         summary="gradients of the tanh-penalised loss, θ's through the straight-through estimate",
-        clauses=("JUMP-10", "JUMP-13"),
+        clauses=("JUMP-10", "JUMP-13", "JUMP-14", "JUMP-15"),
         arrays=PENALTY_ARRAYS,
         outputs=GRADIENTS,
         cases=lambda dtype: tanh_cases(dtype, gradients=True),

@@ -1,8 +1,9 @@
 """The adapter of SAELens's `JumpReLUTrainingSAE` (target `sae_lens.jumprelu`): the rows of
 `refsae.conform.adapters.sae_lens.JumpReLUSAE` (JumpReLU with its default L0 penalty) and the newer
 penalties of the same class: `jumprelu_sparsity_loss_mode="tanh"` with `jumprelu_tanh_scale` (JUMP-9,
-JUMP-10) and `pre_act_loss_coefficient` with a dead-latent mask (JUMP-11, JUMP-12). Which library
-code each row calls: conformance/sae_lens/README.md."""
+JUMP-10) and `pre_act_loss_coefficient` with a dead-latent mask (JUMP-11, JUMP-12). The gradient rows
+take `ste` and set `jumprelu_ste_to_input` from it, so both estimators are checked (JUMP-14,
+JUMP-15). Which library code each row calls: conformance/sae_lens/README.md."""
 
 from __future__ import annotations
 
@@ -55,19 +56,35 @@ class JumpReLUTrainingSAE(JumpReLUSAE):
         values = dict(zip(names, arrays, strict=True))
         return self.load(self.make(values, **config), values)
 
-    def _tanh(self, arrays: tuple[Tensor, ...], l0_coefficient: float, bandwidth: float, scale: float) -> Any:
+    def _tanh(
+        self, arrays: tuple[Tensor, ...], l0_coefficient: float, bandwidth: float, scale: float, ste: str
+    ) -> Any:
         return self._penalised(
             arrays,
             l0_coefficient=l0_coefficient,
             jumprelu_bandwidth=bandwidth,
             jumprelu_sparsity_loss_mode="tanh",
             jumprelu_tanh_scale=scale,
+            jumprelu_ste_to_input=ste == "also_input",
         )
+
+    def jumprelu_loss_gradients(
+        self, x: Tensor, *params: Tensor, l0_coefficient: float, bandwidth: float, ste: str
+    ) -> dict[str, Tensor]:
+        """The default (step) penalty's backward, with `jumprelu_ste_to_input` set from `ste`: both
+        estimators are checked (JUMP-14, JUMP-15)."""
+        sae = self._penalised(
+            params,
+            l0_coefficient=l0_coefficient,
+            jumprelu_bandwidth=bandwidth,
+            jumprelu_ste_to_input=ste == "also_input",
+        )
+        return self._gradients(sae, _forward(sae, x, None).loss)
 
     def jumprelu_tanh_total_loss(
         self, x: Tensor, *params: Tensor, l0_coefficient: float, bandwidth: float, tanh_scale: float
     ) -> Tensor:
-        sae = self._tanh(params, l0_coefficient, bandwidth, tanh_scale)
+        sae = self._tanh(params, l0_coefficient, bandwidth, tanh_scale, "threshold_only")
         with torch.no_grad():
             return cast(Tensor, _forward(sae, x, None).loss)
 
@@ -76,9 +93,9 @@ class JumpReLUTrainingSAE(JumpReLUSAE):
         return backward_to(loss, leaves)
 
     def jumprelu_tanh_loss_gradients(
-        self, x: Tensor, *params: Tensor, l0_coefficient: float, bandwidth: float, tanh_scale: float
+        self, x: Tensor, *params: Tensor, l0_coefficient: float, bandwidth: float, tanh_scale: float, ste: str
     ) -> dict[str, Tensor]:
-        sae = self._tanh(params, l0_coefficient, bandwidth, tanh_scale)
+        sae = self._tanh(params, l0_coefficient, bandwidth, tanh_scale, ste)
         return self._gradients(sae, _forward(sae, x, None).loss)
 
     def _pre_act(self, params: tuple[Tensor, ...], coefficient: float) -> Any:

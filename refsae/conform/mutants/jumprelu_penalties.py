@@ -51,6 +51,16 @@ def tanh_penalty_skips_threshold(*arrays: Tensor, **options: Any) -> dict[str, T
     return out
 
 
+def ste_to_input_with_wrong_sign(*arrays: Tensor, **options: Any) -> dict[str, Tensor]:
+    """Under `also_input`, the estimate added to z with θ's sign (−) instead of the opposite one."""
+    out = dict(rt.jumprelu_loss_gradients(*arrays, **{**options, "ste": "threshold_only"}))
+    if options.get("ste") == "also_input":
+        extra = rt.jumprelu_loss_gradients(*arrays, **options)
+        for k in ("W_enc", "b_enc", "b_dec"):
+            out[k] = 2 * out[k] - extra[k]
+    return out
+
+
 def pre_act_ignores_dead_mask(*arrays: Tensor, **options: Any) -> Tensor:
     *params, dead = arrays
     x, W_enc, b_enc, W_dec, b_dec, theta = params
@@ -80,6 +90,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "JUMP-10",
         "the penalty differentiated by plain autograd: θ gets no straight-through gradient from it",
         tanh_penalty_skips_threshold,
+    ),
+    Mutant(
+        "ste_to_input_with_wrong_sign",
+        "jumprelu_loss_gradients",
+        "JUMP-15",
+        "the straight-through estimate passed to z with the threshold's sign",
+        ste_to_input_with_wrong_sign,
+        unseen_by_selftest="only `ste=also_input` is wrong; the canonical adapter's `ste` is detected, and "
+        "`threshold_only` is right",
     ),
     Mutant(
         "pre_act_ignores_dead_mask",
