@@ -14,6 +14,12 @@ import torch
 
 from refsae import oracle
 from refsae import torch as rt
+from refsae.cases import Case
+from refsae.checking import table
+from refsae.checking.rows.jumprelu import target_l0_bounds
+from refsae.checking.tolerances import Bound
+from refsae.conventions import Conventions
+from tests.float64_agreement import agree
 
 SIDES = ("oracle", "torch")
 
@@ -28,6 +34,20 @@ def _case(seed: int) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
         "b_dec": 0.1 * rng.standard_normal(3),
     }
     return x, params, np.abs(rng.standard_normal(5)) + 0.2
+
+
+def _row_bounds(row: str, x: np.ndarray, arrays: dict[str, Any], **options: Any) -> dict[str, Bound]:
+    """The row's own error bounds (TOL-4) at float64 on this case: the magnitudes and rounding chains
+    two float64 computations of its outputs are compared under."""
+    case = Case({"x": x, **arrays}, {"conventions": Conventions(), **options}, "float64")
+    out = {k: np.asarray(v) for k, v in getattr(oracle, row)(x, **arrays, **options).items()}
+    return {k: b for k, b in table.get(row).bounds(case, out).items() if b is not None}
+
+
+def _within(a: np.ndarray, b: np.ndarray, *bounds: Bound) -> bool:
+    """`agree` under the sum of the bounds' magnitudes and the longest of their chains."""
+    magnitude = np.sum([np.asarray(bound.magnitude) for bound in bounds], axis=0)
+    return agree(a, b, magnitude, max(bound.k_acc + bound.k_store for bound in bounds))
 
 
 def _central(loss: Any, params: dict[str, Any], name: str, h: float = 1e-6) -> np.ndarray:
@@ -73,7 +93,10 @@ def test_the_tanh_penalty_reaches_the_threshold_through_the_window_also_from_ina
     window = np.abs(z - theta) < eps / 2
     slope = lam / x.shape[0] * c * s / np.cosh(c * f * s) ** 2
     expected = -(theta / eps) * (slope * window).sum(axis=0)
-    assert np.allclose(got["threshold"] - base["threshold"], expected, rtol=1e-12, atol=1e-15)
+    options = {"l0_coefficient": lam, "bandwidth": eps}
+    tanh = _row_bounds("jumprelu_tanh_loss_gradients", x, {**params, "theta": theta}, **options, tanh_scale=c)
+    step = _row_bounds("jumprelu_loss_gradients", x, {**params, "theta": theta}, **options)
+    assert _within(got["threshold"] - base["threshold"], expected, tanh["threshold"], step["threshold"])
     assert (window & (z <= theta)).any()  # an inactive example in a window contributes
 
 
@@ -190,9 +213,10 @@ def test_passing_the_estimate_to_the_input_adds_minus_the_threshold_gradient_to_
     arrays = {**params, "theta": theta}
     only = _gradients(side, name, x, arrays, **options, ste="threshold_only")
     also = _gradients(side, name, x, arrays, **options, ste="also_input")
-    assert np.allclose(also["threshold"], only["threshold"], rtol=0, atol=1e-15)
-    assert np.allclose(also["b_enc"] - only["b_enc"], -only["threshold"], rtol=1e-12, atol=1e-14)
-    assert np.allclose(also["W_dec"], only["W_dec"], rtol=0, atol=1e-15)
+    assert np.array_equal(also["threshold"], only["threshold"])  # the same operations under both
+    assert np.array_equal(also["W_dec"], only["W_dec"])
+    b = _row_bounds(name, x, arrays, **options, ste="also_input")
+    assert _within(also["b_enc"] - only["b_enc"], -only["threshold"], b["b_enc"], b["threshold"])
     assert np.abs(only["threshold"]).max() > 0
 
 
@@ -202,4 +226,13 @@ def test_the_target_l0_penalty_passes_its_step_estimate_to_the_input_too() -> No
     options: dict[str, Any] = {"l0_coefficient": 0.7, "bandwidth": 0.5, "target_l0": 2.0}
     only = oracle.jumprelu_target_l0_loss_gradients(x, **params, theta=theta, **options)
     also = oracle.jumprelu_target_l0_loss_gradients(x, **params, theta=theta, **options, ste="also_input")
-    assert np.allclose(also["b_enc"] - only["b_enc"], -only["threshold"], rtol=1e-12, atol=1e-14)
+    case = Case(
+        {"x": x, **params, "theta": theta},
+        {"conventions": Conventions(), **options, "ste": "also_input"},
+        "float64",
+    )
+    out = {k: np.asarray(v) for k, v in also.items()}
+    op = table.get("jumprelu_loss_gradients")
+    b = target_l0_bounds(op, case, out, {"target_l0": options["target_l0"]})  # EQ-8's own bounds
+    assert b["b_enc"] is not None and b["threshold"] is not None
+    assert _within(also["b_enc"] - only["b_enc"], -only["threshold"], b["b_enc"], b["threshold"])

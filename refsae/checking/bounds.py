@@ -48,7 +48,8 @@ def pre_activations(
 
 
 def row_norms(W_dec: np.ndarray, keepdims: bool = False) -> Bound:
-    """‖W_dec_j‖₂: d_in squares summed, a square root, stored (all terms >= 0: M = the value)."""
+    """‖a_j‖₂ over the last axis (W_dec's rows, or tokens): d squares summed, a square root, stored (all
+    terms >= 0: M = the value)."""
     n = np.linalg.norm(W_dec, axis=-1, keepdims=keepdims)
     return Bound(np.asarray(n), W_dec.shape[-1] + 1, 1)
 

@@ -69,6 +69,13 @@ def encoder_backward(
     return {"W_enc": np.einsum("b...i,b...j->...ij", u, g_z), "b_enc": grad_b_enc, "b_dec": grad_b_dec}
 
 
+def norm_backward(W_dec: np.ndarray, g_s: np.ndarray) -> np.ndarray:
+    """∂/∂W_dec of a term whose gradient on s_j = ‖W_dec_j‖ is g_s_j: g_s_j W_dec_j / s_j, 0 on a zero
+    row (GRAD-6's l1_decoder_norm term, JUMP-10, JUMP-12)."""
+    s = np.linalg.norm(W_dec, axis=-1, keepdims=True)
+    return np.asarray(np.where(s > 0, W_dec / np.where(s > 0, s, 1.0), 0.0) * g_s[..., None])
+
+
 def normalisation_backward(W_dec: np.ndarray, G_hat: np.ndarray, eps: float) -> np.ndarray:
     """Pull Ĝ = ∂L/∂Ŵ back through Ŵ_j = W_j / (‖W_j‖ + eps) (GRAD-5)."""
     n = np.linalg.norm(W_dec, axis=-1, keepdims=True)
@@ -131,7 +138,5 @@ def gradients_given_mask(
         grad_b_dec = grad_b_dec - np.einsum("...j,...ij->...i", grad_b_enc, W_enc)
     grad_W_dec = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
     if c.sparsity == "l1_decoder_norm":
-        safe = np.where(norms > 0, norms, 1.0)[..., None]
-        unit = np.where(norms[..., None] > 0, W_dec / safe, 0.0)
-        grad_W_dec = grad_W_dec + (l1_coefficient / batch) * np.abs(f).sum(axis=0)[..., None] * unit
+        grad_W_dec = grad_W_dec + norm_backward(W_dec, (l1_coefficient / batch) * np.abs(f).sum(axis=0))
     return Gradients(W_enc=grad_W_enc, b_enc=grad_b_enc, W_dec=grad_W_dec, b_dec=grad_b_dec)

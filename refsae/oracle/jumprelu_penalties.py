@@ -34,7 +34,7 @@ from refsae.oracle._shapes import (
 )
 from refsae.oracle.auxk import check_dead
 from refsae.oracle.forward import pre_activations
-from refsae.oracle.gradients import encoder_backward
+from refsae.oracle.gradients import encoder_backward, norm_backward
 from refsae.oracle.jumprelu import (
     PARAMETRISATIONS,
     Parametrisation,
@@ -63,12 +63,6 @@ def check_tanh_scale(tanh_scale: float) -> None:
         isinstance(tanh_scale, int | float) and math.isfinite(tanh_scale) and tanh_scale > 0
     ):
         raise ValueError(f"tanh_scale must be a finite number > 0, got {tanh_scale!r}")
-
-
-def _norm_backward(W_dec: np.ndarray, g_s: np.ndarray) -> np.ndarray:
-    """∂/∂W_dec of a term with gradient g_s on s_j = ‖W_dec_j‖: g_s_j W_dec_j / s_j (0 on a zero row)."""
-    s = np.linalg.norm(W_dec, axis=-1, keepdims=True)
-    return np.asarray(np.where(s > 0, W_dec / np.where(s > 0, s, 1.0), 0.0) * g_s[..., None])
 
 
 @typechecked
@@ -137,7 +131,7 @@ def jumprelu_tanh_loss_gradients(
     g_f = scale * tanh_scale * s * sech2
     for k, v in encoder_backward(x, W_enc, b_dec, np.where(active, g_f, 0.0), c.encode).items():
         grads[k] = grads[k] + v
-    grads["W_dec"] = grads["W_dec"] + _norm_backward(W_dec, (scale * tanh_scale * f * sech2).sum(axis=0))
+    grads["W_dec"] = grads["W_dec"] + norm_backward(W_dec, (scale * tanh_scale * f * sech2).sum(axis=0))
     K = np.abs(z - theta) < bandwidth / 2
     add_ste_to_input(grads, x, W_enc, b_dec, g_f * (theta / bandwidth) * K, c.encode, ste)
     grad_theta = grads["threshold"] + (g_f * (-theta / bandwidth) * K).sum(axis=0)
@@ -198,7 +192,7 @@ def jumprelu_pre_act_penalty_gradients(
     scale = pre_act_coefficient / x.shape[0]
     below = (theta > z) & dead
     grads = encoder_backward(x, W_enc, b_dec, np.where(below, -scale * s, 0.0), encode)
-    grads["W_dec"] = _norm_backward(W_dec, scale * (dead * np.maximum(theta - z, 0.0)).sum(axis=0))
+    grads["W_dec"] = norm_backward(W_dec, scale * (dead * np.maximum(theta - z, 0.0)).sum(axis=0))
     grad_theta = np.where(below, scale * s, 0.0).sum(axis=0)
     grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta
     return grads

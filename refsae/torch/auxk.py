@@ -19,7 +19,7 @@ from refsae.torch.losses import total_variance
 __all__ = ["auxk_latents", "auxk_loss", "auxk_loss_gradients"]
 
 
-def _dead_mask(dead: Tensor) -> Tensor:
+def dead_mask(dead: Tensor) -> Tensor:
     """The dead mask as bool; 0/1 or boolean only (AUXK-1)."""
     if dead.dtype.is_floating_point or dead.dtype.is_complex:
         raise ValueError("dead must be a 0/1 or boolean mask of shape (*inst, d_sae)")
@@ -40,7 +40,7 @@ def auxk_latents(
     (AUXK-2, AUXK-3); differentiable in z."""
     AuxKOptions(k_aux, values)
     _validate.check(batch=z, batch_name="z", z=z)
-    is_dead = _dead_mask(dead).to(z.device)
+    is_dead = dead_mask(dead).to(z.device)
     k_each = is_dead.sum(dim=-1).clamp(max=k_aux)  # (*inst)
     k_max = min(k_aux, z.shape[-1])
     top, indices = torch.topk(torch.where(is_dead, z, float("-inf")), k_max, dim=-1, sorted=True)
@@ -77,7 +77,7 @@ def auxk_loss(
         e_hat = e_hat + b_dec
     elif o.aux_decode == "cancelled_b_dec":  # OpenAI's train.py: b_dec on both sides, one detached
         e_hat = e_hat + b_dec - b_dec.detach()
-    n_dead = _dead_mask(dead).to(z.device).sum(dim=-1)
+    n_dead = dead_mask(dead).to(z.device).sum(dim=-1)
     # s = min(n_dead / k_aux, 1): the quotient in float64, then one rounding to the dtype
     ratio = (n_dead.to(torch.float64) / k_aux).clamp(max=1.0)
     s = torch.where(n_dead > 0, ratio if scale == "dead_fraction" else torch.ones_like(ratio), 0.0)

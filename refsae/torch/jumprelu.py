@@ -28,7 +28,7 @@ from refsae.torch.losses import reconstruction_loss
 __all__ = ["jumprelu", "jumprelu_loss_gradients", "jumprelu_total_loss"]
 
 
-def _check_threshold(theta: Tensor, bandwidth: float | None = None) -> None:
+def check_threshold(theta: Tensor, bandwidth: float | None = None) -> None:
     """θ finite and > 0, one dtype and device; the bandwidth finite and > 0 (JUMP-7)."""
     _validate.check(theta=theta)
     if not bool((theta > 0).all()):
@@ -84,7 +84,7 @@ class _Step(torch.autograd.Function):
 def jumprelu(z: LatentBatch, theta: LatentVector) -> LatentBatch:
     """f = z · 1[z > θ], strictly (JUMP-1)."""
     _validate.check(batch=z, batch_name="z", z=z, theta=theta)
-    _check_threshold(theta)
+    check_threshold(theta)
     return torch.where(z > theta, z, torch.zeros_like(z))
 
 
@@ -122,7 +122,7 @@ def loss_with_estimator(
     """`jumprelu_total_loss` whose autograd Functions pass the straight-through terms to z too when
     `also_input` (JUMP-15); the value is the same."""
     check_coefficient("l0_coefficient", l0_coefficient)
-    _check_threshold(theta, bandwidth)
+    check_threshold(theta, bandwidth)
     c = conventions
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     f: Tensor = JumpReLUFunction.apply(z, theta, bandwidth, also_input)  # type: ignore[no-untyped-call]

@@ -9,15 +9,16 @@ import torch
 from jaxtyping import Shaped
 from torch import Tensor
 
-from refsae._typecheck import CHECKS_ENABLED, typechecked
+from refsae._typecheck import typechecked
 from refsae.conventions import Conventions, EncodeConvention, Ste, check_choice, check_coefficient
-from refsae.oracle.jumprelu import PARAMETRISATIONS, STES, Parametrisation, check_bandwidth
+from refsae.oracle.jumprelu import PARAMETRISATIONS, STES, Parametrisation
 from refsae.oracle.jumprelu_penalties import TANH_SCALE, check_tanh_scale
 from refsae.torch import _validate
 from refsae.torch._shapes import DecoderWeights, EncoderWeights, InputBatch, InputVector, LatentVector, Scalar
+from refsae.torch.auxk import dead_mask
 from refsae.torch.forward import pre_activations
 from refsae.torch.gradients import autograd_gradients
-from refsae.torch.jumprelu import JumpReLUFunction, loss_with_estimator
+from refsae.torch.jumprelu import JumpReLUFunction, check_threshold, loss_with_estimator
 
 __all__ = [
     "jumprelu_pre_act_penalty",
@@ -27,21 +28,6 @@ __all__ = [
 ]
 
 DeadMask = Shaped[Tensor, "*inst d_sae"]
-
-
-def _positive_threshold(theta: Tensor) -> None:
-    _validate.check(theta=theta)
-    if not bool((theta > 0).all()):
-        raise ValueError("theta must be > 0 (a JumpReLU threshold is positive)")
-
-
-def _dead_mask(dead: Tensor) -> Tensor:
-    """The dead mask as bool; 0/1 or boolean only (AUXK-1)."""
-    if dead.dtype.is_floating_point or dead.dtype.is_complex:
-        raise ValueError("dead must be a 0/1 or boolean mask of shape (*inst, d_sae)")
-    if CHECKS_ENABLED and not bool(((dead == 0) | (dead == 1)).all()):
-        raise ValueError("dead must be a 0/1 or boolean mask of shape (*inst, d_sae)")
-    return dead.bool()
 
 
 @typechecked
@@ -79,8 +65,7 @@ def _tanh_loss(
 ) -> Tensor:
     check_coefficient("l0_coefficient", l0_coefficient)
     check_tanh_scale(tanh_scale)
-    check_bandwidth(bandwidth)
-    _positive_threshold(theta)
+    check_threshold(theta, bandwidth)
     c = conventions
     reconstruction = loss_with_estimator(
         x, W_enc, b_enc, W_dec, b_dec, theta, 0.0, bandwidth, c, also_input=also_input
@@ -152,8 +137,8 @@ def jumprelu_pre_act_penalty(
     """Σ_inst λ_p (1/B) Σ_b Σ_j d_j relu(θ_j − z_bj) ‖W_dec_j‖ (JUMP-11)."""
     check_coefficient("pre_act_coefficient", pre_act_coefficient)
     _validate.check(batch=x, x=x, W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec, theta=theta)
-    _positive_threshold(theta)
-    mask = _dead_mask(dead).to(x.dtype)
+    check_threshold(theta)
+    mask = dead_mask(dead).to(x.dtype)
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=encode)
     s = torch.linalg.vector_norm(W_dec, dim=-1)
     terms = mask * torch.relu(theta - z) * s

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from refsae import oracle
 from refsae.cases import Case
+from refsae.checking import bounds
 from refsae.checking import strategies as rs
 from refsae.checking.cases import finish
 from refsae.checking.equivalence import Equivalence, calling
@@ -66,11 +67,6 @@ def _dot(a: np.ndarray, b: np.ndarray, a_bound: Bound, b_bound: Bound) -> Bound:
     return mul((np.abs(a) * np.abs(b)).sum(axis=-1), a_bound, b_bound, k_acc=a.shape[-1], k_store=1)
 
 
-def _norm(a: np.ndarray) -> Bound:
-    """‖a_b‖ per token: d squares accumulated, a square root, stored (all terms >= 0)."""
-    return Bound(np.linalg.norm(a, axis=-1), a.shape[-1] + 1, 1)
-
-
 def _batch_mean(per_token: Bound) -> Bound:
     """The mean over the batch: B terms accumulated, a division, stored."""
     batch = per_token.magnitude.shape[0]
@@ -80,7 +76,7 @@ def _batch_mean(per_token: Bound) -> Bound:
 def cosine_similarity_bounds(case: Case, out: Outputs) -> Bounds:
     """p / (‖x‖ ‖x_hat‖) per token: the relative errors add; magnitude Σ|x||x_hat| / (‖x‖ ‖x_hat‖)."""
     x, x_hat = case.arrays["x"], case.arrays["x_hat"]
-    dot, nx, nh = _dot(x, x_hat, leaf(x), leaf(x_hat)), _norm(x), _norm(x_hat)
+    dot, nx, nh = _dot(x, x_hat, leaf(x), leaf(x_hat)), bounds.row_norms(x), bounds.row_norms(x_hat)
     per_token = mul(dot.magnitude / (nx.magnitude * nh.magnitude), dot, nx, nh, k_store=2)
     return {"cosine_similarity": _batch_mean(per_token)}
 
@@ -88,7 +84,7 @@ def cosine_similarity_bounds(case: Case, out: Outputs) -> Bounds:
 def l2_ratio_bounds(case: Case, out: Outputs) -> Bounds:
     """‖x_hat_b‖ / ‖x_b‖ per token (a quotient of two norms), then the mean."""
     x, x_hat = case.arrays["x"], case.arrays["x_hat"]
-    nx, nh = _norm(x), _norm(x_hat)
+    nx, nh = bounds.row_norms(x), bounds.row_norms(x_hat)
     return {"l2_ratio": _batch_mean(mul(nh.magnitude / nx.magnitude, nh, nx, k_store=1))}
 
 

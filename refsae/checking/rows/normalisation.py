@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from refsae import oracle
 from refsae.cases import Case
+from refsae.checking import bounds
 from refsae.checking import strategies as rs
 from refsae.checking.cases import finish
 from refsae.checking.operation import Bounds, Operation, Outputs
@@ -78,11 +79,6 @@ def zero_tokens(case: Case) -> dict[str, np.ndarray]:
     return {"x_n": np.broadcast_to(zero[..., None], case.arrays["x"].shape), "coefficient": zero}
 
 
-def _norms(x: np.ndarray) -> Bound:
-    """‖x_b‖: d_in squares accumulated, a square root, stored."""
-    return Bound(np.linalg.norm(x, axis=-1), x.shape[-1] + 1, 1)
-
-
 @st.composite
 def factor_cases(draw: st.DrawFn, dtype: str) -> Case:
     shape = draw(rs.shapes())
@@ -106,7 +102,7 @@ def factor_bounds(case: Case, out: Outputs) -> Bounds:
     batch = x.shape[0]
     factor = np.abs(out["factor"])
     with magnitude_floor(dtype):
-        norms = _norms(x)
+        norms = bounds.row_norms(x)
         if case.options["norm_target"] == "mean_norm_sqrt_d_in":
             m = np.linalg.norm(x, axis=-1).mean(axis=0)
             mean = add(norms.magnitude.mean(axis=0), norms, k_acc=batch + 1, k_store=1)
@@ -130,7 +126,7 @@ def rescale_bounds(case: Case, out: Outputs) -> Bounds:
     """a = √d_in / ‖x_b‖ (the norm, √d_in rounded, a division), x_n = a · x (one product); a zero
     token's a = 1 and x_n = 0 are exact."""
     x = case.arrays["x"]
-    norms = _norms(x)
+    norms = bounds.row_norms(x)
     a = mul(np.abs(out["coefficient"]), norms, k_store=2)
     zero = norms.magnitude == 0
     a = Bound(np.where(zero, 0.0, a.magnitude), a.k_acc, a.k_store)

@@ -28,7 +28,9 @@ class EvaluationLoop(Adapter):
     def loop(
         self, sae: Any, model: Any, store: Any, **switches: bool
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        raise NotImplementedError
+        """The library's evaluation loop on the stand-ins: (its metrics, its feature metrics). Each
+        subclass (SAEBench, SAELens, dictionary_learning) calls its own; the base has none."""
+        raise NotImplementedError(f"{type(self).__name__} does not name its library's evaluation loop")
 
     def _metric(
         self, name: str, x: Tensor | None = None, x_hat: Tensor | None = None, f: Tensor | None = None
