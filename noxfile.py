@@ -150,6 +150,8 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
         "sae_lens.gated",
         "sae_lens.evals",
         "sae_lens.folding",
+        "sae_lens.matryoshka",
+        "sae_lens.transcoder",
     ),
     "sparse_autoencoder": ("sparse_autoencoder",),
     "dictionary_learning": (
@@ -160,8 +162,9 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
         "dictionary_learning.gated",
         "dictionary_learning.folding",
         "dictionary_learning.evals",
+        "dictionary_learning.matryoshka",
     ),
-    "sparsify": ("sparsify",),
+    "sparsify": ("sparsify", "sparsify.transcoder"),
     "saev": ("saev",),
     "sae_bench": ("sae_bench",),
     "overcomplete": ("overcomplete", "overcomplete.topk", "overcomplete.batchtopk", "overcomplete.jumprelu"),
@@ -258,7 +261,8 @@ def selftest(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (PERF-4): the training step against its GEMM floor, SAELens' step (installed here,
-    with conformance/sae_lens/'s pins) and a naive step, on CPU and, where one is visible, CUDA; then
+    with conformance/sae_lens/'s pins) and a naive step, on CPU and, where one is visible, CUDA; the
+    Matryoshka BatchTopK step beside its autograd formulation and SAELens's (PERF-7); then
     the wall time of a full ci-profile conformance run (CONF-5). Writes benchmarks/results/step-*.json,
     README.md's performance table and conform.json, and prints the ratios. Timings are noisy: compare
     ratios of one run. `nox -s bench -- --config relu_4096x512x4096` passes arguments to bench_step.py
@@ -272,5 +276,6 @@ def bench(session: nox.Session) -> None:
     if (session.run("python", "-c", probe, silent=True) or "").strip() == "True":
         session.run("python", "benchmarks/bench_step.py", "--device", "cuda", *session.posargs, env=_env())
     if not session.posargs:  # a full run: README's table follows the new results
+        session.run("python", "benchmarks/bench_matryoshka.py", env=_env())  # PERF-7
         session.run("python", "benchmarks/bench_step.py", "--readme", env=_env())
         session.run("python", "benchmarks/bench_conform.py", env=_env())

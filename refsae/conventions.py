@@ -55,6 +55,7 @@ OPERATION_AXES: dict[str, tuple[str, ...]] = {
     "normalisation": ("residual_variance", "input_variance", "sum"),  # AUXK-7
     "fold_into": get_args(FoldInto),  # folding.md FOLD-5, FOLD-6: where an input scale is folded
     "norm_target": get_args(NormTarget),  # normalisation.md NORM-2, NORM-3: what an input scale makes 1
+    "levels": ("summed", "averaged"),  # matryoshka.md MAT-5, MAT-6: how the levels' losses combine
 }
 """Conventions of single operations, passed as keyword options of their functions (the first name is
 the default). The case strategies draw them with `refsae.checking.strategies.convention`, so that the
@@ -79,11 +80,13 @@ CLAUSES: dict[tuple[str, str], str] = {
     ("ste", "also_input"): "JUMP-15",
     ("norm_target", "mean_norm_sqrt_d_in"): "NORM-2",
     ("norm_target", "mean_squared_norm_one"): "NORM-3",
+    ("levels", "summed"): "MAT-5",
+    ("levels", "averaged"): "MAT-6",
 }
 """The clause defining each (axis, name): the conformance suite reports the clause of a convention
 other than the detected one as `unsupported`, not `fail` (CONF-4)."""
 
-ABSENT_PARAMETERS: tuple[str, ...] = ("b_dec",)
+ABSENT_PARAMETERS: tuple[str, ...] = ("b_dec", "W_skip")
 """Parameters a library may not have (CONF-11): while pinned `absent`, the strategies draw them as
 exact zeros."""
 

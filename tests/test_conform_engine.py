@@ -38,6 +38,7 @@ DETECTION_ROWS = [
     "auxk_loss_gradients",
     "fold_input_scale",
     "activation_norm_factor",
+    "matryoshka_reconstruction_loss",
 ]
 
 

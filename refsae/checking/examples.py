@@ -36,6 +36,7 @@ SHAPES: dict[str, tuple[int, ...]] = {
     "y": (BATCH, D_IN),
     "mu": (BATCH,),
     "sigma": (BATCH,),
+    "W_skip": (D_IN, D_IN),
 }
 """Shapes by array name; a dotted name (`grad.W_enc`) takes the shape of the part after the dot."""
 

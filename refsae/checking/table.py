@@ -33,6 +33,7 @@ from refsae.checking.rows import (
     jumprelu,
     jumprelu_penalties,
     losses,
+    matryoshka,
     metrics,
     normalisation,
     optimizer,
@@ -40,6 +41,7 @@ from refsae.checking.rows import (
     resampling,
     topk,
     training,
+    transcoder,
 )
 
 __all__ = ["BY_NAME", "EQUIVALENCES", "FAMILIES", "TABLE", "Operation", "equivalences_of", "get", "resolve"]
@@ -63,8 +65,10 @@ FAMILIES: tuple[ModuleType, ...] = (
     jumprelu,
     jumprelu_penalties,
     batchtopk,
+    matryoshka,
     gated,
     auxk,
+    transcoder,
 )
 """The families in table order (the order of reports and of `refsae check`)."""
 

@@ -19,6 +19,7 @@ from refsae.oracle.init import *  # noqa: F403
 from refsae.oracle.jumprelu import *  # noqa: F403
 from refsae.oracle.jumprelu_penalties import *  # noqa: F403
 from refsae.oracle.losses import *  # noqa: F403
+from refsae.oracle.matryoshka import *  # noqa: F403
 from refsae.oracle.metrics import *  # noqa: F403
 from refsae.oracle.normalisation import *  # noqa: F403
 from refsae.oracle.optimizer import *  # noqa: F403
@@ -26,3 +27,4 @@ from refsae.oracle.resample_update import *  # noqa: F403
 from refsae.oracle.resampling import *  # noqa: F403
 from refsae.oracle.topk import *  # noqa: F403
 from refsae.oracle.training import *  # noqa: F403
+from refsae.oracle.transcoder import *  # noqa: F403

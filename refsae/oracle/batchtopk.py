@@ -84,7 +84,7 @@ def check_update_options(n_batches: int, update: str, beta: float) -> None:
         raise ValueError(f"beta must be a finite number in [0, 1), got {beta!r}")
 
 
-def _selected(z: np.ndarray, k: int) -> np.ndarray:
+def selected(z: np.ndarray, k: int) -> np.ndarray:
     """The canonical batch selection: per instance, the k·B largest entries of z over (b, j), the
     lower flat index b·d_sae + j first among equal values (BTOPK-2)."""
     batch, d_sae = z.shape[0], z.shape[-1]
@@ -108,7 +108,7 @@ def batchtopk(z: LatentBatch, *, k: int) -> LatentBatch:
     check_batch_k(k, z.shape[-1])
     _validate.nonempty_batch(z, "z")
     _validate.finite(z=z)
-    return np.where(_selected(z, k), np.maximum(z, 0.0), 0.0)
+    return np.where(selected(z, k), np.maximum(z, 0.0), 0.0)
 
 
 @typechecked
@@ -182,7 +182,7 @@ def _latents(
 ) -> tuple[np.ndarray, np.ndarray]:
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     check_batch_k(k, z.shape[-1])
-    return z, _selected(z, k) & (z > 0.0)
+    return z, selected(z, k) & (z > 0.0)
 
 
 @typechecked
@@ -261,7 +261,7 @@ def batchtopk_rescaled_total_loss(
     the batch selected (BTOPK-2's order), f = max(z ‖W_dec_j‖, 0) decoded as f_j / ‖W_dec_j‖."""
     check_coefficient("l1_coefficient", l1_coefficient)
     check_batch_k(k, W_dec.shape[-2])
-    mask = partial(_selected, k=k)
+    mask = partial(selected, k=k)
     return rescaled_loss_and_gradients(x, W_enc, b_enc, W_dec, b_dec, mask, l1_coefficient, conventions)[0]
 
 
@@ -280,5 +280,5 @@ def batchtopk_rescaled_loss_gradients(
     """Gradients of `batchtopk_rescaled_total_loss` (EQ-7), through both uses of ‖W_dec_j‖."""
     check_coefficient("l1_coefficient", l1_coefficient)
     check_batch_k(k, W_dec.shape[-2])
-    mask = partial(_selected, k=k)
+    mask = partial(selected, k=k)
     return rescaled_loss_and_gradients(x, W_enc, b_enc, W_dec, b_dec, mask, l1_coefficient, conventions)[1]

@@ -17,6 +17,7 @@ from refsae.torch.init import *  # noqa: F403
 from refsae.torch.jumprelu import *  # noqa: F403
 from refsae.torch.jumprelu_penalties import *  # noqa: F403
 from refsae.torch.losses import *  # noqa: F403
+from refsae.torch.matryoshka import *  # noqa: F403
 from refsae.torch.metrics import *  # noqa: F403
 from refsae.torch.model import *  # noqa: F403
 from refsae.torch.normalisation import *  # noqa: F403
@@ -25,3 +26,4 @@ from refsae.torch.resample_update import *  # noqa: F403
 from refsae.torch.resampling import *  # noqa: F403
 from refsae.torch.topk import *  # noqa: F403
 from refsae.torch.training import *  # noqa: F403
+from refsae.torch.transcoder import *  # noqa: F403

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-def _selected(z: Tensor, k: int) -> Tensor:
+def selected(z: Tensor, k: int) -> Tensor:
     """Mask of the k·B largest entries of z over (batch, latents), per instance (BTOPK-1)."""
     batch, d_sae = z.shape[0], z.shape[-1]
     flat = z.movedim(0, -2).reshape(*z.shape[1:-1], batch * d_sae)
@@ -48,7 +48,7 @@ def batchtopk(z: LatentBatch, *, k: int) -> LatentBatch:
     """Training latents (BTOPK-1); ties across the k·B-th value broken by torch (BTOPK-2)."""
     check_batch_k(k, z.shape[-1])
     _validate.check(batch=z, batch_name="z", z=z)
-    return torch.where(_selected(z, k), torch.relu(z), torch.zeros_like(z))
+    return torch.where(selected(z, k), torch.relu(z), torch.zeros_like(z))
 
 
 @typechecked
@@ -107,7 +107,7 @@ def batchtopk_total_loss(
     c = conventions
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     check_batch_k(k, z.shape[-1])
-    f = torch.where(_selected(z.detach(), k), torch.relu(z), torch.zeros_like(z))
+    f = torch.where(selected(z.detach(), k), torch.relu(z), torch.zeros_like(z))
     x_hat = decode(f, W_dec, b_dec, decoder=c.decoder, eps=c.eps)
     penalty = sparsity_loss(f, W_dec, sparsity=c.sparsity)
     loss: Tensor = (

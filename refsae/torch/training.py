@@ -8,21 +8,24 @@ operation table: it loads the given parameters and Adam state into an `SAE` and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from refsae.conventions import Conventions, check_choice
+from refsae.oracle.matryoshka import Levels
 from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters
 from refsae.torch.fast.constraints import remove_parallel_component_
 from refsae.torch.fast.gradients import fused_loss_and_gradients
+from refsae.torch.fast.matryoshka import matryoshka_batchtopk_fused_loss_and_gradients
 from refsae.torch.fast.topk import topk_fused_loss_and_gradients
+from refsae.torch.matryoshka import matryoshka_batchtopk_total_loss
 from refsae.torch.model import SAE, SAEConfig
 from refsae.torch.optimizer import check_parameter_maps
 
-__all__ = ["train_step_", "training_step"]
+__all__ = ["matryoshka_train_step_", "train_step_", "training_step"]
 
 TensorMap = Mapping[str, Tensor]
 
@@ -73,6 +76,43 @@ def _fused_backward(sae: SAE, x: Tensor) -> Tensor:
         if p.grad is not grads[name]:
             p.grad = grads[name]
     return loss
+
+
+def matryoshka_train_step_(
+    sae: SAE,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    *,
+    k: int,
+    widths: Sequence[int],
+    levels: Levels = "summed",
+    backward: str = "fused",
+) -> Tensor:
+    """One Matryoshka BatchTopK step of `sae` (its parameters and conventions; its own `k` and λ are
+    not used) in the specified order (STEP-1): the loss of MAT-3/MAT-4 and its gradients, the
+    parallel-gradient removal, `optimizer.step()`, the unit-norm constraint (the last two only under the
+    `constrained` decoder, STEP-2). `backward="fused"` (default) uses the grouped sparse backward of
+    `refsae.torch.fast.matryoshka` (PERF-7); `"autograd"` differentiates
+    `matryoshka_batchtopk_total_loss` (one masked decode per level). Returns the loss before the step."""
+    check_choice("backward", backward, BACKWARDS)
+    c = sae.config.conventions
+    args = (x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)
+    options: dict[str, Any] = {"k": k, "widths": widths, "levels": levels, "conventions": c}
+    if backward == "autograd":
+        optimizer.zero_grad(set_to_none=True)
+        loss = matryoshka_batchtopk_total_loss(*args, **options)
+        loss.backward()  # type: ignore[no-untyped-call]
+    else:
+        loss, grads = matryoshka_batchtopk_fused_loss_and_gradients(*args, **options, workspace=sae.workspace)
+        for name in PARAMETERS:
+            getattr(sae, name).grad = grads[name]
+    constrained = c.decoder == "constrained"
+    if constrained and sae.W_dec.grad is not None:
+        remove_parallel_component_(sae.W_dec.detach(), sae.W_dec.grad)
+    optimizer.step()
+    if constrained:
+        sae.constrain_()
+    return loss.detach()
 
 
 def training_step(

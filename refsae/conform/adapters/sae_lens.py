@@ -39,7 +39,7 @@ def _params(W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor) -> dict[
     return {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
 
 
-class _SAELens(ModuleAdapter):
+class SAELensBase(ModuleAdapter):
     library: ClassVar[str] = "sae-lens"
     # SAEConfig.apply_b_dec_to_input, "Whether to apply decoder bias to the input before encoding"
     # (TopKSAEConfig's docstring, sae_lens/saes/topk_sae.py), default True.
@@ -91,7 +91,7 @@ class _SAELens(ModuleAdapter):
             return cast(Tensor, self._decoder_sae(W_dec, b_dec).decode(f))
 
 
-def _trainer(adapter: _SAELens, d_sae: int, dtype: torch.dtype) -> Any:
+def _trainer(adapter: SAELensBase, d_sae: int, dtype: torch.dtype) -> Any:
     """An `SAETrainer` around a `StandardTrainingSAE` with `d_in = d_sae`, `W_enc = I` and zero biases
     (its `feature_acts` are `ReLU(x)`); `lr_end` is given because the trainer asserts it is set."""
     config = library("sae_lens.config")
@@ -102,7 +102,7 @@ def _trainer(adapter: _SAELens, d_sae: int, dtype: torch.dtype) -> Any:
     return library("sae_lens.training.sae_trainer").SAETrainer(cfg=cfg, sae=sae, data_provider=iter(()))
 
 
-class StandardSAE(_SAELens):
+class StandardSAE(SAELensBase):
     """`StandardTrainingSAE`: ReLU SAE with SAELens's L1 penalty (`l1_coefficient`), and the metrics and
     dead-latent bookkeeping of `sae_lens.evals`, `sae_lens.synthetic.evals` and `SAETrainer`."""
 
@@ -194,7 +194,7 @@ def _auxk_width(case: Any) -> bool:
     return bool(case.arrays["W_dec"].shape[-1] <= 2 * case.options["k_aux"] + 1)
 
 
-class _TopKBase(_SAELens):
+class _TopKBase(SAELensBase):
     """What TopK and BatchTopK share: the training SAE with `k` set, its loss and gradients, AuxK."""
 
     eps: ClassVar[float] = NO_EPS
@@ -330,7 +330,7 @@ class BatchTopKSAE(_TopKBase):
             return cast(Tensor, sae.encode(z))
 
 
-class JumpReLUSAE(_SAELens):
+class JumpReLUSAE(SAELensBase):
     """`JumpReLUTrainingSAE` (default `jumprelu_sparsity_loss_mode="step"`, `jumprelu_ste_to_input=False`,
     `pre_act_loss_coefficient=None`) and its `JumpReLU` autograd function."""
 
@@ -340,7 +340,7 @@ class JumpReLUSAE(_SAELens):
     loss_rows: ClassVar[tuple[str, ...]] = ("jumprelu_total_loss", "jumprelu_loss_gradients")
     # JumpReLUTrainingSAE: "The threshold is parameterized directly rather than as exp(log_threshold)"
     # (sae_lens/saes/jumprelu_sae.py).
-    claims: ClassVar[Mapping[str, str]] = {**_SAELens.claims, "parametrisation": "theta"}
+    claims: ClassVar[Mapping[str, str]] = {**SAELensBase.claims, "parametrisation": "theta"}
     # The threshold parameter is float32 in every SAE dtype (conformance/sae_lens/README.md): detect
     # in float32.
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
@@ -362,7 +362,7 @@ class JumpReLUSAE(_SAELens):
         return cast(Tensor, _saes().jumprelu_sae.JumpReLU.apply(z, theta, bandwidth, False))
 
 
-class GatedSAE(_SAELens):
+class GatedSAE(SAELensBase):
     """`GatedTrainingSAE` (its L1 on ReLU(π_gate) and auxiliary reconstruction, `l1_coefficient`)."""
 
     name: ClassVar[str] = "sae_lens.gated"

@@ -33,8 +33,10 @@ from refsae.conform.mutants import (
     evaluation,
     folding,
     jumprelu_penalties,
+    matryoshka,
     normalisation,
     training,
+    transcoder,
     variants,
 )
 from refsae.conform.mutants.record import CorrectRefsae, Mutant, MutantImplementation
@@ -48,9 +50,11 @@ MUTANTS: dict[str, Mutant] = {
         training,
         variants,
         jumprelu_penalties,
+        matryoshka,
         evaluation,
         folding,
         normalisation,
+        transcoder,
         classified,
     )
     for m in family.MUTANTS

@@ -38,47 +38,51 @@ from refsae.torch.forward import decoder_directions
 from refsae.torch.losses import reconstruction_denominator
 
 
-class _Bags:
-    """`embedding_bag` in sum mode over fixed bags of k indices (one per example), by the aten
-    operators behind `torch.nn.functional.embedding_bag` and its backward, so that each gradient is
-    one kernel call and nothing is computed that is not used."""
+class Bags:
+    """`embedding_bag` in sum mode over bags of row indices, given in bag order: `indices[e]` belongs
+    to bag `bag[e]` and `bag` is non-decreasing; a bag may be empty (its sum is 0).
 
-    def __init__(self, indices: Tensor, num_weights: int) -> None:
-        batch, k = indices.shape
+    `forward(weight, per_sample)` is Σ_{e in bag} per_sample_e weight_{indices_e}, one row per bag;
+    `per_sample_gradient(grad_out, weight)` is grad_out_{bag_e} · weight_{indices_e} per entry, and
+    `weight_gradient(grad_out, per_sample)` scatters per_sample_e grad_out_{bag_e} into row
+    indices_e: the two gradients of the forward."""
+
+    def __init__(self, indices: Tensor, bag: Tensor, n_bags: int, num_weights: int) -> None:
         self.indices = indices.reshape(-1)
-        self.offsets = torch.arange(0, batch * k, k, device=indices.device)
-        # which bag each index belongs to: the CPU forward leaves its own empty on its fast path
-        self.offset2bag = torch.arange(batch, device=indices.device).repeat_interleave(k)
+        self.offset2bag = bag.reshape(-1)
+        self.bag_size = torch.bincount(self.offset2bag, minlength=n_bags)
+        self.offsets = torch.cumsum(self.bag_size, 0) - self.bag_size
         self.num_weights = num_weights
-        self.saved: tuple[Tensor, Tensor] | None = None
+        self.maximum = torch.empty(0, dtype=self.indices.dtype, device=indices.device)  # max mode only
+
+    @classmethod
+    def fixed(cls, indices: Tensor, num_weights: int) -> Bags:
+        """One bag of k indices per row of `indices` (batch, k)."""
+        batch, k = indices.shape
+        bag = torch.arange(batch, device=indices.device).repeat_interleave(k)
+        return cls(indices, bag, batch, num_weights)
 
     def forward(self, weight: Tensor, per_sample: Tensor) -> Tensor:
-        """Σ_i per_sample_bi weight_{idx_bi}: (batch, d)."""
-        out, _, bag_size, maximum = torch.ops.aten._embedding_bag(
+        """Σ_{e in bag} per_sample_e weight_{indices_e}: (n_bags, d)."""
+        out, _, _, _ = torch.ops.aten._embedding_bag(
             weight, self.indices, self.offsets, False, 0, False, per_sample.reshape(-1), False, -1
         )
-        self.saved = (bag_size, maximum)
         return out  # type: ignore[no-any-return]
 
     def per_sample_gradient(self, grad_out: Tensor, weight: Tensor) -> Tensor:
-        """grad_out_b · weight_{idx_bi}: (batch, k)."""
-        assert self.saved is not None
-        grad = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+        """grad_out_{bag_e} · weight_{indices_e}: one value per entry, flat."""
+        return torch.ops.aten._embedding_bag_per_sample_weights_backward(  # type: ignore[no-any-return]
             grad_out, weight, self.indices, self.offsets, self.offset2bag, 0, -1
         )
-        out: Tensor = grad.reshape(self.offsets.shape[0], -1)
-        return out
 
     def weight_gradient(self, grad_out: Tensor, per_sample: Tensor) -> Tensor:
-        """Σ_{b,i} per_sample_bi grad_out_b scattered into row idx_bi: (num_weights, d)."""
-        assert self.saved is not None
-        bag_size, maximum = self.saved
+        """Σ_e per_sample_e grad_out_{bag_e} scattered into row indices_e: (num_weights, d)."""
         return torch.ops.aten._embedding_bag_dense_backward(  # type: ignore[no-any-return]
             grad_out,
             self.indices,
             self.offset2bag,
-            bag_size,
-            maximum,
+            self.bag_size,
+            self.maximum,
             self.num_weights,
             False,
             0,
@@ -106,7 +110,7 @@ def _one_instance(
     active = values > 0
     f = values.clamp_min_(0)  # ReLU of the selected values (TOPK-3)
     W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
-    bags = _Bags(idx, d_sae)
+    bags = Bags.fixed(idx, d_sae)
     r = bags.forward(W_hat, f).add_(b_dec).sub_(x)
     squared = (r * r).sum()
 
@@ -117,7 +121,7 @@ def _one_instance(
 
     g = r.mul_(2 / denominator)
     G_hat = bags.weight_gradient(g, f)
-    g_f = bags.per_sample_gradient(g, W_hat)
+    g_f = bags.per_sample_gradient(g, W_hat).reshape(batch, k)
     g_f.add_(lam / batch if norms is None else norms[idx] * (lam / batch))
     g_z = g_f.mul_(active)
     flat = idx.reshape(-1)
