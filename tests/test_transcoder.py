@@ -59,10 +59,15 @@ def test_the_skip_connection_adds_x_times_W_skip_transposed() -> None:
     f = np.maximum(a["x"] @ a["W_enc"] + a["b_enc"], 0.0)
     with_skip = oracle.transcoder_decode(f, a["x"], a["W_dec"], a["b_dec"], a["W_skip"])
     without = oracle.transcoder_decode(f, a["x"], a["W_dec"], a["b_dec"], np.zeros_like(a["W_skip"]))
-    np.testing.assert_allclose(with_skip - without, a["x"] @ a["W_skip"].T, rtol=1e-13, atol=1e-13)
+    d_sae, d_in = f.shape[-1], a["x"].shape[-1]
+    skip = np.abs(a["x"]) @ np.abs(a["W_skip"]).T
+    magnitude = np.abs(f) @ np.abs(a["W_dec"]) + np.abs(a["b_dec"]) + skip  # TOL-4's M of ŷ
+    chain = 2 * (d_sae + d_in + 3)  # two decodes, each a d_sae- and a d_in-term product and two sums
+    assert agree(with_skip - without, a["x"] @ a["W_skip"].T, magnitude, chain)
     grads = oracle.transcoder_loss_gradients(*a.values())
     g = 2 / a["x"].shape[0] * (with_skip - a["y"])  # LOSS-1's gradient of ŷ
-    np.testing.assert_allclose(grads["W_skip"], g.T @ a["x"], rtol=1e-12)
+    g_magnitude = 2 / a["x"].shape[0] * (magnitude + np.abs(a["y"]))
+    assert agree(grads["W_skip"], g.T @ a["x"], g_magnitude.T @ np.abs(a["x"]), chain + a["x"].shape[0] + 3)
 
 
 @pytest.mark.parametrize("side", ["oracle", "torch"])
