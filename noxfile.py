@@ -8,6 +8,7 @@ pip call: any other torch version drags several GB of CUDA packages onto a CPU m
     nox -s tests_cuda                    # the same suite on CUDA; skips with a message without a GPU
     nox -s "conformance(library='sae_lens')"   # one peer library's conformance report (each its own venv)
     nox -s conformance_page selftest bench     # the published page, the suite's self-test, benchmarks
+    nox -s bench_transcoder                    # the transcoder step beside sparsify's (bench runs it too)
     nox -s package                             # sdist and wheel in dist/, twine check
     nox -s oldest                              # the oldest supported dependencies (not in CI)
 
@@ -27,7 +28,8 @@ nox.options.sessions = ["tests", "typecheck", "lint", "docs"]
 CONSTRAINTS = ("-c", "constraints.txt")
 MATRIX = ["matrix"]
 """The sessions a CI matrix runs, one job each, on a CPU runner (`nox -t matrix -l --json`;
-examples/ci/github-actions.yml): not tests_cuda (a GPU), oldest (several GB), selftest and bench (long)."""
+examples/ci/github-actions.yml): not tests_cuda (a GPU), oldest (several GB), selftest, bench and
+bench_transcoder (long)."""
 
 
 def _install(session: nox.Session, extras: str = "dev") -> None:
@@ -262,7 +264,8 @@ def selftest(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (PERF-4): the training step against its GEMM floor, SAELens' step (installed here,
     with conformance/sae_lens/'s pins) and a naive step, on CPU and, where one is visible, CUDA; the
-    Matryoshka BatchTopK step beside its autograd formulation and SAELens's (PERF-7); then
+    Matryoshka BatchTopK step beside its autograd formulation and SAELens's (PERF-7), the transcoder
+    step beside its autograd formulation and sparsify's (PERF-8, session `bench_transcoder`); then
     the wall time of a full ci-profile conformance run (CONF-5). Writes benchmarks/results/step-*.json,
     README.md's performance table and conform.json, and prints the ratios. Timings are noisy: compare
     ratios of one run. `nox -s bench -- --config relu_4096x512x4096` passes arguments to bench_step.py
@@ -277,5 +280,24 @@ def bench(session: nox.Session) -> None:
         session.run("python", "benchmarks/bench_step.py", "--device", "cuda", *session.posargs, env=_env())
     if not session.posargs:  # a full run: README's table follows the new results
         session.run("python", "benchmarks/bench_matryoshka.py", env=_env())  # PERF-7
+        session.notify("bench_transcoder")  # PERF-8, in sparsify's environment
         session.run("python", "benchmarks/bench_step.py", "--readme", env=_env())
         session.run("python", "benchmarks/bench_conform.py", env=_env())
+
+
+@nox.session
+def bench_transcoder(session: nox.Session) -> None:
+    """The transcoder step benchmark (PERF-8) in sparsify's environment (conformance/sparsify/'s pins),
+    so that sparsify's own transcoder step is timed beside refsae's; writes
+    benchmarks/results/transcoder-cpu.json (and -cuda where a GPU is visible). `nox -s bench` runs it
+    after itself on a full run; arguments go to benchmarks/bench_transcoder.py."""
+    session.install("torch==2.13.0")
+    folder = "conformance/sparsify"
+    session.install("-c", f"{folder}/constraints.txt", "-r", f"{folder}/requirements.txt")
+    session.install("-c", f"{folder}/constraints.txt", "-e", ".")
+    session.run("python", "benchmarks/bench_transcoder.py", *session.posargs, env=_env())
+    probe = "import torch; print(torch.cuda.is_available())"
+    if (session.run("python", "-c", probe, silent=True) or "").strip() == "True":
+        session.run(
+            "python", "benchmarks/bench_transcoder.py", "--device", "cuda", *session.posargs, env=_env()
+        )

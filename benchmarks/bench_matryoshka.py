@@ -1,8 +1,8 @@
 """Matryoshka BatchTopK training-step benchmark (PERF-7): refsae's fused step beside its autograd
 formulation, the encoder's matrix product (the floor) and SAELens's own step.
 
-For each configuration, in one process, the implementations' repetitions interleaved (rep 1 of each,
-then rep 2 of each, …) after warming each up, so that a slow patch of the machine hits all of them:
+For each configuration, in one process, the implementations' repetitions interleaved after warming
+each up:
 
 - `floor`: z = u W_enc into a preallocated output: the one dense product the step needs (the batch
   selection reads every pre-activation);
@@ -15,20 +15,16 @@ then rep 2 of each, …) after warming each up, so that a slow patch of the mach
 - `sae_lens`: SAELens's `SAETrainer._train_step` on its `MatryoshkaBatchTopKTrainingSAE`
   (`rescale_acts_by_decoder_norm=False`; skipped with the reason when sae_lens is not importable).
 
-Each time is the median of `--reps` interleaved repetitions (the spread, min–max, beside it), runtime
-type checks off (REFSAE_CHECKS=0 is set here).
+Each time is the median of `--reps` interleaved repetitions (the spread, min–max, beside it; see
+benchmarks/interleaved.py), runtime type checks off (REFSAE_CHECKS=0 is set here).
 
     python benchmarks/bench_matryoshka.py [--device cpu|cuda] [--config NAME ...] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_step import environment  # noqa: E402
+from interleaved import Builder, main  # noqa: E402
 
 LR = 1e-4
 
@@ -65,11 +61,6 @@ CONFIGS = {
     )
 }
 DEFAULT_CONFIGS = ("mat_bk32_1024x512x8192", "mat_bk32_4096x768x16384")
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def _x(cfg: Config, dtype: torch.dtype, device: str) -> torch.Tensor:
@@ -127,7 +118,7 @@ def build_sae_lens(cfg: Config, dtype: torch.dtype, device: str) -> Callable[[],
     return lambda: trainer._train_step(sae, x)
 
 
-BUILDERS: dict[str, Callable[[Config, torch.dtype, str], Callable[[], Any]]] = {
+BUILDERS: dict[str, Builder] = {
     "floor": build_floor,
     "refsae": build_refsae,
     "refsae_autograd": build_refsae_autograd,
@@ -135,93 +126,6 @@ BUILDERS: dict[str, Callable[[Config, torch.dtype, str], Callable[[], Any]]] = {
 }
 
 
-def run_config(cfg: Config, dtype: torch.dtype, device: str, reps: int, warmup: int) -> dict[str, Any]:
-    steps: dict[str, Callable[[], Any]] = {}
-    skipped: dict[str, str] = {}
-    for name, builder in BUILDERS.items():
-        try:
-            steps[name] = builder(cfg, dtype, device)
-        except ImportError as e:
-            skipped[name] = f"not importable: {e}"
-    for step in steps.values():  # warm-up, each on its own
-        for _ in range(warmup):
-            step()
-        _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(reps):  # interleaved repetitions
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(t) for name, t in times.items()}
-    return {
-        "config": cfg.__dict__ | {"widths": list(cfg.widths)},
-        "dtype": str(dtype).removeprefix("torch."),
-        "device": device,
-        "seconds": median,
-        "spread": {name: [min(t), max(t)] for name, t in times.items()},
-        "times": times,
-        "skipped": skipped,
-        "vs_floor": {name: median[name] / median["floor"] for name in median},
-        "speedup_vs_autograd": {
-            name: median["refsae_autograd"] / median[name] for name in median if name != "floor"
-        },
-    }
-
-
-def summary(report: dict[str, Any]) -> str:
-    lines = [
-        "| config | dtype | implementation | median s | spread s | × floor | autograd ÷ this |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in report["results"]:
-        for name, s in r["seconds"].items():
-            lo, hi = r["spread"][name]
-            speed = r["speedup_vs_autograd"].get(name)
-            lines.append(
-                f"| {r['config']['name']} | {r['dtype']} | {name} | {s:.4f} | {lo:.4f}–{hi:.4f} | "
-                f"{r['vs_floor'][name]:.2f} | {'' if speed is None else f'{speed:.2f}'} |"
-            )
-        for name, why in r["skipped"].items():
-            lines.append(f"| {r['config']['name']} | {r['dtype']} | {name} | skipped: {why} | | | |")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", action="append", help="float32 (default on CPU), bfloat16 … (repeatable)")
-    p.add_argument("--config", action="append", choices=sorted(CONFIGS), help="default: the two large ones")
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument(
-        "--out", type=Path, help="default: benchmarks/results/matryoshka-DEVICE.json on a full run"
-    )
-    args = p.parse_args(argv)
-    device = args.device
-    dtypes = args.dtype or (["float32", "bfloat16"] if device.startswith("cuda") else ["float32"])
-    results = []
-    for name in args.config or DEFAULT_CONFIGS:
-        for dtype in dtypes:
-            print(f"{name} {dtype} {device}", file=sys.stderr)
-            results.append(run_config(CONFIGS[name], getattr(torch, dtype), device, args.reps, args.warmup))
-    report = {
-        "environment": environment(device),
-        "reps": args.reps,
-        "warmup": args.warmup,
-        "results": results,
-    }
-    print(summary(report))
-    out = args.out
-    if out is None and not args.config:
-        out = ROOT / "benchmarks" / "results" / f"matryoshka-{device.split(':')[0]}.json"
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {out}", file=sys.stderr)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    doc = __doc__.splitlines()[0]
+    raise SystemExit(main(doc, CONFIGS, DEFAULT_CONFIGS, BUILDERS, "refsae_autograd", "matryoshka"))

@@ -18,8 +18,9 @@ from refsae.checking import table
 from refsae.checking.operation import by_name
 
 ROOT = Path(refsae.__file__).parent
-TORCH_ONLY = {"model"}
-"""refsae.torch modules without an oracle twin: the `SAE` nn.Module (it adds nothing to the math)."""
+TORCH_ONLY = {"model", "transcoder_model"}
+"""refsae.torch modules without an oracle twin: the `SAE` and `Transcoder` nn.Modules (they add nothing
+to the math)."""
 MAX_LINES = 400
 LONGER = {
     "conform/adapters/sparse_autoencoder.py": "17 rows of one library, each with its component axis "

@@ -27,3 +27,4 @@ from refsae.torch.resampling import *  # noqa: F403
 from refsae.torch.topk import *  # noqa: F403
 from refsae.torch.training import *  # noqa: F403
 from refsae.torch.transcoder import *  # noqa: F403
+from refsae.torch.transcoder_model import *  # noqa: F403

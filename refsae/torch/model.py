@@ -10,6 +10,7 @@ hook on W_dec (PAR-4), never both.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,9 @@ from refsae.torch.forward import encode as relu_encode
 from refsae.torch.forward import pre_activations
 from refsae.torch.losses import total_loss
 from refsae.torch.topk import topk, topk_total_loss
+
+if TYPE_CHECKING:
+    from refsae.torch.transcoder_model import TranscoderConfig
 
 __all__ = ["SAE", "SAEConfig"]
 
@@ -50,15 +54,21 @@ class SAEConfig:
     device: str | torch.device = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("d_in", "d_sae"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.n_inst is not None and not (isinstance(self.n_inst, int) and self.n_inst >= 1):
-            raise ValueError(f"n_inst must be None or an integer >= 1, got {self.n_inst!r}")
-        check_coefficient("l1_coefficient", self.l1_coefficient)
-        if self.k is not None:
-            check_k(self.k, self.d_sae)
+        check_config(self, ("d_in", "d_sae"))
+
+
+def check_config(config: SAEConfig | TranscoderConfig, sizes: tuple[str, ...]) -> None:
+    """The checks a model config makes when it is made: its `sizes` and n_inst integers >= 1, λ (LOSS-7),
+    k (TOPK-1)."""
+    for name in sizes:
+        value = getattr(config, name)
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if config.n_inst is not None and not (isinstance(config.n_inst, int) and config.n_inst >= 1):
+        raise ValueError(f"n_inst must be None or an integer >= 1, got {config.n_inst!r}")
+    check_coefficient("l1_coefficient", config.l1_coefficient)
+    if config.k is not None:
+        check_k(config.k, config.d_sae)
 
 
 class SAE(nn.Module):

@@ -17,15 +17,17 @@ from torch import Tensor
 from refsae.conventions import Conventions, check_choice
 from refsae.oracle.matryoshka import Levels
 from refsae.oracle.optimizer import PARAMETERS, check_hyperparameters
-from refsae.torch.fast.constraints import remove_parallel_component_
+from refsae.torch.fast.constraints import remove_parallel_component_, renormalise_rows_
 from refsae.torch.fast.gradients import fused_loss_and_gradients
 from refsae.torch.fast.matryoshka import matryoshka_batchtopk_fused_loss_and_gradients
 from refsae.torch.fast.topk import topk_fused_loss_and_gradients
+from refsae.torch.fast.transcoder import transcoder_fused_loss_and_gradients
 from refsae.torch.matryoshka import matryoshka_batchtopk_total_loss
 from refsae.torch.model import SAE, SAEConfig
 from refsae.torch.optimizer import check_parameter_maps
+from refsae.torch.transcoder_model import Transcoder
 
-__all__ = ["matryoshka_train_step_", "train_step_", "training_step"]
+__all__ = ["matryoshka_train_step_", "train_step_", "training_step", "transcoder_train_step_"]
 
 TensorMap = Mapping[str, Tensor]
 
@@ -106,13 +108,60 @@ def matryoshka_train_step_(
         loss, grads = matryoshka_batchtopk_fused_loss_and_gradients(*args, **options, workspace=sae.workspace)
         for name in PARAMETERS:
             getattr(sae, name).grad = grads[name]
-    constrained = c.decoder == "constrained"
-    if constrained and sae.W_dec.grad is not None:
-        remove_parallel_component_(sae.W_dec.detach(), sae.W_dec.grad)
+    _update_(optimizer, sae.W_dec, c.decoder == "constrained")
+    return loss.detach()
+
+
+def transcoder_train_step_(
+    tc: Transcoder, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, *, backward: str = "fused"
+) -> Tensor:
+    """One transcoder step in the specified order (STEP-1): the loss of TC-5 and its gradients (TC-6),
+    the parallel-gradient removal on W_dec, `optimizer.step()`, the unit-norm constraint (the last two
+    only under the `constrained` decoder, STEP-2). `backward="fused"` (default) uses
+    `refsae.torch.fast.transcoder` (PERF-8: PERF-1's dense backward for ReLU, PERF-3's sparse one for
+    TopK, into the parameters' existing `.grad` tensors where it can); `"autograd"` differentiates
+    `tc.loss(x, y)`. Returns the loss before the step."""
+    check_choice("backward", backward, BACKWARDS)
+    params = dict(tc.named_parameters())
+    if backward == "autograd":
+        optimizer.zero_grad(set_to_none=True)
+        loss = tc.loss(x, y)
+        loss.backward()  # type: ignore[no-untyped-call]
+    else:
+        c = tc.config
+        out = {n: p.grad for n, p in params.items() if p.grad is not None and p.grad.shape == p.shape}
+        loss, grads = transcoder_fused_loss_and_gradients(
+            x,
+            y,
+            tc.W_enc,
+            tc.b_enc,
+            tc.W_dec,
+            tc.b_dec,
+            tc.W_skip,
+            k=c.k,
+            l1_coefficient=c.l1_coefficient,
+            reconstruction=c.reconstruction,
+            sparsity=c.sparsity,
+            decoder=c.decoder,
+            eps=c.eps,
+            workspace=tc.workspace,
+            out=out,
+        )
+        for name, p in params.items():
+            if p.grad is not grads[name]:
+                p.grad = grads[name]
+    _update_(optimizer, tc.W_dec, tc.config.decoder == "constrained")
+    return loss.detach()
+
+
+def _update_(optimizer: torch.optim.Optimizer, W_dec: torch.nn.Parameter, constrained: bool) -> None:
+    """STEP-1 after the gradients: under the `constrained` decoder the parallel-gradient removal on
+    W_dec (PAR-1), `optimizer.step()`, then the rows renormalised (CON-1, CON-3); otherwise the step."""
+    if constrained and W_dec.grad is not None:
+        remove_parallel_component_(W_dec.detach(), W_dec.grad)
     optimizer.step()
     if constrained:
-        sae.constrain_()
-    return loss.detach()
+        renormalise_rows_(W_dec)
 
 
 def training_step(

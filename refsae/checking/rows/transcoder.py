@@ -34,6 +34,7 @@ from refsae.checking.rows.losses import RECONSTRUCTION_DRAWN
 from refsae.checking.rows.topk import draw_k
 from refsae.checking.tolerances import Bound, add, allowed_error, leaf, magnitude_floor, mul
 from refsae.conventions import DECODER, SPARSITY, pinned_value
+from refsae.torch.fast import transcoder as fast_transcoder
 
 ARRAYS = ("x", "y", "W_enc", "b_enc", "W_dec", "b_dec", "W_skip")
 GRADIENTS = ("W_enc", "b_enc", "W_dec", "b_dec", "W_skip")
@@ -298,6 +299,7 @@ ROWS = (
         cases=loss_cases,
         bounds=loss_gradients_bounds,
         example=EXAMPLE,
+        fast=fast_transcoder.transcoder_fused_loss_gradients,
     ),
     Operation(
         name="topk_transcoder_total_loss",
@@ -318,5 +320,6 @@ ROWS = (
         cases=partial(loss_cases, topk=True),
         bounds=loss_gradients_bounds,
         example={**EXAMPLE, "k": 2},
+        fast=fast_transcoder.topk_transcoder_fused_loss_gradients,
     ),
 )

@@ -102,7 +102,7 @@ def fused_loss_and_gradients(
     ws = Workspace() if workspace is None else workspace
     out = {} if out is None else out
     with torch.no_grad():
-        return _fused(
+        return relu_fused(
             x.detach(),
             W_enc.detach(),
             b_enc.detach(),
@@ -135,7 +135,7 @@ def target(out: dict[str, Tensor], name: str, like: Tensor) -> Tensor | None:
     return t
 
 
-def _fused(
+def relu_fused(
     x: Tensor,
     W_enc: Tensor,
     b_enc: Tensor,
@@ -145,9 +145,18 @@ def _fused(
     c: Conventions,
     ws: Workspace,
     out: dict[str, Tensor],
+    y: Tensor | None = None,
+    W_skip: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    batch, d_in, d_sae = x.shape[0], x.shape[-1], W_enc.shape[-1]
+    """The loss and gradients of `fused_loss_and_gradients` (inputs detached, under `no_grad`).
+
+    With a target `y` this is a ReLU transcoder (TC-2..TC-6): the reconstruction is of y, `c.encode`
+    must be `untied` (x is never centred, TC-2), `W_skip` (when given) adds x W_skipᵀ to the decode,
+    and its gradient g_ŷᵀ x is returned under `W_skip`."""
+    batch, d_in, d_sae, d_out = x.shape[0], x.shape[-1], W_enc.shape[-1], W_dec.shape[-1]
+    goal = x if y is None else y
     xt = x if x.dim() == 2 else x.transpose(0, 1)  # (*inst, batch, d_in): instances lead
+    goal_t = goal if goal.dim() == 2 else goal.transpose(0, 1)
     rows = (*xt.shape[:-1],)
     W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
 
@@ -156,10 +165,13 @@ def _fused(
     act = _addmm(b_enc, u, W_enc, out=ws.get("act", (*rows, d_sae), x))
     f = act.relu_()
     f_sum = f.sum(dim=-2)  # Σ_b f_bj (= Σ_b |f_bj|: f >= 0)
-    r = _addmm(b_dec, f, W_hat, out=ws.get("r", (*rows, d_in), x)).sub_(xt)
-    squared = torch.mul(r, r, out=ws.get("sq", (*rows, d_in), x)).sum(dim=(-2, -1))
+    r = _addmm(b_dec, f, W_hat, out=ws.get("r", (*rows, d_out), x))
+    if W_skip is not None:  # the skip connection's x W_skipᵀ (TC-4)
+        r.addmm_(xt, W_skip.mT) if r.dim() == 2 else r.baddbmm_(xt, W_skip.mT)
+    r.sub_(goal_t)
+    squared = torch.mul(r, r, out=ws.get("sq", (*rows, d_out), x)).sum(dim=(-2, -1))
 
-    denominator = reconstruction_denominator(x, c.reconstruction)
+    denominator = reconstruction_denominator(goal, c.reconstruction)
     penalty_per_latent: Tensor | float = lam / batch
     norms = None
     if c.sparsity == "l1_decoder_norm":
@@ -188,7 +200,10 @@ def _fused(
         grad_W_dec.add_(decoder_norm_gradient(W_dec, norms, f_sum, lam / batch))
     if c.decoder != "constrained" and "W_dec" in out:
         grad_W_dec = target(out, "W_dec", W_dec).copy_(grad_W_dec)  # type: ignore[union-attr]
-    return loss, {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
+    grads = {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
+    if W_skip is not None:
+        grads["W_skip"] = _mm(g.mT, xt, out=target(out, "W_skip", W_skip))  # (TC-6)
+    return loss, grads
 
 
 CHUNKS = 8

@@ -91,7 +91,7 @@ class Bags:
         )
 
 
-def _one_instance(
+def topk_instance(
     x: Tensor,
     W_enc: Tensor,
     b_enc: Tensor,
@@ -102,8 +102,16 @@ def _one_instance(
     c: Conventions,
     ws: Workspace,
     out: dict[str, Tensor],
+    y: Tensor | None = None,
+    W_skip: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
+    """One instance's loss and gradients (no instance axis; inputs detached, under `no_grad`).
+
+    With a target `y` this is a TopK transcoder (TC-2..TC-6): the reconstruction is of y, `c.encode`
+    must be `untied` (x is never centred, TC-2), `W_skip` (when given) adds x W_skipᵀ to the decode,
+    and its gradient g_ŷᵀ x is returned under `W_skip`."""
     batch, d_in, d_sae = x.shape[0], x.shape[-1], W_enc.shape[-1]
+    goal = x if y is None else y
     u = torch.sub(x, b_dec, out=ws.get("u", (batch, d_in), x)) if c.encode == "tied" else x
     z = torch.addmm(b_enc, u, W_enc, out=ws.get("act", (batch, d_sae), x))
     values, idx = torch.topk(z, k, dim=-1, sorted=False)  # any valid selection of ties (TOPK-2)
@@ -111,12 +119,15 @@ def _one_instance(
     f = values.clamp_min_(0)  # ReLU of the selected values (TOPK-3)
     W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
     bags = Bags.fixed(idx, d_sae)
-    r = bags.forward(W_hat, f).add_(b_dec).sub_(x)
+    r = bags.forward(W_hat, f).add_(b_dec)
+    if W_skip is not None:
+        r.addmm_(x, W_skip.mT)  # the skip connection's x W_skipᵀ (TC-4)
+    r.sub_(goal)
     squared = (r * r).sum()
 
     norms = row_norms(W_dec) if c.sparsity == "l1_decoder_norm" else None
     per_entry = f if norms is None else f * norms[idx]
-    denominator = reconstruction_denominator(x, c.reconstruction)
+    denominator = reconstruction_denominator(goal, c.reconstruction)
     loss = squared / denominator + lam * per_entry.sum() / batch
 
     g = r.mul_(2 / denominator)
@@ -135,7 +146,10 @@ def _one_instance(
     if norms is not None:
         f_sum = torch.zeros_like(b_enc).index_add_(0, flat, f.reshape(-1))  # Σ_b f_bj
         grad_W_dec.add_(decoder_norm_gradient(W_dec, norms, f_sum, lam / batch))
-    return loss, {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
+    grads = {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
+    if W_skip is not None:
+        grads["W_skip"] = g.mT @ x  # (TC-6)
+    return loss, grads
 
 
 @typechecked
@@ -165,9 +179,9 @@ def topk_fused_loss_and_gradients(
         if x.dim() == 2:
             given = target(out or {}, "W_enc", W_enc)
             into = {} if given is None else {"W_enc": given}
-            return _one_instance(x.detach(), p[0], p[1], p[2], p[3], k, l1_coefficient, c, ws, into)
+            return topk_instance(x.detach(), p[0], p[1], p[2], p[3], k, l1_coefficient, c, ws, into)
         parts = [
-            _one_instance(x[:, i].detach(), p[0][i], p[1][i], p[2][i], p[3][i], k, l1_coefficient, c, ws, {})
+            topk_instance(x[:, i].detach(), p[0][i], p[1][i], p[2][i], p[3][i], k, l1_coefficient, c, ws, {})
             for i in range(x.shape[1])
         ]
     loss = torch.stack([part[0] for part in parts]).sum()
