@@ -149,6 +149,7 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
         "sae_lens.topk",
         "sae_lens.batchtopk",
         "sae_lens.jumprelu",
+        "sae_lens.jumprelu_quadratic",
         "sae_lens.gated",
         "sae_lens.evals",
         "sae_lens.folding",

@@ -17,9 +17,12 @@ pytest_plugins = ["pytester"]
 def test_refsae_conform_refsae_exits_0_with_every_clause_of_every_row_passing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """CONF-7: refsae.torch, every row, every convention, four dtypes, the profile's examples."""
+    """CONF-7: refsae.torch, every row, every convention, four dtypes, through the command and its report.
+    Ten examples per row and dtype: the profile's examples of refsae.torch against the oracle are
+    `tests/test_torch_matches_oracle.py`'s (every row, every dtype) and the published report's
+    (`nox -s "conformance(library='refsae')"`); this checks the command's path over every clause."""
     path = tmp_path / "r.json"
-    code = main(["conform", "refsae", "--json", str(path), "--quiet"])
+    code = main(["conform", "refsae", "--json", str(path), "--quiet", "--max-examples", "10"])
     out = capsys.readouterr().out
     assert code == 0, out
     report = json.loads(path.read_text())

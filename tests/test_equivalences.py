@@ -211,6 +211,7 @@ def test_the_table_gathers_every_named_equivalence_each_defined_by_a_clause_of_t
         "centred_residual",
         "rescaled_by_decoder_norm",
         "target_l0_penalty",
+        "quadratic_l0_penalty",
         "threshold_at_or_above",
         "fire_fraction_product_form",
         "weiszfeld_stopped",
@@ -653,8 +654,25 @@ def _target_l0_autograd(
     case: Case, target_l0: float, dtype: torch.dtype = torch.float64
 ) -> tuple[float, dict[str, np.ndarray]]:
     """dictionary_learning's JumpReluTrainer.loss with the step at z, in torch: reconstruction +
-    λ (L0/T − 1)² per instance; the stored threshold θ or log θ; the estimates at z too under
-    `ste="also_input"`."""
+    λ (L0/T − 1)² per instance (EQ-8)."""
+    return _count_penalty_autograd(case, lambda counts: (counts.mean(0) / target_l0 - 1) ** 2, dtype)
+
+
+def _quadratic_l0_autograd(
+    case: Case, target_l0: float, dtype: torch.dtype = torch.float64
+) -> tuple[float, dict[str, np.ndarray]]:
+    """SAELens's `jumprelu_sparsity_loss_mode="quadratic"`, in torch: reconstruction +
+    λ mean_b (2/T)(L0_b − T)² per instance (EQ-16)."""
+    return _count_penalty_autograd(
+        case, lambda counts: (2 / target_l0 * (counts - target_l0) ** 2).mean(0), dtype
+    )
+
+
+def _count_penalty_autograd(
+    case: Case, penalty: Callable[[Tensor], Tensor], dtype: torch.dtype
+) -> tuple[float, dict[str, np.ndarray]]:
+    """Reconstruction + λ penalty(L0_b) per instance, L0_b the step's count per example (B, *inst), with
+    the step at z; the stored threshold θ or log θ; the estimates at z too under `ste="also_input"`."""
     a, o, c = case.arrays, case.options, conventions_of(case)
     p = {k: _t(a[k], dtype).requires_grad_(True) for k in PARAMETERS}
     log = o.get("parametrisation", "theta") == "log_theta"
@@ -667,10 +685,9 @@ def _target_l0_autograd(
     f = _Jump.apply(z, theta, o["bandwidth"], to_input)
     W_hat = p["W_dec"] / (torch.linalg.vector_norm(p["W_dec"], dim=-1, keepdim=True) + c.eps)
     x_hat = torch.einsum("b...j,...ji->b...i", f, W_hat if c.decoder == "normalised" else p["W_dec"])
-    l0 = _Step.apply(z, theta, o["bandwidth"], to_input).sum(-1).mean(0)
+    counts = _Step.apply(z, theta, o["bandwidth"], to_input).sum(-1)
     loss = (
-        _reconstruction(x, x_hat + p["b_dec"], c.reconstruction)
-        + o["l0_coefficient"] * (l0 / target_l0 - 1) ** 2
+        _reconstruction(x, x_hat + p["b_dec"], c.reconstruction) + o["l0_coefficient"] * penalty(counts)
     ).sum()
     loss.backward()
     grads = {k: t.grad.double().numpy() for k, t in p.items() if t.grad is not None}
@@ -721,6 +738,71 @@ def test_target_l0_penalty_is_told_apart_from_the_spec_when_the_two_penalties_di
     assume(gap > 1e-6 * (1 + abs(loss)))
     got = _under("target_l0_penalty", "jumprelu_total_loss", case)
     assert _told_apart("jumprelu_total_loss", case, got, "target_l0_penalty")
+
+
+# --- EQ-16 quadratic_l0_penalty -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("row", ["jumprelu_total_loss", "jumprelu_loss_gradients"])
+@settings(max_examples=10)
+@given(data=st.data())
+def test_quadratic_l0_penalty_bounds_hold_for_a_float32_implementation(row: str, data: st.DataObject) -> None:
+    """EQ-16: the loss written here, computed in float32 (θ stored as θ), passes the equivalence's own
+    check (the row's bounds at λ = 0 plus the per-example penalty's)."""
+    case = data.draw(table.get(row).cases("float32"))
+    assume(case.options.get("parametrisation", "theta") == "theta")
+    value, grads = _quadratic_l0_autograd(case, 1, torch.float32)
+    _passes_under_its_bounds(
+        "quadratic_l0_penalty", row, case, {"loss": np.asarray(value)} if row.endswith("loss") else grads
+    )
+
+
+@pytest.mark.parametrize("target_l0", [1, 3.5])
+@pytest.mark.parametrize("row", ["jumprelu_total_loss", "jumprelu_loss_gradients"])
+@settings(max_examples=15)
+@given(data=st.data())
+def test_quadratic_l0_penalty_is_autograd_of_each_examples_penalty_around_the_target(
+    row: str, target_l0: float, data: st.DataObject
+) -> None:
+    """EQ-16: the reference equals torch autograd of reconstruction + λ mean_b (2/T)(L0_b − T)², with the
+    JUMP-3 and JUMP-4 pseudo-derivatives (the step at z) as autograd Functions, under θ and log θ."""
+    case = data.draw(_draw_float64(row))
+    value, grads = _quadratic_l0_autograd(case, target_l0)
+    expected = {"loss": value} if row.endswith("total_loss") else grads
+    got = EQ["quadratic_l0_penalty"].outputs(table.get(row), case, {"target_l0": target_l0})
+    _assert_close(row, case, got, expected)
+
+
+def test_the_quadratic_penalty_squares_each_examples_l0_and_the_target_l0_one_the_batch_mean() -> None:
+    """EQ-16 against EQ-8 by hand: with per-example counts (2, 0) and T = 1, EQ-16's penalty is
+    λ · mean(2 (2 − 1)², 2 (0 − 1)²) = 2λ and EQ-8's λ (1/1 − 1)² = 0 (the mean L0 is on target)."""
+    x = np.array([[1.0, 0.0], [0.0, 0.0]])
+    a = {"x": x, "W_enc": np.array([[1.0, 2.0], [0.0, 0.0]]), "b_enc": np.zeros(2), "W_dec": np.zeros((2, 2))}
+    a |= {"b_dec": np.zeros(2), "theta": np.full(2, 0.5)}
+    o = {"l0_coefficient": 0.25, "bandwidth": 1.0, "conventions": Conventions(encode="untied")}
+    case = Case(a, o, "float64")
+    row = table.get("jumprelu_total_loss")
+    reconstruction = float(np.sum(x**2) / 2)  # x̂ = 0: LOSS-1's sum over d_in, mean over the batch
+    quadratic = float(EQ["quadratic_l0_penalty"].outputs(row, case, {"target_l0": 1})["loss"])
+    target = float(EQ["target_l0_penalty"].outputs(row, case, {"target_l0": 1})["loss"])
+    assert quadratic == reconstruction + 2 * 0.25 and target == reconstruction
+
+
+@settings(max_examples=20)
+@given(case=_draw_float64("jumprelu_total_loss"))
+def test_quadratic_l0_penalty_is_told_apart_from_the_spec_when_the_two_penalties_differ(case: Case) -> None:
+    """EQ-16: wherever λ mean_b 2(L0_b − 1)² and λ L0 differ, the row's check tells the loss apart from
+    JUMP-2's (T = 1, the parameter SAELens's adapter declares)."""
+    a, o, c = case.arrays, case.options, conventions_of(case)
+    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
+    counts = (z > a["theta"]).sum(axis=-1)
+    gap = o["l0_coefficient"] * abs(
+        float((2 * (counts - 1) ** 2).mean(axis=0).sum() - counts.mean(axis=0).sum())
+    )
+    loss = float(table.get("jumprelu_total_loss").reference(case)["loss"])
+    assume(gap > 1e-6 * (1 + abs(loss)))
+    got = _under("quadratic_l0_penalty", "jumprelu_total_loss", case)
+    assert _told_apart("jumprelu_total_loss", case, got, "quadratic_l0_penalty")
 
 
 # --- EQ-9 threshold_at_or_above (a tie) -------------------------------------------------------------

@@ -98,6 +98,26 @@ def test_the_loss_rows_are_written_from_the_declared_build_and_loss() -> None:
     compare(op, case, op.reference(case), out)  # raises Mismatch beyond the allowed error (TOL-1)
 
 
+class WrittenGradients(Toy):
+    """A subclass that writes one loss row itself, as a library's adapter does for a row with options."""
+
+    def loss_gradients(self, *arrays: Tensor, **options: Any) -> dict[str, Tensor]:
+        return {"written": arrays[0]}
+
+
+class BelowWritten(WrittenGradients):
+    """A subclass of it that writes nothing."""
+
+
+def test_a_loss_row_written_by_a_class_is_kept_by_its_subclasses_and_the_rest_are_written() -> None:
+    """`ModuleAdapter` writes each declared loss row, except one a class on the way down wrote
+    itself: a subclass (another configuration of the same library class) keeps its parent's."""
+    x = torch.ones(2, 3)
+    for adapter in (WrittenGradients(), BelowWritten()):
+        assert adapter.loss_gradients(x) == {"written": x}
+        assert getattr(getattr(type(adapter), "total_loss"), "generated_loss_row", False)  # noqa: B009
+
+
 def test_gradients_come_back_through_the_map_in_the_canonical_layout() -> None:
     """The written `loss_gradients` row reads each `.grad` back through the map (transposed back):
     the oracle's gradients within the row's bounds, in the canonical shapes."""

@@ -112,8 +112,9 @@ class ModuleAdapter(Adapter):
         if cls.loss_rows and missing:  # the written rows call both: refuse the class, not a later case
             rows = ", ".join(cls.loss_rows)
             raise TypeError(f"{cls.__name__} declares loss_rows ({rows}) but no {' or '.join(missing)}")
-        for row in cls.loss_rows:
-            if row not in cls.__dict__:
+        for row in cls.loss_rows:  # written for each row unless a class on the way down wrote its own
+            existing = getattr(cls, row, None)
+            if existing is None or getattr(existing, "generated_loss_row", False):
                 setattr(cls, row, _loss_row(row))
 
     # --- what an adapter declares ---
@@ -192,5 +193,6 @@ def _loss_row(row: str) -> Callable[..., Any]:
         return dict(zip((outputs[k] for k in present), self.gradients(module, present), strict=True))
 
     method.__name__ = method.__qualname__ = row
+    method.generated_loss_row = True  # type: ignore[attr-defined]
     method.__doc__ = f"`{row}`: the library's loss (`loss`) of the module `build` returns, loaded."
     return method

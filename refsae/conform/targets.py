@@ -12,6 +12,7 @@ BUILTIN: dict[str, str] = {
     "sae_lens.topk": "refsae.conform.adapters.sae_lens:TopKSAE",
     "sae_lens.batchtopk": "refsae.conform.adapters.sae_lens:BatchTopKSAE",
     "sae_lens.jumprelu": "refsae.conform.adapters.sae_lens_jumprelu:JumpReLUTrainingSAE",
+    "sae_lens.jumprelu_quadratic": "refsae.conform.adapters.sae_lens_jumprelu:JumpReLUQuadraticSAE",
     "sae_lens.gated": "refsae.conform.adapters.sae_lens:GatedSAE",
     "sae_lens.evals": "refsae.conform.adapters.evals:SAELensEvals",
     "sae_lens.folding": "refsae.conform.adapters.folding:SAELensFolding",

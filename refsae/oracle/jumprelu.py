@@ -11,14 +11,16 @@ kernel K(u) = 1[|u| < 1/2] (open) of bandwidth ε:
 and z gets f's true derivative H(z − θ) (the L0 term passes none to z). With the log-θ
 parametrisation (θ = exp(ℓ)), ∂L/∂ℓ = θ ∂L/∂θ.
 
-Two named equivalences (specs/equivalences.md) have their definitions here: the penalty
-λ · (L0/T − 1)² towards a target L0 `T` (`target_l0_penalty`, EQ-8) and the activation with the
-non-strict step z >= θ (`threshold_at_or_above`, EQ-9).
+Three named equivalences (specs/equivalences.md) have their definitions here: the penalty
+λ · (L0/T − 1)² towards a target L0 `T` (`target_l0_penalty`, EQ-8), the per-example quadratic
+λ (1/B) Σ_b (2/T)(L0_b − T)² (`quadratic_l0_penalty`, EQ-16) and the activation with the non-strict
+step z >= θ (`threshold_at_or_above`, EQ-9).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -43,6 +45,8 @@ __all__ = [
     "jumprelu",
     "jumprelu_at_or_above",
     "jumprelu_loss_gradients",
+    "jumprelu_quadratic_l0_loss_gradients",
+    "jumprelu_quadratic_l0_total_loss",
     "jumprelu_target_l0_loss_gradients",
     "jumprelu_target_l0_total_loss",
     "jumprelu_total_loss",
@@ -50,6 +54,8 @@ __all__ = [
 
 EQUIVALENCE_FUNCTIONS: tuple[str, ...] = (
     "jumprelu_at_or_above",
+    "jumprelu_quadratic_l0_loss_gradients",
+    "jumprelu_quadratic_l0_total_loss",
     "jumprelu_target_l0_loss_gradients",
     "jumprelu_target_l0_total_loss",
 )
@@ -268,25 +274,105 @@ def jumprelu_target_l0_loss_gradients(
     """
     check_coefficient("l0_coefficient", l0_coefficient)
     check_target_l0(target_l0)
-    grads = jumprelu_loss_gradients(
+    _, l0 = _l0(x, W_enc, b_enc, b_dec, theta, conventions)
+    slope = 2.0 * l0_coefficient / target_l0 * (l0 / target_l0 - 1.0) / x.shape[0]  # ∂P/∂L0_b, every b
+    params = (W_enc, b_enc, W_dec, b_dec, theta)
+    return _count_penalty_gradients(
         x,
-        W_enc,
-        b_enc,
-        W_dec,
-        b_dec,
-        theta,
-        l0_coefficient=0.0,
-        bandwidth=bandwidth,
-        conventions=conventions,
-        ste=ste,
+        params,
+        lambda counts: np.broadcast_to(slope, counts.shape),
+        bandwidth,
+        conventions,
+        parametrisation,
+        ste,
     )
-    z, l0 = _l0(x, W_enc, b_enc, b_dec, theta, conventions)
-    slope = 2.0 * l0_coefficient / target_l0 * (l0 / target_l0 - 1.0)  # d/dL0 of λ (L0/T − 1)², per instance
-    K = _kernel(z, theta, bandwidth)
-    grad_theta = grads["threshold"] + slope[..., None] * (-K.sum(axis=0) / (bandwidth * x.shape[0]))
-    add_ste_to_input(
-        grads, x, W_enc, b_dec, slope[..., None] * K / (bandwidth * x.shape[0]), conventions.encode, ste
-    )
+
+
+def _count_penalty_gradients(
+    x: np.ndarray,
+    params: tuple[np.ndarray, ...],
+    slope: Callable[[np.ndarray], np.ndarray],
+    bandwidth: float,
+    c: Conventions,
+    parametrisation: Parametrisation,
+    ste: Ste,
+) -> dict[str, np.ndarray]:
+    """JUMP-6's gradients at λ = 0 plus a penalty P of the per-example counts L0_b = Σ_j H(z_bj − θ_j),
+    given `slope(L0)` = ∂P/∂L0_b (shape (B, *inst)): ∂P/∂θ_j = Σ_b ∂P/∂L0_b · (−1/ε) K((z_bj − θ_j)/ε)
+    (JUMP-4), the same with + at z under `ste="also_input"` (JUMP-15), times θ under log θ (JUMP-5)."""
+    W_enc, b_enc, W_dec, b_dec, theta = params
     check_choice("parametrisation", parametrisation, PARAMETRISATIONS)
+    grads = jumprelu_loss_gradients(
+        x, W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient=0.0, bandwidth=bandwidth, conventions=c, ste=ste
+    )
+    z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
+    per_example = slope((z > theta).sum(axis=-1))[..., None]
+    K = _kernel(z, theta, bandwidth)
+    grad_theta = grads["threshold"] - (per_example * K).sum(axis=0) / bandwidth
+    add_ste_to_input(grads, x, W_enc, b_dec, per_example * K / bandwidth, c.encode, ste)
     grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta
     return grads
+
+
+@typechecked
+def jumprelu_quadratic_l0_total_loss(
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    target_l0: float,
+    conventions: Conventions = Conventions(),
+) -> Scalar:
+    """Σ_inst reconstruction + λ (1/B) Σ_b (2/T)(L0_b − T)², L0_b the number of active latents of example
+    b and T = `target_l0`: the equivalence `quadratic_l0_penalty` of `jumprelu_total_loss` (EQ-16; SAELens's
+    `jumprelu_sparsity_loss_mode="quadratic"`, Gemma Scope 2). EQ-8 squares the batch's mean L0 instead.
+
+    >>> import numpy as np
+    >>> x = np.array([[1.0, 0.0], [0.0, 0.0]]); W_enc = np.array([[1.0, 2.0], [0.0, 0.0]])
+    >>> p = dict(W_enc=W_enc, b_enc=np.zeros(2), W_dec=np.zeros((2, 2)), b_dec=np.zeros(2))
+    >>> float(jumprelu_quadratic_l0_total_loss(x, **p, theta=np.full(2, 0.5), l0_coefficient=1.0,
+    ...     bandwidth=1.0, target_l0=1, conventions=Conventions(encode="untied")))  # ½‖x‖² + mean(2, 2)
+    2.5
+    """
+    check_coefficient("l0_coefficient", l0_coefficient)
+    check_target_l0(target_l0)
+    reconstruction = jumprelu_total_loss(
+        x, W_enc, b_enc, W_dec, b_dec, theta, l0_coefficient=0.0, bandwidth=bandwidth, conventions=conventions
+    )
+    z = pre_activations(x, W_enc, b_enc, b_dec, encode=conventions.encode)
+    counts = (z > theta).sum(axis=-1)
+    penalty = (2.0 / target_l0 * (counts - target_l0) ** 2).sum(axis=0) / x.shape[0]
+    return np.asarray(reconstruction + l0_coefficient * penalty.sum())
+
+
+@typechecked
+def jumprelu_quadratic_l0_loss_gradients(
+    x: InputBatch,
+    W_enc: EncoderWeights,
+    b_enc: LatentVector,
+    W_dec: DecoderWeights,
+    b_dec: InputVector,
+    theta: LatentVector,
+    *,
+    l0_coefficient: float,
+    bandwidth: float,
+    target_l0: float,
+    conventions: Conventions = Conventions(),
+    parametrisation: Parametrisation = "theta",
+    ste: Ste = "threshold_only",
+) -> dict[str, np.ndarray]:
+    """Gradients of `jumprelu_quadratic_l0_total_loss` (EQ-16): JUMP-6's at λ = 0 and the penalty's through
+    JUMP-4's step at z, ∂/∂θ_j = Σ_b (λ/B)(4/T)(L0_b − T) · (−1/ε) K((z_bj − θ_j)/ε) (times θ under log θ;
+    at z too under `ste="also_input"`)."""
+    check_coefficient("l0_coefficient", l0_coefficient)
+    check_target_l0(target_l0)
+    scale = l0_coefficient * 4.0 / (target_l0 * x.shape[0])
+    params = (W_enc, b_enc, W_dec, b_dec, theta)
+    return _count_penalty_gradients(
+        x, params, lambda counts: scale * (counts - target_l0), bandwidth, conventions, parametrisation, ste
+    )

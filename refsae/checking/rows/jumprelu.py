@@ -19,7 +19,8 @@ GRAD's with the mask z > θ, and the threshold's pseudo-gradient sums exact 0/1 
 g_f θ/ε over the batch.
 
 Equivalences (equivalences.md): the penalty λ (L0/T − 1)² towards a target L0 (`target_l0_penalty`,
-EQ-8), and the non-strict step z >= θ of `jumprelu` and `batchtopk_inference` (`threshold_at_or_above`,
+EQ-8), its per-example form λ (1/B) Σ_b (2/T)(L0_b − T)² (`quadratic_l0_penalty`, EQ-16), and the
+non-strict step z >= θ of `jumprelu` and `batchtopk_inference` (`threshold_at_or_above`,
 EQ-9, a tie). The loss rows keep every z off θ (JUMP-8), where the two steps agree, so the tie is not
 one of theirs.
 """
@@ -224,26 +225,22 @@ ROWS = (
 )
 
 
-def target_l0_bounds(op: Operation, case: Case, out: Outputs, parameters: Parameters) -> Bounds:
-    """EQ-8: the row's bounds at λ = 0, plus the penalty λ (L0/T − 1)² per instance (L0 a mean of exact
-    counts; a quotient, a difference, a square, a product: magnitude λ (L0/T + 1)²) and, in the
-    threshold's gradient, its term (2λ/T)(L0/T − 1) · (−1/(Bε)) Σ_b K (times θ under log θ)."""
+def _count_penalty_bounds(
+    op: Operation, case: Case, out: Outputs, penalty: Bound, slope: np.ndarray
+) -> Bounds:
+    """The row's bounds at λ = 0, plus a penalty of the per-example counts L0_b (exact): `penalty` its
+    value's bound, `slope` (B, *inst) the magnitude of ∂P/∂L0_b, which reaches the threshold as
+    Σ_b ∂P/∂L0_b · (−1/ε) K (times θ under log θ) and, under `ste="also_input"`, z (JUMP-15)."""
     a, o, c = case.arrays, case.options, conventions_of(case)
-    lam, target, batch = o["l0_coefficient"], parameters["target_l0"], a["x"].shape[0]
     base = op.bounds(Case(a, {**o, "l0_coefficient": 0.0}, case.dtype), out)
-    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
-    l0 = (z > a["theta"]).sum(axis=(0, -1)) / batch
     if op.name == "jumprelu_total_loss":
-        penalty = Bound(np.asarray(lam * ((l0 / target + 1) ** 2).sum()), l0.size, 6)
         loss = base["loss"]
         assert loss is not None
         return {"loss": add(loss.magnitude + penalty.magnitude, loss, penalty, k_store=1)}
-    hits = (np.abs(z - a["theta"]) < o["bandwidth"] / 2).sum(axis=0)
-    slope = 2 * lam / target * (l0 / target + 1)
-    term = Bound(slope[..., None] * hits / (batch * o["bandwidth"]), batch, 7)
-    at_z = Bound(
-        slope[..., None] * (np.abs(z - a["theta"]) < o["bandwidth"] / 2) / (batch * o["bandwidth"]), 1, 7
-    )
+    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
+    window = np.abs(z - a["theta"]) < o["bandwidth"] / 2
+    at_z = Bound(slope[..., None] * window / o["bandwidth"], 1, 7)
+    term = Bound(at_z.magnitude.sum(axis=0), a["x"].shape[0], 7)
     if o.get("parametrisation", "theta") == "log_theta":
         term = mul(term.magnitude * a["theta"], term, k_store=1)
     threshold = base["threshold"]
@@ -253,6 +250,39 @@ def target_l0_bounds(op: Operation, case: Case, out: Outputs, parameters: Parame
         extra = bounds.encoder_backward(a["x"], a["W_enc"], a["b_dec"], at_z, c.encode)
         return dict(bounds.plus({k: v for k, v in result.items() if v is not None}, extra))
     return result
+
+
+def _counts(case: Case) -> np.ndarray:
+    """L0_b per example (B, *inst), exact."""
+    a = case.arrays
+    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=conventions_of(case).encode)
+    counts: np.ndarray = (z > a["theta"]).sum(axis=-1)
+    return counts
+
+
+def target_l0_bounds(op: Operation, case: Case, out: Outputs, parameters: Parameters) -> Bounds:
+    """EQ-8: the penalty λ (L0/T − 1)² per instance (L0 a mean of exact counts; a quotient, a difference,
+    a square, a product: magnitude λ (L0/T + 1)²) and ∂P/∂L0_b = (2λ/(TB))(L0/T − 1) for every b."""
+    lam, target = case.options["l0_coefficient"], parameters["target_l0"]
+    counts = _counts(case)
+    batch = counts.shape[0]
+    l0 = counts.sum(axis=0) / batch
+    penalty = Bound(np.asarray(lam * ((l0 / target + 1) ** 2).sum()), l0.size, 6)
+    slope = np.broadcast_to(2 * lam / target * (l0 / target + 1) / batch, counts.shape)
+    return _count_penalty_bounds(op, case, out, penalty, slope)
+
+
+def quadratic_l0_bounds(op: Operation, case: Case, out: Outputs, parameters: Parameters) -> Bounds:
+    """EQ-16: the penalty λ (1/B) Σ_b (2/T)(L0_b − T)² (exact counts; per example a difference, a square
+    and two products, then a sum over the batch: magnitude λ (1/B) Σ_b (2/T)(L0_b + T)²) and
+    ∂P/∂L0_b = (λ/B)(4/T)(L0_b − T)."""
+    lam, target = case.options["l0_coefficient"], parameters["target_l0"]
+    counts = _counts(case)
+    batch = counts.shape[0]
+    terms = 2 / target * (counts + target) ** 2
+    penalty = Bound(np.asarray(lam * terms.sum() / batch), counts.size, 7)
+    slope = lam * 4 / (target * batch) * (counts + target)
+    return _count_penalty_bounds(op, case, out, penalty, slope)
 
 
 EQUIVALENCES = (
@@ -274,6 +304,24 @@ EQUIVALENCES = (
         about=("JUMP-2", "JUMP-6"),
     ),
     Equivalence(
+        name="quadratic_l0_penalty",
+        clause="EQ-16",
+        formula="λ (1/B) Σ_b (2/T)(L0_b − T)² with T = target_l0, each example's L0 against the target, in "
+        "place of JUMP-2's λ · L0; the threshold's gradient through JUMP-4's step at z, "
+        "Σ_b (λ/B)(4/T)(L0_b − T) ∂L0_b/∂θ",
+        rows=("jumprelu_total_loss", "jumprelu_loss_gradients"),
+        reference=calling(
+            {
+                "jumprelu_total_loss": oracle.jumprelu_quadratic_l0_total_loss,
+                "jumprelu_loss_gradients": oracle.jumprelu_quadratic_l0_loss_gradients,
+            }
+        ),
+        parameters={"target_l0": 1},
+        requires=("target_l0",),
+        bounds=quadratic_l0_bounds,
+        about=("JUMP-2", "JUMP-6"),
+    ),
+    Equivalence(
         name="threshold_at_or_above",
         clause="EQ-9",
         kind="tie",
@@ -288,4 +336,5 @@ EQUIVALENCES = (
         about=("JUMP-1", "BTOPK-6"),
     ),
 )
-"""dictionary_learning's target-L0 penalty (EQ-8) and the non-strict threshold (EQ-9)."""
+"""dictionary_learning's target-L0 penalty (EQ-8), SAELens's quadratic one (EQ-16) and the non-strict
+threshold (EQ-9)."""

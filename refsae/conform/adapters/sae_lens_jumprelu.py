@@ -114,3 +114,24 @@ class JumpReLUTrainingSAE(JumpReLUSAE):
         *params, dead = arrays
         sae = self._pre_act(tuple(params), pre_act_coefficient)
         return self._gradients(sae, _forward(sae, x, dead.bool()).losses["pre_act_loss"])
+
+
+QUADRATIC_TARGET_L0 = 1.0
+"""The `target_l0` the quadratic target configures and declares (EQ-16): SAELens has no default (None
+is refused in this mode) and refuses a target above d_sae, which is 1 in the smallest cases."""
+
+
+class JumpReLUQuadraticSAE(JumpReLUTrainingSAE):
+    """`JumpReLUTrainingSAE(jumprelu_sparsity_loss_mode="quadratic", target_l0=1)`: Gemma Scope 2's
+    per-example penalty (2/T)(L0_b − T)², averaged over the batch (EQ-16), on the two loss rows."""
+
+    name: ClassVar[str] = "sae_lens.jumprelu_quadratic"
+    equivalence_parameters: ClassVar[Mapping[str, Any]] = {"target_l0": QUADRATIC_TARGET_L0}
+    ROWS: ClassVar[tuple[str, ...]] = ("jumprelu_total_loss", "jumprelu_loss_gradients")
+
+    def supports(self, operation: str) -> bool:
+        return operation in self.ROWS and super().supports(operation)
+
+    def make(self, like: Mapping[str, Tensor], cls: str = "", **config: Any) -> Any:
+        quadratic = {"jumprelu_sparsity_loss_mode": "quadratic", "target_l0": QUADRATIC_TARGET_L0}
+        return super().make(like, cls, **{**quadratic, **config})
