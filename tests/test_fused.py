@@ -258,3 +258,20 @@ def test_the_readme_performance_table_is_the_committed_results() -> None:
     block = readme.split(bench.START, 1)[1].split(bench.END, 1)[0]
     assert block.strip() == bench.readme_block().strip()
     assert "step-cpu.json" in block
+
+
+def test_the_sparse_backward_accumulates_half_precision_sums_in_float32() -> None:
+    """PERF-3, TOL-3: the scatter sums of the sparse backward (the bags' weight gradient and the b_enc
+    index sum) accumulate float16 and bfloat16 in float32, as the bounds assume: 4096 terms of fl16(1e-3)
+    sum to their float32 sum rounded once, where a float16 accumulation stalls at 4.0."""
+    from refsae.torch.fast.topk import Bags, scatter_sum
+
+    n = 4096
+    for dtype in (torch.float16, torch.bfloat16):
+        term = torch.tensor(1e-3, dtype=dtype)
+        exact = (n * term.double()).to(dtype)  # n · term is exact in float64, rounded once
+        bags = Bags(torch.zeros(n, dtype=torch.long), torch.arange(n), n, 1)
+        ones = torch.ones(n, 1, dtype=dtype)
+        assert bags.weight_gradient(ones, term.expand(n)).item() == exact.item()
+        index = torch.zeros(n, dtype=torch.long)
+        assert scatter_sum(torch.zeros(1, dtype=dtype), index, term.expand(n)).item() == exact.item()

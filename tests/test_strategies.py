@@ -252,3 +252,27 @@ def test_without_the_isolation_a_local_module_changes_the_drawn_cases(tmp_path: 
         v in {1234.5, -987.25, 4321.0625, 77.125, -55.5, 999.75} for values in after for v in values
     )
     assert (before != after, literal_drawn) == (pool, pool)
+
+
+def test_a_draw_out_of_float16_range_is_shrunk_by_a_power_of_two_not_rejected() -> None:
+    """STR-4: `shrink_to_range` divides the named arrays by the smallest power of two 2^k that brings
+    the squared residual under 1/64 of the largest value (exactly, where 2^−k·v stays a normal number:
+    below float16's ν the result rounds to the subnormal grid); a draw already in range comes back as
+    it was."""
+    from refsae.checking.cases import shrink_to_range
+    from refsae.checking.tolerances import LARGEST
+
+    rng = np.random.default_rng(0)
+    a = {n: rs.round_to(4 * rng.standard_normal((64, 64)), "float16") for n in ("x", "b_enc", "b_dec")}
+    numerator = (2 * np.abs(a["x"])).__pow__(2).sum(axis=(0, -1))  # a residual linear in the three
+    assert numerator > LARGEST["float16"] / 64
+    shrunk = shrink_to_range(a, numerator, ("x", "b_enc", "b_dec"), "float16")
+    k = int(np.log2(np.abs(a["x"]).max() / np.abs(shrunk["x"]).max()))
+    normal = 2.0**-14
+    for name in a:
+        kept = np.abs(a[name]) * 2.0**-k >= normal
+        assert kept.mean() > 0.9
+        np.testing.assert_array_equal(shrunk[name][kept] * 2.0**k, a[name][kept])  # exactly 2^−k times
+        assert np.all(np.abs(shrunk[name][~kept] * 2.0**k - a[name][~kept]) <= 2.0**-25 * 2.0**k)
+    assert numerator * 4.0**-k <= LARGEST["float16"] / 64 < numerator * 4.0 ** -(k - 1)  # the smallest k
+    assert shrink_to_range(shrunk, numerator * 4.0**-k, ("x",), "float16") is shrunk

@@ -6,6 +6,8 @@ The strategies themselves live with their rows, one module per family (`refsae.c
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
@@ -47,6 +49,24 @@ def sae_case(
     if with_x:
         arrays = {"x": draw(rs.inputs(shape, dtype)), **arrays}
     return shape, arrays
+
+
+def shrink_to_range(
+    a: dict[str, np.ndarray], numerator: np.ndarray, names: tuple[str, ...], dtype: str
+) -> dict[str, np.ndarray]:
+    """STR-4's repair of a draw whose squared residual would leave the dtype's range: the arrays `names`
+    divided by the smallest power of two 2^k that brings `numerator` (Σ (|x̂| + |x|)², per instance)
+    under 1/64 of the dtype's largest value. The callers name the arrays the residual is linear in
+    (x, b_enc, b_dec: z = u W_enc + b_enc, and ReLU, TopK and the decode are positively homogeneous),
+    so the residual scales by 2^−k and its square by 2^−2k: the same SAE on smaller data. A draw the
+    range check would reject (float16 at large shapes) becomes one it accepts; one already in range is
+    returned unchanged. Rounded to the dtype after (exact until a value nears the subnormals)."""
+    largest = float(np.max(numerator, initial=0.0))
+    limit = LARGEST.get(dtype, LARGEST["float64"]) / 64
+    if largest <= limit:
+        return a
+    k = math.ceil(math.log2(largest / limit) / 2)
+    return {**a, **{n: rs.round_to(a[n] * 2.0**-k, dtype) for n in names}}
 
 
 def finish(case: Case, magnitudes: list[np.ndarray]) -> Case:

@@ -17,7 +17,14 @@ from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import conventions_of, finish, sae_arrays, sae_case, variance_is_certain
+from refsae.checking.cases import (
+    conventions_of,
+    finish,
+    sae_arrays,
+    sae_case,
+    shrink_to_range,
+    variance_is_certain,
+)
 from refsae.checking.equivalence import Equivalence, Parameters, with_options
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.tolerances import Bound, allowed_error, leaf
@@ -58,6 +65,9 @@ def loss_cases(draw: st.DrawFn, dtype: str, *, kink_margin: bool = False, backwa
     of the backward pass stay in range too (STR-4)."""
     c: Conventions = draw(rs.conventions())
     shape, a = draw(sae_case(dtype, min_batch=2 if c.reconstruction == "fvu" else 1))
+    _, x_hat = bounds.forward(a["x"], a["W_enc"], a["b_enc"], a["W_dec"], a["b_dec"], c)
+    numerator = ((x_hat.magnitude + np.abs(a["x"])) ** 2).sum(axis=(0, -1))
+    a = shrink_to_range(a, numerator, ("x", "b_enc", "b_dec"), dtype)
     if c.reconstruction == "fvu":
         assume(variance_is_certain(a["x"], dtype))
     if kink_margin:

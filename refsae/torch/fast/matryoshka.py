@@ -29,7 +29,7 @@ from refsae.oracle.batchtopk import check_batch_k
 from refsae.oracle.matryoshka import Levels, check_widths, level_weights
 from refsae.torch._shapes import DecoderWeights, EncoderWeights, InputBatch, InputVector, LatentVector, Scalar
 from refsae.torch.fast.gradients import Workspace, check_inputs, normalisation_backward
-from refsae.torch.fast.topk import Bags
+from refsae.torch.fast.topk import Bags, scatter_sum
 from refsae.torch.forward import decoder_directions
 from refsae.torch.losses import reconstruction_denominator
 
@@ -101,7 +101,7 @@ def _one_instance(
     H_flat = H.reshape(batch * n, d_in)
     G_hat = groups.weight_gradient(H_flat, f)
     g_z = groups.per_sample_gradient(H_flat, W_hat).mul_(values > 0)
-    grad_b_enc = torch.zeros_like(b_enc).index_add_(0, latent, g_z)
+    grad_b_enc = scatter_sum(b_enc, latent, g_z)
     examples = Bags(latent, example[order], batch, d_sae)
     grad_W_enc = examples.weight_gradient(u, g_z).mT.contiguous()
     grad_b_dec = g.sum(dim=(0, 1))

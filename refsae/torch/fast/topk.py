@@ -76,7 +76,10 @@ class Bags:
         )
 
     def weight_gradient(self, grad_out: Tensor, per_sample: Tensor) -> Tensor:
-        """Σ_e per_sample_e grad_out_{bag_e} scattered into row indices_e: (num_weights, d)."""
+        """Σ_e per_sample_e grad_out_{bag_e} scattered into row indices_e: (num_weights, d). In float32
+        for float16 and bfloat16 inputs (TOL-3: the kernel itself accumulates in the input's dtype)."""
+        dtype = grad_out.dtype
+        grad_out, per_sample = accumulating(grad_out), accumulating(per_sample)
         return torch.ops.aten._embedding_bag_dense_backward(  # type: ignore[no-any-return]
             grad_out,
             self.indices,
@@ -88,7 +91,25 @@ class Bags:
             0,
             per_sample.reshape(-1),
             -1,
-        )
+        ).to(dtype)
+
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def accumulating(t: Tensor) -> Tensor:
+    """`t` in its accumulation dtype (TOL-3): float32 for float16 and bfloat16, itself otherwise. Two
+    kernels of the sparse paths accumulate in their input's dtype on CPU, `_embedding_bag_dense_backward`
+    and `index_add_` (4096 terms of 1e-3 in float16 sum to 4.0, not 4.098; embedding_bag's forward and
+    its per-sample-weight backward accumulate in float32): their half inputs are widened first."""
+    return t.float() if t.dtype in HALF else t
+
+
+def scatter_sum(like: Tensor, index: Tensor, values: Tensor) -> Tensor:
+    """Σ of `values` into the rows `index` of zeros shaped like `like` (`index_add_`), accumulated in
+    float32 for half dtypes (TOL-3), returned in `like`'s dtype."""
+    total = torch.zeros(like.shape, dtype=accumulating(like).dtype, device=like.device)
+    return total.index_add_(0, index, accumulating(values)).to(like.dtype)
 
 
 def topk_instance(
@@ -136,7 +157,7 @@ def topk_instance(
     g_f.add_(lam / batch if norms is None else norms[idx] * (lam / batch))
     g_z = g_f.mul_(active)
     flat = idx.reshape(-1)
-    grad_b_enc = torch.zeros_like(b_enc).index_add_(0, flat, g_z.reshape(-1))
+    grad_b_enc = scatter_sum(b_enc, flat, g_z.reshape(-1))
     enc_rows = bags.weight_gradient(u, g_z)  # (d_sae, d_in): rows of ∂L/∂W_encᵀ
     grad_W_enc = out["W_enc"].copy_(enc_rows.mT) if "W_enc" in out else enc_rows.mT.contiguous()
     grad_b_dec = g.sum(dim=0)
@@ -144,7 +165,7 @@ def topk_instance(
         grad_b_dec.sub_(W_enc @ grad_b_enc)
     grad_W_dec = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
     if norms is not None:
-        f_sum = torch.zeros_like(b_enc).index_add_(0, flat, f.reshape(-1))  # Σ_b f_bj
+        f_sum = scatter_sum(b_enc, flat, f.reshape(-1))  # Σ_b f_bj
         grad_W_dec.add_(decoder_norm_gradient(W_dec, norms, f_sum, lam / batch))
     grads = {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
     if W_skip is not None:
