@@ -28,12 +28,12 @@ from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import finish, variance_is_certain
+from refsae.checking.cases import finish, shrink_to_range, variance_is_certain
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.rows.losses import RECONSTRUCTION_DRAWN
 from refsae.checking.rows.topk import draw_k
 from refsae.checking.tolerances import Bound, add, allowed_error, leaf, magnitude_floor, mul
-from refsae.conventions import DECODER, SPARSITY, pinned_value
+from refsae.conventions import DECODER, DEFAULT_EPS, SPARSITY, pinned_value
 from refsae.torch.fast import transcoder as fast_transcoder
 
 ARRAYS = ("x", "y", "W_enc", "b_enc", "W_dec", "b_dec", "W_skip")
@@ -91,10 +91,25 @@ def _z_bound(a: dict[str, np.ndarray]) -> Bound:
     return bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], np.zeros(a["x"].shape[1:]), "untied")
 
 
+def _in_range(a: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    """STR-4's repair (`shrink_to_range`) on Σ (|ŷ| + |y|)² under either decoder, f bounded by |z|: x,
+    y, b_enc and b_dec, which ŷ − y is linear in (z = x W_enc + b_enc, the skip x W_skipᵀ)."""
+    z = _z_bound(a)
+    numerator = np.maximum.reduce(
+        [
+            ((decode_bound(z, a["x"], a["W_dec"], a["b_dec"], a["W_skip"], d, DEFAULT_EPS).magnitude
+              + np.abs(a["y"])) ** 2).sum(axis=(0, -1))
+            for d in DECODER
+        ]
+    )  # fmt: skip
+    return shrink_to_range(a, numerator, ("x", "y", "b_enc", "b_dec"), dtype)
+
+
 @st.composite
 def loss_cases(draw: st.DrawFn, dtype: str, *, topk: bool = False) -> Case:
     reconstruction = draw(rs.convention("reconstruction", RECONSTRUCTION_DRAWN))
     shape, a = draw(transcoder_parts(dtype, min_batch=2 if reconstruction == "fvu" else 1))
+    a = _in_range(a, dtype)
     if reconstruction == "fvu":
         assume(variance_is_certain(a["y"], dtype))
     z0 = np.einsum("b...i,...ij->b...j", a["x"], a["W_enc"])
