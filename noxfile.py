@@ -155,6 +155,7 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
         "sae_lens.folding",
         "sae_lens.matryoshka",
         "sae_lens.transcoder",
+        "sae_lens.jumprelu_transcoder",
     ),
     "sparse_autoencoder": ("sparse_autoencoder",),
     "dictionary_learning": (

@@ -288,12 +288,16 @@ def l1_coefficients() -> st.SearchStrategy[float]:
     return st.sampled_from(L1_COEFFICIENTS)
 
 
-def kink_margin_b_enc(z0: np.ndarray, b_enc: np.ndarray, margin: np.ndarray, dtype: str) -> np.ndarray:
+def kink_margin_b_enc(
+    z0: np.ndarray, b_enc: np.ndarray, margin: np.ndarray, dtype: str, *, positive: bool = False
+) -> np.ndarray:
     """Move each b_enc_j to the nearest value that keeps every pre-activation z0_bj + b_enc_j at least
     margin_bj away from 0 (the ReLU kink, STR-7); z0 = u W_enc has shape (batch, *inst, d_sae).
 
     The forbidden set of latent j is a union of intervals (−z0_bj − m, −z0_bj + m); its complement is
-    never empty, so a nearest allowed value always exists.
+    never empty, so a nearest allowed value always exists. With `positive` (a JumpReLU threshold, which
+    must stay > 0, JUMP-8) a value inside an interval whose lower end is <= 0 moves to its upper end,
+    which is above the value, so a value >= 0 stays > 0.
     """
     out = b_enc.copy()
     for index in np.ndindex(b_enc.shape):
@@ -309,7 +313,7 @@ def kink_margin_b_enc(z0: np.ndarray, b_enc: np.ndarray, margin: np.ndarray, dty
         c = float(out[index])
         for lo, hi in merged:
             if lo < c < hi:
-                c = lo if c - lo < hi - c else hi
+                c = lo if c - lo < hi - c and not (positive and lo <= 0) else hi
                 break
         out[index] = c
     return round_to(out, dtype)

@@ -32,6 +32,7 @@ from refsae.checking.rows import (
     init,
     jumprelu,
     jumprelu_penalties,
+    jumprelu_transcoder,
     losses,
     matryoshka,
     metrics,
@@ -69,6 +70,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     gated,
     auxk,
     transcoder,
+    jumprelu_transcoder,
 )
 """The families in table order (the order of reports and of `refsae check`)."""
 

@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "sae_lens.folding": "refsae.conform.adapters.folding:SAELensFolding",
     "sae_lens.matryoshka": "refsae.conform.adapters.matryoshka:SAELensMatryoshka",
     "sae_lens.transcoder": "refsae.conform.adapters.transcoder:SAELensTranscoder",
+    "sae_lens.jumprelu_transcoder": "refsae.conform.adapters.transcoder:SAELensJumpReLUTranscoder",
     "sae_bench": "refsae.conform.adapters.evals:SAEBench",
     "sparse_autoencoder": "refsae.conform.adapters.sparse_autoencoder:SparseAutoencoder",
     "dictionary_learning": "refsae.conform.adapters.dictionary_learning:AutoEncoder",

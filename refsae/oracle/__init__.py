@@ -18,6 +18,7 @@ from refsae.oracle.gradients import *  # noqa: F403
 from refsae.oracle.init import *  # noqa: F403
 from refsae.oracle.jumprelu import *  # noqa: F403
 from refsae.oracle.jumprelu_penalties import *  # noqa: F403
+from refsae.oracle.jumprelu_transcoder import *  # noqa: F403
 from refsae.oracle.losses import *  # noqa: F403
 from refsae.oracle.matryoshka import *  # noqa: F403
 from refsae.oracle.metrics import *  # noqa: F403

@@ -116,7 +116,7 @@ def jumprelu(z: LatentBatch, theta: LatentVector) -> LatentBatch:
     return np.where(z > theta, z, 0.0)
 
 
-def _kernel(z: np.ndarray, theta: np.ndarray, bandwidth: float) -> np.ndarray:
+def kernel(z: np.ndarray, theta: np.ndarray, bandwidth: float) -> np.ndarray:
     """K((z − θ)/ε) = 1[|z − θ| < ε/2], the open rectangle (JUMP-4)."""
     return np.asarray(np.abs(z - theta) < bandwidth / 2, dtype=np.float64)
 
@@ -178,7 +178,7 @@ def jumprelu_loss_gradients(
     W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
     x_hat = np.einsum("b...j,...ji->b...i", f, W_hat) + b_dec
     g_f = np.einsum("b...i,...ji->b...j", reconstruction_scale(x, c.reconstruction) * (x_hat - x), W_hat)
-    K = _kernel(z, theta, bandwidth)
+    K = kernel(z, theta, bandwidth)
     grad_theta = (g_f * (-theta / bandwidth) * K).sum(axis=0) + l0_coefficient / x.shape[0] * (
         -K / bandwidth
     ).sum(axis=0)
@@ -307,7 +307,7 @@ def _count_penalty_gradients(
     )
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     per_example = slope((z > theta).sum(axis=-1))[..., None]
-    K = _kernel(z, theta, bandwidth)
+    K = kernel(z, theta, bandwidth)
     grad_theta = grads["threshold"] - (per_example * K).sum(axis=0) / bandwidth
     add_ste_to_input(grads, x, W_enc, b_dec, per_example * K / bandwidth, c.encode, ste)
     grads["threshold"] = theta * grad_theta if parametrisation == "log_theta" else grad_theta

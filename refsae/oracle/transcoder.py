@@ -106,11 +106,12 @@ def transcoder_forward(
     >>> [a.tolist() for a in transcoder_forward(x, W_enc, b_enc, W_dec, b_dec, W_skip)]
     [[[2.0]], [[3.0, 1.0, 5.0]]]
     """
-    f = np.maximum(_pre_activations(x, W_enc, b_enc), 0.0)
+    f = np.maximum(encoder_pre_activations(x, W_enc, b_enc), 0.0)
     return f, transcoder_decode(f, x, W_dec, b_dec, W_skip, decoder=decoder, eps=eps)
 
 
-def _pre_activations(x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray) -> np.ndarray:
+def encoder_pre_activations(x: np.ndarray, W_enc: np.ndarray, b_enc: np.ndarray) -> np.ndarray:
+    """z = x W_enc + b_enc, nothing subtracted from x (TC-2); x non-empty, the three finite."""
     _validate.nonempty_batch(x)
     _validate.finite(x=x, W_enc=W_enc, b_enc=b_enc)
     z: np.ndarray = np.einsum("b...i,...ij->b...j", x, W_enc) + b_enc
@@ -139,7 +140,7 @@ def _loss(
     return np.asarray(per_instance.sum())
 
 
-def _gradients(
+def gradients_given_mask(
     x: np.ndarray,
     y: np.ndarray,
     W_enc: np.ndarray,
@@ -195,7 +196,7 @@ def transcoder_total_loss(
 ) -> Scalar:
     """R(y, ŷ) + λ S(f) with ReLU latents f = ReLU(x W_enc + b_enc), summed over instances (TC-3, TC-5)."""
     check_coefficient("l1_coefficient", l1_coefficient)
-    f = np.maximum(_pre_activations(x, W_enc, b_enc), 0.0)
+    f = np.maximum(encoder_pre_activations(x, W_enc, b_enc), 0.0)
     return _loss(x, y, f, W_dec, b_dec, W_skip, l1_coefficient, reconstruction, sparsity, decoder, eps)
 
 
@@ -217,11 +218,11 @@ def transcoder_loss_gradients(
 ) -> dict[str, np.ndarray]:
     """∂L/∂(W_enc, b_enc, W_dec, b_dec, W_skip) of `transcoder_total_loss` (TC-6)."""
     check_coefficient("l1_coefficient", l1_coefficient)
-    z = _pre_activations(x, W_enc, b_enc)
+    z = encoder_pre_activations(x, W_enc, b_enc)
     transcoder_total_loss(  # the loss's own checks (shapes, finiteness, batches)
         x, y, W_enc, b_enc, W_dec, b_dec, W_skip, reconstruction=reconstruction, decoder=decoder, eps=eps
     )
-    return _gradients(
+    return gradients_given_mask(
         x, y, W_enc, W_dec, b_dec, W_skip, z, z > 0.0, l1_coefficient, reconstruction, sparsity, decoder, eps
     )
 
@@ -246,7 +247,7 @@ def topk_transcoder_total_loss(
     """`transcoder_total_loss` with TopK latents (TOPK-3) in place of ReLU's (TC-3)."""
     check_coefficient("l1_coefficient", l1_coefficient)
     check_k(k, W_enc.shape[-1])
-    f = topk(_pre_activations(x, W_enc, b_enc), k=k)
+    f = topk(encoder_pre_activations(x, W_enc, b_enc), k=k)
     return _loss(x, y, f, W_dec, b_dec, W_skip, l1_coefficient, reconstruction, sparsity, decoder, eps)
 
 
@@ -270,11 +271,11 @@ def topk_transcoder_loss_gradients(
     """Gradients of `topk_transcoder_total_loss` (TC-6): the mask is `selected ∧ z > 0` (TOPK-5)."""
     check_coefficient("l1_coefficient", l1_coefficient)
     check_k(k, W_enc.shape[-1])
-    z = _pre_activations(x, W_enc, b_enc)
+    z = encoder_pre_activations(x, W_enc, b_enc)
     topk_transcoder_total_loss(
         x, y, W_enc, b_enc, W_dec, b_dec, W_skip, k=k, reconstruction=reconstruction, decoder=decoder, eps=eps
     )
     active = topk(z, k=k) > 0.0
-    return _gradients(
+    return gradients_given_mask(
         x, y, W_enc, W_dec, b_dec, W_skip, z, active, l1_coefficient, reconstruction, sparsity, decoder, eps
     )

@@ -16,6 +16,7 @@ from refsae.torch.gradients import *  # noqa: F403
 from refsae.torch.init import *  # noqa: F403
 from refsae.torch.jumprelu import *  # noqa: F403
 from refsae.torch.jumprelu_penalties import *  # noqa: F403
+from refsae.torch.jumprelu_transcoder import *  # noqa: F403
 from refsae.torch.losses import *  # noqa: F403
 from refsae.torch.matryoshka import *  # noqa: F403
 from refsae.torch.metrics import *  # noqa: F403

@@ -62,7 +62,7 @@ class JumpReLUFunction(torch.autograd.Function):  # public for refsae.torch.jump
         return grad_z, (-ste).sum(dim=0), None, None
 
 
-class _Step(torch.autograd.Function):
+class StepFunction(torch.autograd.Function):  # public for refsae.torch.jumprelu_transcoder
     """H(z − θ) = 1[z > θ]; ∂H/∂z := 0 (or (1/ε) K under `also_input`, JUMP-15);
     ∂H/∂θ := −(1/ε) K((z − θ)/ε) (JUMP-4)."""
 
@@ -127,7 +127,7 @@ def loss_with_estimator(
     z = pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     f: Tensor = JumpReLUFunction.apply(z, theta, bandwidth, also_input)  # type: ignore[no-untyped-call]
     x_hat = decode(f, W_dec, b_dec, decoder=c.decoder, eps=c.eps)
-    step: Tensor = _Step.apply(z, theta, bandwidth, also_input)  # type: ignore[no-untyped-call]
+    step: Tensor = StepFunction.apply(z, theta, bandwidth, also_input)  # type: ignore[no-untyped-call]
     l0 = step.sum(dim=(0, -1)) / x.shape[0]
     loss: Tensor = (
         reconstruction_loss(x, x_hat, reconstruction=c.reconstruction) + l0_coefficient * l0

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-def _same_batch(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
+def same_batch(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{a_name} has batch {a.shape[0]} and {b_name} has batch {b.shape[0]}: one each")
 
@@ -63,14 +63,14 @@ def transcoder_decode(
 ) -> TargetBatch:
     """ŷ = f Ŵ + b_dec + x W_skipᵀ (TC-4)."""
     _validate.check(batch=f, batch_name="f", f=f, x=x, W_dec=W_dec, b_dec=b_dec, W_skip=W_skip)
-    _same_batch(x, "x", f, "f")
+    same_batch(x, "x", f, "f")
     W_hat = decoder_directions(W_dec, decoder=decoder, eps=eps)
     return (
         torch.einsum("b...j,...jo->b...o", f, W_hat) + b_dec + torch.einsum("b...i,...oi->b...o", x, W_skip)
     )
 
 
-def _pre_activations(x: Tensor, W_enc: Tensor, b_enc: Tensor) -> Tensor:
+def encoder_pre_activations(x: Tensor, W_enc: Tensor, b_enc: Tensor) -> Tensor:
     _validate.check(batch=x, x=x, W_enc=W_enc, b_enc=b_enc)
     return torch.einsum("b...i,...ij->b...j", x, W_enc) + b_enc
 
@@ -88,7 +88,7 @@ def transcoder_forward(
     eps: float = DEFAULT_EPS,
 ) -> tuple[LatentBatch, TargetBatch]:
     """(f, ŷ) of a ReLU transcoder (TC-2..TC-4)."""
-    f = torch.relu(_pre_activations(x, W_enc, b_enc))
+    f = torch.relu(encoder_pre_activations(x, W_enc, b_enc))
     return f, transcoder_decode(f, x, W_dec, b_dec, W_skip, decoder=decoder, eps=eps)
 
 
@@ -106,7 +106,7 @@ def _loss(
     eps: float,
 ) -> Tensor:
     _validate.check(y=y, W_dec=W_dec)
-    _same_batch(y, "y", x, "x")
+    same_batch(y, "y", x, "x")
     y_hat = transcoder_decode(f, x, W_dec, b_dec, W_skip, decoder=decoder, eps=eps)
     per_instance = reconstruction_loss(y, y_hat, reconstruction=reconstruction)
     loss: Tensor = (per_instance + lam * sparsity_loss(f, W_dec, sparsity=sparsity)).sum()
@@ -131,7 +131,7 @@ def transcoder_total_loss(
 ) -> Scalar:
     """R(y, ŷ) + λ S(f), f = ReLU(x W_enc + b_enc) (TC-3, TC-5); differentiable."""
     check_coefficient("l1_coefficient", l1_coefficient)
-    f = torch.relu(_pre_activations(x, W_enc, b_enc))
+    f = torch.relu(encoder_pre_activations(x, W_enc, b_enc))
     return _loss(x, y, f, W_dec, b_dec, W_skip, l1_coefficient, reconstruction, sparsity, decoder, eps)
 
 
@@ -155,7 +155,7 @@ def topk_transcoder_total_loss(
     """`transcoder_total_loss` with TopK latents (TOPK-3, TC-3); differentiable."""
     check_coefficient("l1_coefficient", l1_coefficient)
     check_k(k, W_enc.shape[-1])
-    f = topk(_pre_activations(x, W_enc, b_enc), k=k)
+    f = topk(encoder_pre_activations(x, W_enc, b_enc), k=k)
     return _loss(x, y, f, W_dec, b_dec, W_skip, l1_coefficient, reconstruction, sparsity, decoder, eps)
 
 

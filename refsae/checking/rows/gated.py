@@ -29,7 +29,7 @@ from refsae import oracle
 from refsae.cases import Case
 from refsae.checking import bounds
 from refsae.checking import strategies as rs
-from refsae.checking.cases import conventions_of, finish, sae_case, variance_is_certain
+from refsae.checking.cases import conventions_of, finish, sae_case, shrink_to_range, variance_is_certain
 from refsae.checking.operation import Bounds, Operation, Outputs
 from refsae.checking.rows.losses import LOSS_EXAMPLE
 from refsae.checking.tolerances import Bound, add, allowed_error, leaf, magnitude_floor, mul
@@ -74,8 +74,6 @@ def _away_from_zero(a: dict[str, np.ndarray], c: Conventions, dtype: str) -> dic
 def gated_base(draw: st.DrawFn, dtype: str) -> tuple[dict[str, np.ndarray], Conventions]:
     c: Conventions = draw(rs.conventions())
     shape, base = draw(sae_case(dtype, min_batch=2 if c.reconstruction == "fvu" else 1))
-    if c.reconstruction == "fvu":
-        assume(variance_is_certain(base["x"], dtype))
     latent_shape = (*shape.inst, shape.d_sae)
     r_mag = rs.round_to(np.clip(draw(rs.arrays(latent_shape, dtype, 0.5)), -2.0, 2.0), dtype)
     b_mag = draw(rs.arrays(latent_shape, dtype, draw(rs.scales(dtype))))
@@ -88,7 +86,27 @@ def gated_base(draw: st.DrawFn, dtype: str) -> tuple[dict[str, np.ndarray], Conv
         "W_dec": base["W_dec"],
         "b_dec": base["b_dec"],
     }
+    a = _in_range(a, c, dtype)
+    if c.reconstruction == "fvu":
+        assume(variance_is_certain(a["x"], dtype))
     return _away_from_zero(a, c, dtype), c
+
+
+def _in_range(a: dict[str, np.ndarray], c: Conventions, dtype: str) -> dict[str, np.ndarray]:
+    """STR-4's repair (`shrink_to_range`) on Σ (|x̂| + |x|)² of both reconstructions (f's and the gate's
+    auxiliary one): x, b_gate, b_mag and b_dec, which both pre-activations, both latents and both residuals
+    are linear in (π = u W_enc + b, with u = x or x − b_dec; ReLU and the gate's step are homogeneous)."""
+    f, a_gate, _, _, _, _ = gated_latents_bound(a["x"], gated_params(a), c)
+    numerator = np.maximum.reduce(
+        [
+            (
+                (bounds.decode(latents, a["W_dec"], a["b_dec"], c.decoder, c.eps).magnitude + np.abs(a["x"]))
+                ** 2
+            ).sum(axis=(0, -1))
+            for latents in (f, a_gate)
+        ]
+    )
+    return shrink_to_range(a, numerator, ("x", "b_gate", "b_mag", "b_dec"), dtype)
 
 
 @st.composite

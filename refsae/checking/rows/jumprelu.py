@@ -59,31 +59,46 @@ def jumprelu_cases(draw: st.DrawFn, dtype: str) -> Case:
     return Case({"z": z, "theta": theta}, {}, dtype)
 
 
-@st.composite
-def jumprelu_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
-    base = draw(loss_cases(dtype, backward=True))
-    a = dict(base.arrays)
-    c: Conventions = base.options["conventions"]
-    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
+def draw_threshold(draw: st.DrawFn, z: np.ndarray, z_bound: Bound, dtype: str) -> tuple[np.ndarray, float]:
+    """θ > 0 and a power-of-two bandwidth ε for pre-activations z (JUMP-8): ε near the typical |z|, so
+    that the kernel windows hold examples; θ_j from the spread of column j, then moved to the nearest
+    value at which every |z − θ| and every ||z − θ| − ε/2| exceeds twice the error of z − θ (z's bound
+    `z_bound`): rounding can flip neither the mask nor the kernel."""
     typical = float(np.median(np.abs(z))) or 1.0
     bandwidth = 2.0 ** (round(np.log2(typical)) + draw(st.integers(-1, 1)))
     assume(bandwidth >= 4 * SMALLEST_NORMAL[dtype])  # θ/ε and ε/2 stay normal numbers
-    # θ_j from the spread of column j, then moved off the jump and the kernel edges (JUMP-8)
     pick = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(0, z.shape[0], z.shape[1:])
     theta = np.abs(np.take_along_axis(z, pick[None], axis=0)[0]) * draw(st.sampled_from((0.5, 1.0, 1.5)))
-    z_bound = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], c.encode)
 
     def margin(t: np.ndarray) -> np.ndarray:
         with magnitude_floor(dtype):  # subnormal z rounds absolutely (TOL-7)
             b = Bound(z_bound.magnitude + np.abs(t), z_bound.k_acc, z_bound.k_store + 1)
         return 2 * allowed_error(b, dtype)
 
-    m = margin(theta + bandwidth)
+    def clear(t: np.ndarray) -> bool:
+        gap = np.abs(z - t)
+        return bool(
+            np.all(t > 0) and np.all(gap > margin(t)) and np.all(np.abs(gap - bandwidth / 2) > margin(t))
+        )
+
     edges = np.concatenate([-z, -(z - bandwidth / 2), -(z + bandwidth / 2)])
-    theta = rs.kink_margin_b_enc(edges, theta, np.concatenate([m, m, m]), dtype)
-    assume(bool(np.all(theta > 0)))
-    gap = np.abs(z - theta)
-    assume(bool(np.all(gap > margin(theta)) and np.all(np.abs(gap - bandwidth / 2) > margin(theta))))
+    for _ in range(3):  # a move can raise θ, and with it the margin it needs: move again from there
+        m = margin(theta + bandwidth)
+        theta = rs.kink_margin_b_enc(edges, theta, np.concatenate([m, m, m]), dtype, positive=True)
+        if clear(theta):
+            break
+    assume(clear(theta))
+    return theta, bandwidth
+
+
+@st.composite
+def jumprelu_loss_cases(draw: st.DrawFn, dtype: str) -> Case:
+    base = draw(loss_cases(dtype, backward=True))
+    a = dict(base.arrays)
+    c: Conventions = base.options["conventions"]
+    z = oracle.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], encode=c.encode)
+    z_bound = bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], a["b_dec"], c.encode)
+    theta, bandwidth = draw_threshold(draw, z, z_bound, dtype)
     a["theta"] = theta
     options: dict[str, Any] = {
         "l0_coefficient": base.options["l1_coefficient"],
@@ -146,18 +161,29 @@ def jumprelu_loss_gradients_bound(
     two terms at z (not summed over the batch) are pulled back through the encoder and added."""
     z = oracle.pre_activations(x, W_enc, b_enc, b_dec, encode=c.encode)
     out = bounds.loss_gradients(x, W_enc, b_enc, W_dec, b_dec, 0.0, c, active=z > theta)
-    K = (np.abs(z - theta) < bandwidth / 2).astype(np.float64)
-    g_f = out["g_f"]
-    term = mul(g_f.magnitude * (theta / bandwidth) * K, g_f, k_store=2)
-    through_f = add(term.magnitude.sum(axis=0), term, k_acc=x.shape[0], k_store=1)
-    through_l0 = Bound(l0_coefficient / (x.shape[0] * bandwidth) * K.sum(axis=0), x.shape[0], 3)
-    out["threshold"] = add(through_f.magnitude + through_l0.magnitude, through_f, through_l0, k_store=1)
+    threshold, at_z = threshold_bounds(out["g_f"], z, theta, bandwidth, l0_coefficient)
+    out["threshold"] = threshold
     if ste == "also_input":
-        at_z = add(term.magnitude + l0_coefficient / (x.shape[0] * bandwidth) * K, term, k_store=4)
         out = bounds.plus(out, bounds.encoder_backward(x, W_enc, b_dec, at_z, c.encode))
     if parametrisation == "log_theta":
         out["threshold"] = mul(np.abs(theta) * out["threshold"].magnitude, out["threshold"], k_store=1)
     return out
+
+
+def threshold_bounds(
+    g_f: Bound, z: np.ndarray, theta: np.ndarray, bandwidth: float, l0_coefficient: float
+) -> tuple[Bound, Bound]:
+    """The threshold's pseudo-gradient (JUMP-3 + JUMP-4) for ∂L/∂f bounded by `g_f`: the batch sum of
+    g_f · (θ/ε) · K plus λ/(Bε) times the number of kernel hits, the two added by autograd (K exact by
+    JUMP-8's margins); and the two terms at z, before the batch sum (`ste="also_input"`, JUMP-15)."""
+    batch = z.shape[0]
+    K = (np.abs(z - theta) < bandwidth / 2).astype(np.float64)
+    term = mul(g_f.magnitude * (theta / bandwidth) * K, g_f, k_store=2)
+    through_f = add(term.magnitude.sum(axis=0), term, k_acc=batch, k_store=1)
+    through_l0 = Bound(l0_coefficient / (batch * bandwidth) * K.sum(axis=0), batch, 3)
+    threshold = add(through_f.magnitude + through_l0.magnitude, through_f, through_l0, k_store=1)
+    at_z = add(term.magnitude + l0_coefficient / (batch * bandwidth) * K, term, k_store=4)
+    return threshold, at_z
 
 
 JUMPRELU_EXAMPLE: dict[str, Any] = {

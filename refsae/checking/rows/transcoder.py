@@ -87,14 +87,14 @@ def decode_cases(draw: st.DrawFn, dtype: str) -> Case:
     return finish(Case(arrays, {"decoder": decoder, "eps": eps}, dtype), [y_hat.magnitude])
 
 
-def _z_bound(a: dict[str, np.ndarray]) -> Bound:
+def z_bound(a: dict[str, np.ndarray]) -> Bound:
     return bounds.pre_activations(a["x"], a["W_enc"], a["b_enc"], np.zeros(a["x"].shape[1:]), "untied")
 
 
-def _in_range(a: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+def in_range(a: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
     """STR-4's repair (`shrink_to_range`) on Σ (|ŷ| + |y|)² under either decoder, f bounded by |z|: x,
     y, b_enc and b_dec, which ŷ − y is linear in (z = x W_enc + b_enc, the skip x W_skipᵀ)."""
-    z = _z_bound(a)
+    z = z_bound(a)
     numerator = np.maximum.reduce(
         [
             ((decode_bound(z, a["x"], a["W_dec"], a["b_dec"], a["W_skip"], d, DEFAULT_EPS).magnitude
@@ -109,17 +109,17 @@ def _in_range(a: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
 def loss_cases(draw: st.DrawFn, dtype: str, *, topk: bool = False) -> Case:
     reconstruction = draw(rs.convention("reconstruction", RECONSTRUCTION_DRAWN))
     shape, a = draw(transcoder_parts(dtype, min_batch=2 if reconstruction == "fvu" else 1))
-    a = _in_range(a, dtype)
+    a = in_range(a, dtype)
     if reconstruction == "fvu":
         assume(variance_is_certain(a["y"], dtype))
     z0 = np.einsum("b...i,...ij->b...j", a["x"], a["W_enc"])
-    z = _z_bound(a)
+    z = z_bound(a)
     headroom = np.abs(z0) + np.abs(a["b_enc"]) + z.magnitude
     a["b_enc"] = rs.kink_margin_b_enc(
         z0, a["b_enc"], 4 * allowed_error(Bound(headroom, z.k_acc, z.k_store), dtype), dtype
     )
     with magnitude_floor(dtype):  # subnormal z rounds absolutely (TOL-7)
-        err = allowed_error(_z_bound(a), dtype)
+        err = allowed_error(z_bound(a), dtype)
     value = z0 + a["b_enc"]
     assume(bool(np.all(np.abs(value) > 2 * err)))  # the ReLU kink (STR-7)
     options: dict[str, Any] = {
@@ -176,7 +176,7 @@ def decode_bound(
 
 def forward_bounds(case: Case, mask: np.ndarray) -> tuple[Bound, Bound]:
     a, o = case.arrays, case.options
-    z = _z_bound(a)
+    z = z_bound(a)
     f = Bound(np.where(mask, z.magnitude, 0.0), z.k_acc, z.k_store)
     return f, decode_bound(f, a["x"], a["W_dec"], a["b_dec"], a["W_skip"], o["decoder"], o["eps"])
 
@@ -204,7 +204,7 @@ def forward_cases(draw: st.DrawFn, dtype: str) -> Case:
 def forward_row_bounds(case: Case, out: Outputs) -> Bounds:
     """f carries z's bound (ReLU is 1-Lipschitz and exact: no margin needed), ŷ the decode of it."""
     a, o = case.arrays, case.options
-    z = _z_bound(a)
+    z = z_bound(a)
     return {
         "f": z,
         "y_hat": decode_bound(z, a["x"], a["W_dec"], a["b_dec"], a["W_skip"], o["decoder"], o["eps"]),
@@ -232,7 +232,7 @@ def total_loss_bounds(case: Case, out: Outputs) -> Bounds:
 
 def gradient_bounds(case: Case, mask: np.ndarray) -> dict[str, Bound]:
     """TC-6's gradients as autograd computes them (bounds.loss_gradients' steps with y as the target,
-    u = x, and the skip's g_ŷᵀ x)."""
+    u = x, and the skip's g_ŷᵀ x), and `g_f`, ∂L/∂f of every latent."""
     a, o = case.arrays, case.options
     x, W_dec = a["x"], a["W_dec"]
     batch = x.shape[0]
@@ -267,6 +267,7 @@ def gradient_bounds(case: Case, mask: np.ndarray) -> dict[str, Bound]:
         "W_dec": W,
         "b_dec": add(g.magnitude.sum(axis=0), g, k_acc=batch, k_store=1),
         "W_skip": skip,
+        "g_f": g_f,
     }
 
 

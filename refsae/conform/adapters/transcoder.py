@@ -1,10 +1,10 @@
-"""Adapters of the libraries' transcoders (specs/transcoder.md): SAELens 6.54.x (target
-`sae_lens.transcoder`: `SkipTranscoder.forward_with_activations`; SAELens has no transcoder training
-loss) and sparsify 1.3.x (target `sparsify.transcoder`: `SparseCoder` with `transcode=True,
-skip_connection=True`, its `forward(x, y).fvu` and backward). Each builds the library's class, loads the
-case's parameters with `load_state_dict` and calls it. Which library code each row calls:
-conformance/sae_lens/README.md, conformance/sparsify/README.md; what the suite found: their
-findings.toml."""
+"""Adapters of the libraries' transcoders (specs/transcoder.md): SAELens 6.54.x (targets
+`sae_lens.transcoder`: `SkipTranscoder.forward_with_activations`, and `sae_lens.jumprelu_transcoder`:
+`JumpReLUSkipTranscoder`'s; SAELens has no transcoder training loss) and sparsify 1.3.x (target
+`sparsify.transcoder`: `SparseCoder` with `transcode=True, skip_connection=True`, its `forward(x, y).fvu`
+and backward). Each builds the library's class, loads the case's parameters with `load_state_dict` and
+calls it. Which library code each row calls: conformance/sae_lens/README.md,
+conformance/sparsify/README.md; what the suite found: their findings.toml."""
 
 from __future__ import annotations
 
@@ -47,6 +47,37 @@ class SAELensTranscoder(Adapter):
         )  # fmt: skip
         params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec, "W_skip": W_skip}
         sae = _load(saes.SkipTranscoder(config), params)
+        with torch.no_grad():
+            y_hat, f = sae.forward_with_activations(x)
+        return f, y_hat
+
+
+class SAELensJumpReLUTranscoder(Adapter):
+    """`JumpReLUSkipTranscoder` (`W_skip` zero: the plain `JumpReLUTranscoder`'s computation), built like
+    `sae_lens.transcoder`; its `threshold` parameter holds θ."""
+
+    name: ClassVar[str] = "sae_lens.jumprelu_transcoder"
+    library: ClassVar[str] = "sae-lens"
+
+    def jumprelu_transcoder_forward(
+        self,
+        x: Tensor,
+        W_enc: Tensor,
+        b_enc: Tensor,
+        W_dec: Tensor,
+        b_dec: Tensor,
+        W_skip: Tensor,
+        theta: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        saes = library("sae_lens.saes")
+        d_in, d_sae = W_enc.shape
+        dtype = str(x.dtype).removeprefix("torch.")
+        config = saes.JumpReLUSkipTranscoderConfig(
+            d_in=d_in, d_sae=d_sae, d_out=W_dec.shape[1], dtype=dtype, device=str(x.device),
+            apply_b_dec_to_input=False,
+        )  # fmt: skip
+        params = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec, "W_skip": W_skip}
+        sae = _load(saes.JumpReLUSkipTranscoder(config), {**params, "threshold": theta})
         with torch.no_grad():
             y_hat, f = sae.forward_with_activations(x)
         return f, y_hat

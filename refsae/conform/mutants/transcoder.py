@@ -1,4 +1,4 @@
-"""Mutants of the transcoder rows (specs/transcoder.md TC-2..TC-6)."""
+"""Mutants of the transcoder rows (specs/transcoder.md TC-2..TC-10)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch import Tensor
 from refsae import torch as rt
 from refsae.conform.mutants.record import Mutant
 from refsae.torch.gradients import autograd_gradients
+from refsae.torch.jumprelu import StepFunction
 
 
 def _centred_input(x: Tensor, b_dec: Tensor) -> Tensor:
@@ -62,6 +63,73 @@ def topk_gradient_without_relu_mask(*arrays: Tensor, **options: Any) -> dict[str
     return autograd_gradients(loss, x, params)
 
 
+def jumprelu_forward_without_skip(
+    x: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    W_dec: Tensor,
+    b_dec: Tensor,
+    W_skip: Tensor,
+    theta: Tensor,
+    **options: Any,
+) -> tuple[Tensor, Tensor]:
+    """A JumpReLU skip-transcoder whose forward pass leaves out the skip path x W_skipᵀ (TC-4)."""
+    return rt.jumprelu_transcoder_forward(
+        x, W_enc, b_enc, W_dec, b_dec, torch.zeros_like(W_skip), theta, **options
+    )
+
+
+class _ThresholdAtZ(torch.autograd.Function):
+    """z · 1[z > θ] whose pseudo-derivative keeps z where JUMP-3 puts θ: −(z/ε) K in θ (and +(z/ε) K in
+    z too under `also_input`, JUMP-15)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, theta: Tensor, bandwidth: float, also_input: bool) -> Tensor:
+        ctx.save_for_backward(z, theta)
+        ctx.bandwidth, ctx.also_input = bandwidth, also_input
+        return z * (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        z, theta = ctx.saved_tensors
+        ste = grad * (z / ctx.bandwidth) * ((z - theta).abs() < ctx.bandwidth / 2).to(z.dtype)
+        grad_z = grad * (z > theta).to(grad.dtype)
+        return (grad_z + ste if ctx.also_input else grad_z), -ste.sum(dim=0), None, None
+
+
+def jumprelu_threshold_estimator_at_z(*arrays: Tensor, **options: Any) -> dict[str, Tensor]:
+    """The threshold's pseudo-derivative through f with z in place of θ: the other estimator JUMP-3 names,
+    which differs on every example inside the window; every option honoured as the row's."""
+    x, y, W_enc, b_enc, W_dec, b_dec, W_skip, theta = arrays
+    lam, bandwidth = options["l0_coefficient"], options["bandwidth"]
+    also_input = options.get("ste", "threshold_only") == "also_input"
+    params = {
+        "W_enc": W_enc,
+        "b_enc": b_enc,
+        "W_dec": W_dec,
+        "b_dec": b_dec,
+        "W_skip": W_skip,
+        "theta": theta,
+    }
+
+    def loss(x_: Tensor, **p: Tensor) -> Tensor:
+        z = torch.einsum("b...i,...ij->b...j", x_, p["W_enc"]) + p["b_enc"]
+        f: Tensor = _ThresholdAtZ.apply(z, p["theta"], bandwidth, also_input)  # type: ignore[no-untyped-call]
+        y_hat = rt.transcoder_decode(
+            f, x_, p["W_dec"], p["b_dec"], p["W_skip"], decoder=options["decoder"], eps=options["eps"]
+        )
+        R = rt.reconstruction_loss(y, y_hat, reconstruction=options["reconstruction"])
+        step: Tensor = StepFunction.apply(z, p["theta"], bandwidth, also_input)  # type: ignore[no-untyped-call]
+        total: Tensor = (R + lam * step.sum(dim=(0, -1)) / x_.shape[0]).sum()
+        return total
+
+    out = autograd_gradients(loss, x, params)
+    grad_theta = out.pop("theta")
+    log_theta = options.get("parametrisation", "theta") == "log_theta"
+    out["threshold"] = theta * grad_theta if log_theta else grad_theta
+    return out
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "transcoder_forward_subtracts_b_dec",
@@ -85,5 +153,21 @@ MUTANTS: tuple[Mutant, ...] = (
         "selected latents with z <= 0 pass gradient to the encoder (sparsify's fused encoder)",
         topk_gradient_without_relu_mask,
         max_examples=300,
+    ),
+    Mutant(
+        "jumprelu_transcoder_forward_without_skip",
+        "jumprelu_transcoder_forward",
+        "TC-4",
+        "the JumpReLU skip-transcoder's ŷ leaves out x W_skipᵀ",
+        jumprelu_forward_without_skip,
+        output="y_hat",
+    ),
+    Mutant(
+        "jumprelu_transcoder_threshold_estimator_at_z",
+        "jumprelu_transcoder_loss_gradients",
+        "TC-10",
+        "the threshold's pseudo-derivative through f is −(z/ε) K instead of JUMP-3's −(θ/ε) K",
+        jumprelu_threshold_estimator_at_z,
+        output="threshold",
     ),
 )
