@@ -121,3 +121,106 @@ def communication(rank: int, world_size: int, specs: list[dict[str, Any]]) -> li
     finally:
         dist.all_reduce = original
     return counts
+
+
+def _gathered(tensor: torch.Tensor, axis: int | None) -> np.ndarray:
+    """The shards of a tensor concatenated along its latent axis (whole when `axis` is None)."""
+    import torch.distributed as dist
+
+    if axis is None:
+        return tensor.detach().double().numpy().copy()
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.detach().contiguous())
+    return torch.cat(parts, dim=axis).double().numpy()
+
+
+def _sharded_state(sae: SAE, optimizer: torch.optim.Optimizer) -> State:
+    from refsae.torch.distributed.latent_sharded import SHARDED
+
+    out: State = {"param": {}, "exp_avg": {}, "exp_avg_sq": {}}
+    for name in PARAMETERS:
+        p, axis = getattr(sae, name), SHARDED.get(name)
+        out["param"][name] = _gathered(p, axis)
+        for moment in ("exp_avg", "exp_avg_sq"):
+            value = optimizer.state[p][moment] if p in optimizer.state else torch.zeros_like(p)
+            out[moment][name] = _gathered(value, axis)
+    return out
+
+
+def sharded_trajectory(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """The whole SAE of `spec` split into latent shards; STEPS sharded steps on the whole batches; the
+    gathered state after each."""
+    from refsae.torch.distributed import latent_shard, latent_sharded_train_step_
+
+    whole = {n: torch.from_numpy(v) for n, v in spec["param"].items()}
+    local = latent_shard(whole, rank, world_size)
+    shard_spec = spec | {"param": {n: v.numpy() for n, v in local.items()}, "k": None}
+    sae, optimizer = build(shard_spec)
+    dtype = getattr(torch, spec["dtype"])
+    states, losses = [_sharded_state(sae, optimizer)], []
+    for x in spec["x"]:
+        loss = latent_sharded_train_step_(sae, optimizer, torch.from_numpy(x).to(dtype), k=spec["k"])
+        losses.append(float(loss))
+        states.append(_sharded_state(sae, optimizer))
+    return {"states": states, "loss": losses}
+
+
+def sharded_trajectories(rank: int, world_size: int, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [sharded_trajectory(rank, world_size, spec) for spec in specs]
+
+
+def sharded_errors(rank: int, world_size: int, spec: dict[str, Any]) -> list[str]:
+    """A d_sae not divisible by the world size; a batch that differs on one process; then a good step."""
+    from refsae.torch.distributed import latent_shard, latent_sharded_train_step_
+
+    out = []
+    whole = {n: torch.from_numpy(v) for n, v in spec["param"].items()}
+    try:
+        latent_shard(
+            {n: v[..., :-1] if n in ("W_enc", "b_enc") else v for n, v in whole.items()}, rank, world_size
+        )
+        out.append("no error")
+    except ValueError as e:
+        out.append(f"ValueError: {e}")
+    local = latent_shard(whole, rank, world_size)
+    sae, optimizer = build(spec | {"param": {n: v.numpy() for n, v in local.items()}, "k": None})
+    x = torch.from_numpy(spec["x"][0])
+    for batch in (x + rank, x):
+        try:
+            out.append(f"loss {float(latent_sharded_train_step_(sae, optimizer, batch, k=spec['k']))}")
+        except ValueError as e:
+            out.append(f"ValueError: {e}")
+    return out
+
+
+def sharded_communication(
+    rank: int, world_size: int, specs: list[dict[str, Any]]
+) -> list[list[tuple[str, int]]]:
+    """The collectives (name, elements per process) of one sharded step of each spec, without checks."""
+    import torch.distributed as dist
+
+    from refsae.torch.distributed import latent_shard, latent_sharded_train_step_
+
+    calls: list[list[tuple[str, int]]] = []
+    originals = {"all_reduce": dist.all_reduce, "all_gather": dist.all_gather}
+
+    def counting(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            tensor = args[0] if name == "all_reduce" else args[1]
+            calls[-1].append((name, tensor.numel()))
+            return originals[name](*args, **kwargs)
+
+        return call
+
+    dist.all_reduce, dist.all_gather = counting("all_reduce"), counting("all_gather")
+    try:
+        for spec in specs:
+            whole = {n: torch.from_numpy(v) for n, v in spec["param"].items()}
+            local = latent_shard(whole, rank, world_size)
+            sae, optimizer = build(spec | {"param": {n: v.numpy() for n, v in local.items()}, "k": None})
+            calls.append([])
+            x = torch.from_numpy(spec["x"][0])
+            latent_sharded_train_step_(sae, optimizer, x, k=spec["k"], check_replicas=False)
+    finally:
+        dist.all_reduce, dist.all_gather = originals["all_reduce"], originals["all_gather"]
+    return calls

@@ -261,3 +261,90 @@ def test_the_slices_shares_sum_to_the_whole_batchs_loss_and_gradients(
     for name in PARAMETERS:
         total = np.sum([part[1][name].numpy() for part in parts], axis=0)
         _close(total, whole[name].numpy(), name)
+
+
+def _tied_spec() -> dict[str, Any]:
+    """An SAE whose second half of latents copies the first (W_enc columns, b_enc; W_dec rows differ), on
+    integer inputs with dyadic weights, so that every pre-activation is computed exactly and each value
+    occurs twice, once in each half: with k odd a tie straddles the k-th value, and TOPK-2's canonical
+    rule (the lower index) picks the first half's copy."""
+    spec = _spec(31, {"encode": "untied"}, k=3)
+    rng = np.random.default_rng(31)
+    W_enc = rng.integers(-4, 5, (5, 6)) / 4.0
+    spec["param"]["W_enc"] = np.concatenate([W_enc, W_enc], axis=1)
+    spec["param"]["b_enc"] = np.tile(rng.integers(-2, 3, 6) / 8.0, 2)
+    spec["x"] = rng.integers(-3, 4, spec["x"].shape).astype(np.float64)
+    return spec
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_every_latent_shard_follows_the_oracle_trajectory_in_float64(world_size: int) -> None:
+    """DIST-9..DIST-12: the SAE's latents split over 2 or 4 processes (W_enc's columns, b_enc, W_dec's
+    rows; b_dec whole), STEPS sharded steps on the whole batch give, gathered, the oracle's parameters,
+    Adam moments and losses (within 1e-9 relative): ReLU and TopK (an exact global selection) under every
+    encode, reconstruction, sparsity and decoder convention, and a TopK whose k-th value is tied across
+    shards."""
+    specs = [_spec(500 + i, c, batch=6) for i, c in enumerate(CONVENTIONS[::2])]
+    specs += [
+        _spec(600 + i, c, batch=6, k=k)
+        for i, (c, k) in enumerate(zip(CONVENTIONS[1::2], itertools.cycle((1, 3, 7)), strict=False))
+    ]
+    specs.append(_tied_spec())
+    outcomes = run_ranks(world_size, workers.sharded_trajectories, specs, timeout=300)
+    results = _same_on_every_rank(outcomes)
+    for spec, result in zip(specs, results, strict=True):
+        state = result["states"][0]
+        for name in PARAMETERS:
+            np.testing.assert_array_equal(state["param"][name], spec["param"][name])
+        for t in range(STEPS):
+            expected = _oracle_step(spec, state, t)
+            label = f"{spec['conventions']} k={spec['k']} step {t}"
+            _close(np.asarray(result["loss"][t]), np.asarray(expected["loss"]), f"{label} loss")
+            for group in ("param", "exp_avg", "exp_avg_sq"):
+                for name in PARAMETERS:
+                    _close(
+                        result["states"][t + 1][group][name], expected[group][name], f"{label} {group}.{name}"
+                    )
+            state = {g: expected[g] for g in ("param", "exp_avg", "exp_avg_sq")}
+
+
+def test_the_tie_rule_decides_the_tied_spec() -> None:
+    """The tied case of the test above is a real test of TOPK-2 across shards: the rule that takes the
+    higher index first gives another step."""
+    spec = _tied_spec()
+    z = spec["x"][0] @ spec["param"]["W_enc"] + spec["param"]["b_enc"]
+    ordered = -np.sort(-z, axis=-1)
+    assert np.any((ordered[:, 2] == ordered[:, 3]) & (ordered[:, 2] > 0))  # a positive tie at the k-th value
+    canonical = oracle.topk(z, k=3)
+    flipped = oracle.topk(z[:, ::-1], k=3)[:, ::-1]  # the higher index first
+    assert not np.array_equal(canonical, flipped)
+
+
+def test_a_bad_sharded_configuration_fails_on_every_rank() -> None:
+    """DIST-6, DIST-9: a d_sae not divisible by the world size, and a batch that differs across the
+    shards, raise the same `ValueError` on every process; a good step after them runs."""
+    spec = _spec(41, CONVENTIONS[0], batch=6)
+    outcomes = run_ranks(2, workers.sharded_errors, spec, timeout=120)
+    assert all(status == "ok" for status, _ in outcomes), outcomes
+    for _, (divisible, differs, good) in outcomes:
+        assert divisible.startswith("ValueError") and "not divisible by the world size 2" in divisible
+        assert differs.startswith("ValueError") and "disagree on the batch" in differs
+        assert good.startswith("loss ")
+
+
+def test_a_sharded_step_communicates_what_the_model_on_the_spec_page_says() -> None:
+    """DIST-12: the decode's all_reduce of B·d_in + 1 elements; under TopK first two all_gathers of
+    B·min(k, m) elements; under `tied` one more all_reduce of d_in."""
+    batch, d_in, m = 6, 5, 6  # d_sae 12 over 2 processes
+    specs = [
+        _spec(51, {"encode": "untied"}, batch=batch),
+        _spec(52, {"encode": "tied"}, batch=batch, k=3),
+        _spec(53, {"encode": "untied"}, batch=batch, k=8),
+    ]
+    outcomes = run_ranks(2, workers.sharded_communication, specs)
+    assert all(status == "ok" for status, _ in outcomes), outcomes
+    decode = ("all_reduce", batch * d_in + 1)
+    for _, calls in outcomes:
+        assert calls[0] == [decode]
+        assert calls[1] == [("all_gather", batch * 3)] * 2 + [decode, ("all_reduce", d_in)]
+        assert calls[2] == [("all_gather", batch * min(8, m))] * 2 + [decode]

@@ -34,12 +34,14 @@ def check_agreement(value: Any, what: str, group: dist.ProcessGroup | None = Non
         raise ValueError(f"the processes disagree on {what} ({listed})")
 
 
+def parameter_state(optimizer: torch.optim.Optimizer, p: Tensor) -> list[Tensor]:
+    """The optimizer's state of one parameter (Adam's exp_avg, exp_avg_sq, step), by key."""
+    state = optimizer.state.get(p, {})
+    return [v if isinstance(v, Tensor) else torch.tensor(float(v)) for _, v in sorted(state.items())]
+
+
 def optimizer_state(optimizer: torch.optim.Optimizer) -> list[Tensor]:
-    """Every tensor of the optimizer's state, in parameter order (Adam's step, exp_avg, exp_avg_sq)."""
-    out: list[Tensor] = []
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for key in sorted(optimizer.state.get(p, {})):
-                value = optimizer.state[p][key]
-                out.append(value if isinstance(value, Tensor) else torch.tensor(float(value)))
-    return out
+    """Every tensor of the optimizer's state, in parameter order."""
+    return [
+        t for group in optimizer.param_groups for p in group["params"] for t in parameter_state(optimizer, p)
+    ]
