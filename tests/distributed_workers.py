@@ -202,7 +202,7 @@ def sharded_communication(
     from refsae.torch.distributed import latent_shard, latent_sharded_train_step_
 
     calls: list[list[tuple[str, int]]] = []
-    originals = {"all_reduce": dist.all_reduce, "all_gather": dist.all_gather}
+    originals: dict[str, Any] = {"all_reduce": dist.all_reduce, "all_gather": dist.all_gather}
 
     def counting(name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -222,5 +222,6 @@ def sharded_communication(
             x = torch.from_numpy(spec["x"][0])
             latent_sharded_train_step_(sae, optimizer, x, k=spec["k"], check_replicas=False)
     finally:
-        dist.all_reduce, dist.all_gather = originals["all_reduce"], originals["all_gather"]
+        dist.all_reduce = originals["all_reduce"]
+        dist.all_gather = originals["all_gather"]
     return calls
