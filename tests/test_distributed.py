@@ -348,3 +348,41 @@ def test_a_sharded_step_communicates_what_the_model_on_the_spec_page_says() -> N
         assert calls[0] == [decode]
         assert calls[1] == [("all_gather", batch * 3)] * 2 + [decode, ("all_reduce", d_in)]
         assert calls[2] == [("all_gather", batch * min(8, m))] * 2 + [decode]
+
+
+@pytest.mark.parametrize(("n_shards", "capacity_factor"), [(16, 2), (32, 4), (64, 4)])
+def test_the_capacity_factor_changes_topk_exactly_where_a_shard_holds_more_than_k_in(
+    n_shards: int, capacity_factor: int
+) -> None:
+    """DIST-13: on Gaussian pre-activations (no ties), OpenAI's per-shard selection equals the exact TopK
+    on the examples where no shard holds more than k_in of the k largest, and differs on every other
+    one; both kinds occur."""
+    rng = np.random.default_rng(n_shards * capacity_factor)
+    k, d_sae = 32, 512
+    z = rng.standard_normal((400, d_sae))
+    k_in = min(k * capacity_factor // n_shards, k)
+    approx = oracle.topk_shard_capacity(z, k=k, n_shards=n_shards, capacity_factor=capacity_factor)
+    exact = oracle.topk(z, k=k)
+    _, chosen = oracle.topk_select(z, k=k)
+    per_shard = np.stack([np.bincount(row // (d_sae // n_shards), minlength=n_shards) for row in chosen])
+    overflow = (per_shard > k_in).any(axis=1)
+    differs = (approx != exact).any(axis=1)
+    np.testing.assert_array_equal(differs, overflow)
+    assert 0 < overflow.mean() < 1
+
+
+def test_the_capacity_factor_loses_a_latent_and_the_at_or_above_rule_keeps_more_than_k() -> None:
+    """DIST-13: the counterexample of the spec page (the two largest in one shard, one candidate per
+    shard), and a tie at the k-th value kept twice (`>=`): three latents for k = 2."""
+    z = np.array([[5.0, 4.0, 0.1, 0.2]])
+    approx = oracle.topk_shard_capacity(z, k=2, n_shards=2, capacity_factor=1)
+    assert approx.tolist() == [[5.0, 0.0, 0.0, 0.2]] and oracle.topk(z, k=2).tolist() == [
+        [5.0, 4.0, 0.0, 0.0]
+    ]
+    tied = np.array([[3.0, 2.0, 2.0, 1.0]])
+    kept = oracle.topk_shard_capacity(tied, k=2, n_shards=2, capacity_factor=2)
+    assert kept.tolist() == [[3.0, 2.0, 2.0, 0.0]] and int((kept > 0).sum()) == 3
+    with pytest.raises(ValueError, match="no shard keeps a candidate"):
+        oracle.topk_shard_capacity(z, k=1, n_shards=2, capacity_factor=1)
+    with pytest.raises(ValueError, match="dividing d_sae"):
+        oracle.topk_shard_capacity(z, k=1, n_shards=3)
