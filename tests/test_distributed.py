@@ -18,8 +18,8 @@ from refsae.checking.check import compare
 from refsae.checking.rows.optimizer import ADAM_DTYPES
 from refsae.conventions import Conventions
 from refsae.oracle.optimizer import PARAMETERS
+from refsae.torch.distributed.launch import run_ranks
 from tests import distributed_workers as workers
-from tests.distributed_harness import run_ranks
 
 STEPS = 3
 LR = 1e-2

@@ -1,12 +1,12 @@
-"""Real process groups for the tests (DIST-7): `run_ranks(world_size, target, *args)` spawns
-`world_size` processes, joins them in one gloo group on loopback (a file store in a scratch folder, the
-group's timeout set), runs `target(rank, world_size, *args)` in each and returns each rank's outcome,
-`("ok", result)` or `("error", "Type: message")`. A process that dies or outlives `timeout` is killed and
-fails the test: a test can fail, never hang."""
+"""Process groups on one machine, for the tests and the benchmark (DIST-7): `run_ranks(world_size,
+target, *args)` spawns `world_size` processes, joins them in one gloo group on loopback (a file store in
+a scratch folder, the group's timeout set), runs `target(rank, world_size, *args)` in each (a function
+importable by its module path) and returns each rank's outcome, `("ok", result)` or `("error", "Type:
+message")`. A process that dies or outlives `timeout` is killed and a `TimeoutError` raised: a caller can
+fail, never hang. For real jobs use `torchrun` (README.md)."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import tempfile
 import time
@@ -22,12 +22,17 @@ Outcome = tuple[str, Any]
 
 
 def _worker(
-    rank: int, world_size: int, folder: str, target: Callable[..., Any], args: tuple[Any, ...], timeout: float
+    rank: int,
+    world_size: int,
+    folder: str,
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+    timeout: float,
+    threads: int,
 ) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     dist.init_process_group(
         "gloo",
         init_method=f"file://{folder}/store",
@@ -46,13 +51,14 @@ def _worker(
 
 
 def run_ranks(
-    world_size: int, target: Callable[..., Any], *args: Any, timeout: float = 120.0
+    world_size: int, target: Callable[..., Any], *args: Any, timeout: float = 120.0, threads: int = 1
 ) -> list[Outcome]:
-    """Each rank's outcome, in rank order; the collectives inside wait at most `timeout` / 4 seconds."""
+    """Each rank's outcome, in rank order; the collectives inside wait at most `timeout` / 4 seconds;
+    each process computes on `threads` threads."""
     with tempfile.TemporaryDirectory() as folder:
-        context = mp.start_processes(  # type: ignore[attr-defined]
+        context = mp.start_processes(  # type: ignore[attr-defined,no-untyped-call]
             _worker,
-            args=(world_size, folder, target, args, timeout / 4),
+            args=(world_size, folder, target, args, timeout / 4, threads),
             nprocs=world_size,
             join=False,
             start_method="spawn",
