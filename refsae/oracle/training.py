@@ -29,6 +29,7 @@ from refsae.oracle.constraints import remove_parallel_component, renormalise_row
 from refsae.oracle.gradients import loss_gradients
 from refsae.oracle.losses import total_loss
 from refsae.oracle.optimizer import Arrays, adam_step, check_parameter_maps
+from refsae.oracle.topk import topk_loss_gradients, topk_total_loss
 
 __all__ = ["training_step", "training_step_scaled"]
 
@@ -54,9 +55,11 @@ def training_step(
     adam_eps: float = 1e-8,
     weight_decay: float = 0.0,
     order: StepOrder = "specified",
+    k: int | None = None,
 ) -> dict[str, Any]:
     """One training step from `step` Adam steps taken; returns the new `param`, `exp_avg`,
-    `exp_avg_sq` and the `loss` before the step (STEP-1..STEP-4)."""
+    `exp_avg_sq` and the `loss` before the step (STEP-1..STEP-4). With `k`, the SAE is TopK's: its loss
+    and gradients are TOPK-6's and TOPK-5's (STEP-1's order is the same)."""
     return training_step_scaled(
         x,
         param,
@@ -71,6 +74,7 @@ def training_step(
         adam_eps=adam_eps,
         weight_decay=weight_decay,
         order=order,
+        k=k,
     )
 
 
@@ -89,6 +93,7 @@ def training_step_scaled(
     adam_eps: float = 1e-8,
     weight_decay: float = 0.0,
     order: StepOrder = "specified",
+    k: int | None = None,
 ) -> dict[str, Any]:
     """`training_step` on the loss `loss_scale · L` (> 0): the loss it returns and every gradient Adam is
     fed are `loss_scale` times STEP-1's. With 1/n_inst it is the step of a library that averages the loss
@@ -101,9 +106,17 @@ def training_step_scaled(
     p = dict(param)
     constrained = conventions.decoder == "constrained"
     args = (x, p["W_enc"], p["b_enc"], p["W_dec"], p["b_dec"])
-    loss = loss_scale * total_loss(*args, l1_coefficient=l1_coefficient, conventions=conventions)
-    gradients = loss_gradients(*args, l1_coefficient=l1_coefficient, conventions=conventions)
-    grads = {k: loss_scale * g for k, g in gradients.as_dict().items()}
+    if k is None:
+        loss = loss_scale * total_loss(*args, l1_coefficient=l1_coefficient, conventions=conventions)
+        gradients = loss_gradients(*args, l1_coefficient=l1_coefficient, conventions=conventions).as_dict()
+    else:
+        loss = loss_scale * topk_total_loss(
+            *args, k=k, l1_coefficient=l1_coefficient, conventions=conventions
+        )
+        gradients = topk_loss_gradients(
+            *args, k=k, l1_coefficient=l1_coefficient, conventions=conventions
+        ).as_dict()
+    grads = {name: loss_scale * g for name, g in gradients.items()}
     if constrained and order != "removal_after_step":
         grads["W_dec"] = remove_parallel_component(p["W_dec"], grads["W_dec"])
     if constrained and order == "constraint_before_step":

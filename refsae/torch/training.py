@@ -108,7 +108,7 @@ def matryoshka_train_step_(
         loss, grads = matryoshka_batchtopk_fused_loss_and_gradients(*args, **options, workspace=sae.workspace)
         for name in PARAMETERS:
             getattr(sae, name).grad = grads[name]
-    _update_(optimizer, sae.W_dec, c.decoder == "constrained")
+    update_(optimizer, sae.W_dec, c.decoder == "constrained")
     return loss.detach()
 
 
@@ -150,11 +150,11 @@ def transcoder_train_step_(
         for name, p in params.items():
             if p.grad is not grads[name]:
                 p.grad = grads[name]
-    _update_(optimizer, tc.W_dec, tc.config.decoder == "constrained")
+    update_(optimizer, tc.W_dec, tc.config.decoder == "constrained")
     return loss.detach()
 
 
-def _update_(optimizer: torch.optim.Optimizer, W_dec: torch.nn.Parameter, constrained: bool) -> None:
+def update_(optimizer: torch.optim.Optimizer, W_dec: torch.nn.Parameter, constrained: bool) -> None:
     """STEP-1 after the gradients: under the `constrained` decoder the parallel-gradient removal on
     W_dec (PAR-1), `optimizer.step()`, then the rows renormalised (CON-1, CON-3); otherwise the step."""
     if constrained and W_dec.grad is not None:
@@ -179,8 +179,10 @@ def training_step(
     weight_decay: float = 0.0,
     order: str = "specified",
     backward: str = "fused",
+    k: int | None = None,
 ) -> dict[str, Any]:
-    """Functional twin of `train_step_` with the oracle's signature (the `specified` order only)."""
+    """Functional twin of `train_step_` with the oracle's signature (the `specified` order only; with
+    `k`, a TopK SAE's step)."""
     if order != "specified":
         raise ValueError("refsae.torch implements the specified order only (STEP-1)")
     check_hyperparameters(lr, betas, adam_eps, weight_decay)
@@ -193,6 +195,7 @@ def training_step(
         n_inst=inst[0] if inst else None,
         l1_coefficient=l1_coefficient,
         conventions=conventions,
+        k=k,
         dtype=W_enc.dtype,
         device=W_enc.device,
     )

@@ -19,6 +19,8 @@ refsae.torch function: the `loss_gradients` row's fast path (PERF-1), the `train
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -59,6 +61,23 @@ class Workspace:
         return sum(t.numel() * t.element_size() for t in self._buffers.values())
 
 
+@dataclass(frozen=True)
+class Share:
+    """This process's part of a loss over a larger batch split across processes (DIST-2): `batch`, the
+    whole batch's size B, and `denominator`, the reconstruction's D of the whole batch (B, B·d_in, or the
+    whole batch's total variance per instance). A fused core given a share computes its examples' terms
+    of the whole batch's loss, R_r = Σ_{b∈r} ‖r_b‖² / D and λ S_r = λ Σ_{b∈r} Σ_j |f_bj| (·‖W_dec_j‖) / B,
+    and their gradients: summed over the processes, they are the whole batch's (LOSS-6, GRAD-1)."""
+
+    batch: int
+    denominator: Tensor | float
+
+    def instance(self, i: int) -> Share:
+        """The share of instance `i` (its own total variance under fvu)."""
+        d = self.denominator
+        return Share(self.batch, d if isinstance(d, float) or d.dim() == 0 else d[i])
+
+
 def _mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     return torch.mm(a, b, out=out) if a.dim() == 2 else torch.bmm(a, b, out=out)
 
@@ -90,13 +109,15 @@ def fused_loss_and_gradients(
     conventions: Conventions = Conventions(),
     workspace: Workspace | None = None,
     out: dict[str, Tensor] | None = None,
+    share: Share | None = None,
 ) -> tuple[Scalar, dict[str, Tensor]]:
     """(total loss of LOSS-6, its gradients keyed W_enc, b_enc, W_dec, b_dec) by the hand-written
     backward of GRAD-1..GRAD-6, every convention, with or without the instance axis (PERF-1).
 
     `workspace` holds the (batch, d_sae) buffers between calls (a fresh one when None); `out` maps a
     parameter name to a tensor of the gradient's shape to write it into (e.g. the parameter's
-    existing `.grad`). The inputs are never written to. No autograd graph is built."""
+    existing `.grad`). The inputs are never written to. No autograd graph is built. With `share`, x is
+    one process's slice of a larger batch and the result is its part of that batch's loss (DIST-2)."""
     check_inputs(x, W_enc, b_enc, W_dec, b_dec, l1_coefficient)
     c = conventions
     ws = Workspace() if workspace is None else workspace
@@ -112,6 +133,7 @@ def fused_loss_and_gradients(
             c,
             ws,
             out,
+            share=share,
         )
 
 
@@ -147,8 +169,10 @@ def relu_fused(
     out: dict[str, Tensor],
     y: Tensor | None = None,
     W_skip: Tensor | None = None,
+    share: Share | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The loss and gradients of `fused_loss_and_gradients` (inputs detached, under `no_grad`).
+    """The loss and gradients of `fused_loss_and_gradients` (inputs detached, under `no_grad`); with
+    `share`, this slice's part of the whole batch's (DIST-2).
 
     With a target `y` this is a ReLU transcoder (TC-2..TC-6): the reconstruction is of y, `c.encode`
     must be `untied` (x is never centred, TC-2), `W_skip` (when given) adds x W_skipᵀ to the decode,
@@ -171,7 +195,8 @@ def relu_fused(
     r.sub_(goal_t)
     squared = torch.mul(r, r, out=ws.get("sq", (*rows, d_out), x)).sum(dim=(-2, -1))
 
-    denominator = reconstruction_denominator(goal, c.reconstruction)
+    denominator = reconstruction_denominator(goal, c.reconstruction) if share is None else share.denominator
+    batch = batch if share is None else share.batch  # the penalty's mean is over the whole batch
     penalty_per_latent: Tensor | float = lam / batch
     norms = None
     if c.sparsity == "l1_decoder_norm":

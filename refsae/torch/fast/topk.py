@@ -27,6 +27,7 @@ from refsae.conventions import (
 from refsae.oracle.topk import check_k
 from refsae.torch._shapes import DecoderWeights, EncoderWeights, InputBatch, InputVector, LatentVector, Scalar
 from refsae.torch.fast.gradients import (
+    Share,
     Workspace,
     check_inputs,
     decoder_norm_gradient,
@@ -125,8 +126,10 @@ def topk_instance(
     out: dict[str, Tensor],
     y: Tensor | None = None,
     W_skip: Tensor | None = None,
+    share: Share | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """One instance's loss and gradients (no instance axis; inputs detached, under `no_grad`).
+    """One instance's loss and gradients (no instance axis; inputs detached, under `no_grad`); with
+    `share`, this slice's part of the whole batch's (DIST-2).
 
     With a target `y` this is a TopK transcoder (TC-2..TC-6): the reconstruction is of y, `c.encode`
     must be `untied` (x is never centred, TC-2), `W_skip` (when given) adds x W_skipᵀ to the decode,
@@ -148,13 +151,14 @@ def topk_instance(
 
     norms = row_norms(W_dec) if c.sparsity == "l1_decoder_norm" else None
     per_entry = f if norms is None else f * norms[idx]
-    denominator = reconstruction_denominator(goal, c.reconstruction)
-    loss = squared / denominator + lam * per_entry.sum() / batch
+    denominator = reconstruction_denominator(goal, c.reconstruction) if share is None else share.denominator
+    n = batch if share is None else share.batch  # the penalty's mean is over the whole batch
+    loss = squared / denominator + lam * per_entry.sum() / n
 
     g = r.mul_(2 / denominator)
     G_hat = bags.weight_gradient(g, f)
     g_f = bags.per_sample_gradient(g, W_hat).reshape(batch, k)
-    g_f.add_(lam / batch if norms is None else norms[idx] * (lam / batch))
+    g_f.add_(lam / n if norms is None else norms[idx] * (lam / n))
     g_z = g_f.mul_(active)
     flat = idx.reshape(-1)
     grad_b_enc = scatter_sum(b_enc, flat, g_z.reshape(-1))
@@ -166,7 +170,7 @@ def topk_instance(
     grad_W_dec = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
     if norms is not None:
         f_sum = scatter_sum(b_enc, flat, f.reshape(-1))  # Σ_b f_bj
-        grad_W_dec.add_(decoder_norm_gradient(W_dec, norms, f_sum, lam / batch))
+        grad_W_dec.add_(decoder_norm_gradient(W_dec, norms, f_sum, lam / n))
     grads = {"W_enc": grad_W_enc, "b_enc": grad_b_enc, "W_dec": grad_W_dec, "b_dec": grad_b_dec}
     if W_skip is not None:
         grads["W_skip"] = g.mT @ x  # (TC-6)
@@ -186,11 +190,14 @@ def topk_fused_loss_and_gradients(
     conventions: Conventions = Conventions(),
     workspace: Workspace | None = None,
     out: dict[str, Tensor] | None = None,
+    share: Share | None = None,
 ) -> tuple[Scalar, dict[str, Tensor]]:
     """(TopK total loss of TOPK-6, its gradients keyed W_enc, b_enc, W_dec, b_dec) with the sparse
     backward above, every convention (PERF-3). No (batch, d_sae) tensor but the encoder's output, which
     lives in `workspace` between calls; no autograd graph is left behind. `out["W_enc"]`, when given
-    (without instances), receives W_enc's gradient in place (the transposition writes into it)."""
+    (without instances), receives W_enc's gradient in place (the transposition writes into it). With
+    `share`, x is one process's slice of a larger batch and the result is its part of that batch's loss
+    (DIST-2)."""
     check_k(k, W_enc.shape[-1])
     check_inputs(x, W_enc, b_enc, W_dec, b_dec, l1_coefficient)
     c = conventions
@@ -200,9 +207,23 @@ def topk_fused_loss_and_gradients(
         if x.dim() == 2:
             given = target(out or {}, "W_enc", W_enc)
             into = {} if given is None else {"W_enc": given}
-            return topk_instance(x.detach(), p[0], p[1], p[2], p[3], k, l1_coefficient, c, ws, into)
+            return topk_instance(
+                x.detach(), p[0], p[1], p[2], p[3], k, l1_coefficient, c, ws, into, share=share
+            )
         parts = [
-            topk_instance(x[:, i].detach(), p[0][i], p[1][i], p[2][i], p[3][i], k, l1_coefficient, c, ws, {})
+            topk_instance(
+                x[:, i].detach(),
+                p[0][i],
+                p[1][i],
+                p[2][i],
+                p[3][i],
+                k,
+                l1_coefficient,
+                c,
+                ws,
+                {},
+                share=None if share is None else share.instance(i),
+            )
             for i in range(x.shape[1])
         ]
     loss = torch.stack([part[0] for part in parts]).sum()

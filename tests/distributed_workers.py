@@ -1,0 +1,227 @@
+"""What each rank runs in tests/test_distributed.py (importable by the spawned processes): a
+data-parallel trajectory on its slice, recording the state before and after every step; the dead-latent
+reductions; the bad configurations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from refsae.conventions import Conventions
+from refsae.oracle.optimizer import PARAMETERS
+from refsae.torch.distributed import (
+    data_parallel_fire_counts,
+    data_parallel_steps_since_fired,
+    data_parallel_train_step_,
+)
+from refsae.torch.model import SAE, SAEConfig
+
+State = dict[str, dict[str, np.ndarray]]
+
+
+def _state(sae: SAE, optimizer: torch.optim.Optimizer) -> State:
+    out: State = {"param": {}, "exp_avg": {}, "exp_avg_sq": {}}
+    for name in PARAMETERS:
+        p = getattr(sae, name)
+        out["param"][name] = p.detach().double().numpy().copy()
+        for moment in ("exp_avg", "exp_avg_sq"):
+            value = optimizer.state[p][moment] if p in optimizer.state else torch.zeros_like(p)
+            out[moment][name] = value.detach().double().numpy().copy()
+    return out
+
+
+def build(spec: dict[str, Any]) -> tuple[SAE, torch.optim.Optimizer]:
+    """The spec's SAE (sizes, k, λ, conventions, dtype) with its parameters, and Adam."""
+    p = spec["param"]
+    d_in, d_sae = p["W_enc"].shape[-2:]
+    config = SAEConfig(
+        d_in=d_in,
+        d_sae=d_sae,
+        n_inst=p["W_enc"].shape[0] if p["W_enc"].ndim == 3 else None,
+        l1_coefficient=spec["l1_coefficient"],
+        conventions=Conventions(**spec["conventions"]),
+        k=spec["k"],
+        dtype=getattr(torch, spec["dtype"]),
+    )
+    sae = SAE(config)
+    with torch.no_grad():
+        for name in PARAMETERS:
+            getattr(sae, name).copy_(torch.from_numpy(p[name]))
+    return sae, torch.optim.Adam(sae.parameters(), lr=spec["lr"])
+
+
+def trajectory(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec["x"]` (steps, B, …): at each step this rank trains on its slice (rows rank·B/W …)."""
+    sae, optimizer = build(spec)
+    dtype = getattr(torch, spec["dtype"])
+    states, losses = [_state(sae, optimizer)], []
+    for x in spec["x"]:
+        rows = slice(rank * x.shape[0] // world_size, (rank + 1) * x.shape[0] // world_size)
+        local = torch.from_numpy(x[rows]).to(dtype)
+        loss = data_parallel_train_step_(sae, optimizer, local, backward=spec["backward"])
+        losses.append(float(loss))
+        states.append(_state(sae, optimizer))
+    return {"states": states, "loss": losses}
+
+
+def trajectories(rank: int, world_size: int, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [trajectory(rank, world_size, spec) for spec in specs]
+
+
+def dead_statistics(
+    rank: int, world_size: int, f: np.ndarray, steps_since: np.ndarray
+) -> dict[str, np.ndarray]:
+    rows = slice(rank * f.shape[0] // world_size, (rank + 1) * f.shape[0] // world_size)
+    local = torch.from_numpy(f[rows])
+    counts = data_parallel_fire_counts(local)
+    steps = data_parallel_steps_since_fired(torch.from_numpy(steps_since), local)
+    return {"counts": counts.numpy(), "steps": steps.numpy()}
+
+
+def one_step(rank: int, world_size: int, spec: dict[str, Any], slices: list[np.ndarray]) -> str:
+    """One step on this rank's slice (the bad-configuration tests pass mismatched slices or perturb one
+    rank's parameters through `spec["perturb_rank"]`): the loss, or the error raised."""
+    sae, optimizer = build(spec)
+    if spec.get("perturb_rank") == rank:
+        with torch.no_grad():
+            sae.W_enc[0, 0] += 1e-12
+    x = torch.from_numpy(slices[rank]).to(getattr(torch, spec["dtype"]))
+    try:
+        return f"loss {float(data_parallel_train_step_(sae, optimizer, x))}"
+    except ValueError as e:
+        return f"ValueError: {e}"
+
+
+def steps(rank: int, world_size: int, cases: list[tuple[dict[str, Any], list[np.ndarray]]]) -> list[str]:
+    """`one_step` on each case in turn, in one process group."""
+    return [one_step(rank, world_size, spec, slices) for spec, slices in cases]
+
+
+def communication(rank: int, world_size: int, specs: list[dict[str, Any]]) -> list[list[int]]:
+    """The element counts of every all_reduce one step of each spec makes (`check_replicas=False`)."""
+    import torch.distributed as dist
+
+    counts: list[list[int]] = []
+    original = dist.all_reduce
+
+    def counting(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        counts[-1].append(tensor.numel())
+        return original(tensor, *args, **kwargs)
+
+    dist.all_reduce = counting
+    try:
+        for spec in specs:
+            sae, optimizer = build(spec)
+            x = spec["x"][0]
+            rows = slice(rank * x.shape[0] // world_size, (rank + 1) * x.shape[0] // world_size)
+            counts.append([])
+            data_parallel_train_step_(sae, optimizer, torch.from_numpy(x[rows]), check_replicas=False)
+    finally:
+        dist.all_reduce = original
+    return counts
+
+
+def _gathered(tensor: torch.Tensor, axis: int | None) -> np.ndarray:
+    """The shards of a tensor concatenated along its latent axis (whole when `axis` is None)."""
+    import torch.distributed as dist
+
+    if axis is None:
+        return tensor.detach().double().numpy().copy()
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.detach().contiguous())
+    return torch.cat(parts, dim=axis).double().numpy()
+
+
+def _sharded_state(sae: SAE, optimizer: torch.optim.Optimizer) -> State:
+    from refsae.torch.distributed.latent_sharded import SHARDED
+
+    out: State = {"param": {}, "exp_avg": {}, "exp_avg_sq": {}}
+    for name in PARAMETERS:
+        p, axis = getattr(sae, name), SHARDED.get(name)
+        out["param"][name] = _gathered(p, axis)
+        for moment in ("exp_avg", "exp_avg_sq"):
+            value = optimizer.state[p][moment] if p in optimizer.state else torch.zeros_like(p)
+            out[moment][name] = _gathered(value, axis)
+    return out
+
+
+def sharded_trajectory(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """The whole SAE of `spec` split into latent shards; STEPS sharded steps on the whole batches; the
+    gathered state after each."""
+    from refsae.torch.distributed import latent_shard, latent_sharded_train_step_
+
+    whole = {n: torch.from_numpy(v) for n, v in spec["param"].items()}
+    local = latent_shard(whole, rank, world_size)
+    shard_spec = spec | {"param": {n: v.numpy() for n, v in local.items()}, "k": None}
+    sae, optimizer = build(shard_spec)
+    dtype = getattr(torch, spec["dtype"])
+    states, losses = [_sharded_state(sae, optimizer)], []
+    for x in spec["x"]:
+        loss = latent_sharded_train_step_(sae, optimizer, torch.from_numpy(x).to(dtype), k=spec["k"])
+        losses.append(float(loss))
+        states.append(_sharded_state(sae, optimizer))
+    return {"states": states, "loss": losses}
+
+
+def sharded_trajectories(rank: int, world_size: int, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [sharded_trajectory(rank, world_size, spec) for spec in specs]
+
+
+def sharded_errors(rank: int, world_size: int, spec: dict[str, Any]) -> list[str]:
+    """A d_sae not divisible by the world size; a batch that differs on one process; then a good step."""
+    from refsae.torch.distributed import latent_shard, latent_sharded_train_step_
+
+    out = []
+    whole = {n: torch.from_numpy(v) for n, v in spec["param"].items()}
+    try:
+        latent_shard(
+            {n: v[..., :-1] if n in ("W_enc", "b_enc") else v for n, v in whole.items()}, rank, world_size
+        )
+        out.append("no error")
+    except ValueError as e:
+        out.append(f"ValueError: {e}")
+    local = latent_shard(whole, rank, world_size)
+    sae, optimizer = build(spec | {"param": {n: v.numpy() for n, v in local.items()}, "k": None})
+    x = torch.from_numpy(spec["x"][0])
+    for batch in (x + rank, x):
+        try:
+            out.append(f"loss {float(latent_sharded_train_step_(sae, optimizer, batch, k=spec['k']))}")
+        except ValueError as e:
+            out.append(f"ValueError: {e}")
+    return out
+
+
+def sharded_communication(
+    rank: int, world_size: int, specs: list[dict[str, Any]]
+) -> list[list[tuple[str, int]]]:
+    """The collectives (name, elements per process) of one sharded step of each spec, without checks."""
+    import torch.distributed as dist
+
+    from refsae.torch.distributed import latent_shard, latent_sharded_train_step_
+
+    calls: list[list[tuple[str, int]]] = []
+    originals: dict[str, Any] = {"all_reduce": dist.all_reduce, "all_gather": dist.all_gather}
+
+    def counting(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            tensor = args[0] if name == "all_reduce" else args[1]
+            calls[-1].append((name, tensor.numel()))
+            return originals[name](*args, **kwargs)
+
+        return call
+
+    dist.all_reduce, dist.all_gather = counting("all_reduce"), counting("all_gather")
+    try:
+        for spec in specs:
+            whole = {n: torch.from_numpy(v) for n, v in spec["param"].items()}
+            local = latent_shard(whole, rank, world_size)
+            sae, optimizer = build(spec | {"param": {n: v.numpy() for n, v in local.items()}, "k": None})
+            calls.append([])
+            x = torch.from_numpy(spec["x"][0])
+            latent_sharded_train_step_(sae, optimizer, x, k=spec["k"], check_replicas=False)
+    finally:
+        dist.all_reduce = originals["all_reduce"]
+        dist.all_gather = originals["all_gather"]
+    return calls
