@@ -267,7 +267,8 @@ def bench(session: nox.Session) -> None:
     """Benchmarks (PERF-4): the training step against its GEMM floor, SAELens' step (installed here,
     with conformance/sae_lens/'s pins) and a naive step, on CPU and, where one is visible, CUDA; the
     Matryoshka BatchTopK step beside its autograd formulation and SAELens's (PERF-7), the transcoder
-    step beside its autograd formulation and sparsify's (PERF-8, session `bench_transcoder`); then
+    step beside its autograd formulation and sparsify's (PERF-8, session `bench_transcoder`), the
+    latent-sharded step on 1, 2 and 4 processes and the capacity factor's rate (DIST-12..DIST-14); then
     the wall time of a full ci-profile conformance run (CONF-5). Writes benchmarks/results/step-*.json,
     README.md's performance table and conform.json, and prints the ratios. Timings are noisy: compare
     ratios of one run. `nox -s bench -- --config relu_4096x512x4096` passes arguments to bench_step.py
@@ -282,6 +283,8 @@ def bench(session: nox.Session) -> None:
         session.run("python", "benchmarks/bench_step.py", "--device", "cuda", *session.posargs, env=_env())
     if not session.posargs:  # a full run: README's table follows the new results
         session.run("python", "benchmarks/bench_matryoshka.py", env=_env())  # PERF-7
+        session.run("python", "benchmarks/bench_distributed.py", env=_env())  # DIST-12, DIST-14
+        session.run("python", "benchmarks/shard_capacity.py", env=_env())  # DIST-13
         session.notify("bench_transcoder")  # PERF-8, in sparsify's environment
         session.run("python", "benchmarks/bench_step.py", "--readme", env=_env())
         session.run("python", "benchmarks/bench_conform.py", env=_env())
