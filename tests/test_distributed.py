@@ -279,7 +279,7 @@ def _tied_spec() -> dict[str, Any]:
 
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_every_latent_shard_follows_the_oracle_trajectory_in_float64(world_size: int) -> None:
-    """DIST-9..DIST-12: the SAE's latents split over 2 or 4 processes (W_enc's columns, b_enc, W_dec's
+    """DIST-9, DIST-10, DIST-11, DIST-12: the SAE's latents split over 2 or 4 processes (W_enc's columns, b_enc, W_dec's
     rows; b_dec whole), STEPS sharded steps on the whole batch give, gathered, the oracle's parameters,
     Adam moments and losses (within 1e-9 relative): ReLU and TopK (an exact global selection) under every
     encode, reconstruction, sparsity and decoder convention, and a TopK whose k-th value is tied across
@@ -333,8 +333,9 @@ def test_a_bad_sharded_configuration_fails_on_every_rank() -> None:
 
 
 def test_a_sharded_step_communicates_what_the_model_on_the_spec_page_says() -> None:
-    """DIST-12: the decode's all_reduce of B·d_in + 1 elements; under TopK first two all_gathers of
-    B·min(k, m) elements; under `tied` one more all_reduce of d_in."""
+    """DIST-12, DIST-14: the decode's all_reduce of B·d_in + 1 elements; under TopK first two all_gathers
+    of B·min(k, m) elements; under `tied` one more all_reduce of d_in: the model the benchmark's byte
+    counts are compared with."""
     batch, d_in, m = 6, 5, 6  # d_sae 12 over 2 processes
     specs = [
         _spec(51, {"encode": "untied"}, batch=batch),
