@@ -17,13 +17,19 @@ For each configuration, in one process and one run (ratios are only meaningful w
 - `sae_lens`: SAELens' own `SAETrainer._train_step` on its `StandardTrainingSAE` / `TopKTrainingSAE`
   (skipped with the reason when sae_lens is not importable).
 
-Each time is the median of `--reps` repetitions after `--warmup` untimed ones, runtime type checks off
-(REFSAE_CHECKS=0). Peak memory: on CPU, each implementation runs two steps in a fresh subprocess and
+The figures must not depend on the order things run in: all of a configuration's implementations are
+built first, each is warmed up on its own until stable (at least `--warmup` untimed steps, then until
+its last three times lie within 5 % of their median), and their `--reps` timed repetitions are
+interleaved, each round starting one implementation further on (benchmarks/interleaved.py). Each
+time is the median, reported with its spread (min–max); runtime type checks are off (REFSAE_CHECKS=0).
+`--reverse` runs the configurations and the implementations in the opposite order, to check that.
+
+Peak memory: on CPU, each implementation runs two steps in a fresh subprocess and
 reports the growth of its peak resident set (VmHWM, reset after the first step) over the resident set
 before the model existed;
 on CUDA, `torch.cuda.max_memory_allocated` above the memory allocated before the model existed.
 
-    python benchmarks/bench_step.py [--device cpu|cuda] [--dtype float32 ...] [--config NAME ...]
+    python benchmarks/bench_step.py [--device cpu|cuda] [--dtype float32 ...] [--config NAME ...] [--reverse]
 """
 
 from __future__ import annotations
@@ -32,11 +38,9 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +50,9 @@ import torch
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from interleaved import environment, interleave  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -70,24 +77,6 @@ CONFIGS = {
 DEFAULT_CONFIGS = ("relu_4096x512x4096", "relu_4096x768x24576", "topk32_4096x768x16384")
 L1 = 1e-3
 LR = 1e-4
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _median_time(fn: Callable[[], Any], device: str, reps: int, warmup: int) -> tuple[float, list[float]]:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
 
 
 # --- the implementations: each builder returns a zero-argument step -----------------------------------
@@ -327,25 +316,33 @@ def run_config(
     warmup: int,
     memory: bool,
     skip: tuple[str, ...] = (),
+    reverse: bool = False,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"config": cfg.name, "batch": cfg.batch, "d_in": cfg.d_in, "d_sae": cfg.d_sae}
     result.update({"k": cfg.k, "dtype": str(dtype).removeprefix("torch."), "device": device})
-    times: dict[str, Any] = {}
+    steps: dict[str, Callable[[], Any]] = {}
     skipped: dict[str, str] = {}
-    for impl in implementations(cfg):
+    for impl in implementations(cfg)[:: -1 if reverse else 1]:
         if impl in skip:
             skipped[impl] = "--skip"
             continue
         try:
-            step = BUILDERS[impl](cfg, dtype, device)
+            steps[impl] = BUILDERS[impl](cfg, dtype, device)
         except Exception as e:  # a library that is not installed or refuses the configuration
             skipped[impl] = f"{type(e).__name__}: {e}"
             print(f"  {impl:16s} skipped: {skipped[impl]}", file=sys.stderr)
-            continue
-        median, all_times = _median_time(step, device, reps, warmup)
-        times[impl] = {"median_s": median, "times_s": all_times}
-        print(f"  {impl:16s} {median * 1e3:9.1f} ms", file=sys.stderr)
-        del step
+    all_times, warmups = interleave(steps, device, reps, warmup)
+    del steps
+    times: dict[str, Any] = {}
+    for impl in implementations(cfg):
+        if impl in all_times:
+            t = all_times[impl]
+            times[impl] = {"median_s": statistics.median(t), "times_s": t, "warmup_reps": warmups[impl]}
+            print(
+                f"  {impl:16s} {times[impl]['median_s'] * 1e3:9.1f} ms ({min(t) * 1e3:.1f}–"
+                f"{max(t) * 1e3:.1f}, {warmups[impl]} warm-up)",
+                file=sys.stderr,
+            )
     result["seconds"] = times
     result["skipped"] = skipped
     med = {k: v["median_s"] for k, v in times.items()}
@@ -368,31 +365,6 @@ def run_config(
     return result
 
 
-def environment(device: str) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": _cpu_name(),
-        "threads": torch.get_num_threads(),
-    }
-    if device.startswith("cuda"):
-        env["gpu"] = torch.cuda.get_device_name()
-    with contextlib.suppress(ImportError):
-        import sae_lens
-
-        env["sae_lens"] = sae_lens.__version__
-    return env
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -402,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--skip", action="append", default=[], help="an implementation to leave out (repeatable)")
+    p.add_argument(
+        "--reverse", action="store_true", help="configurations and implementations in the opposite order"
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -423,23 +398,26 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = False
     results = []
-    for name in args.config or DEFAULT_CONFIGS:
+    for name in list(args.config or DEFAULT_CONFIGS)[:: -1 if args.reverse else 1]:
         for dtype in dtypes:
             cfg = CONFIGS[name]
             print(f"{name} {dtype} {device}", file=sys.stderr)
             memory = not args.no_memory
             skip = tuple(args.skip)
-            result = run_config(cfg, getattr(torch, dtype), device, args.reps, args.warmup, memory, skip)
+            result = run_config(
+                cfg, getattr(torch, dtype), device, args.reps, args.warmup, memory, skip, args.reverse
+            )
             results.append(result)
     report = {
         "environment": environment(device),
         "reps": args.reps,
         "warmup": args.warmup,
+        "order": "reversed" if args.reverse else "as listed",
         "results": results,
     }
     print(summary(report))
     out = args.out
-    if out is None and not args.config:  # only a full run replaces the committed results
+    if out is None and not args.config and not args.reverse:  # only a full run replaces the committed results
         out = ROOT / "benchmarks" / "results" / f"step-{device.split(':')[0]}.json"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -480,13 +458,16 @@ def _fmt(v: float | None) -> str:
 def summary(report: dict[str, Any]) -> str:
     """The ratios as a Markdown table (also what README's performance section quotes)."""
     lines = [
-        "| configuration | dtype | device | step (ms) | step / floor | SAELens / refsae "
+        "| configuration | dtype | device | step (ms): median (min–max) | step / floor | SAELens / refsae "
         "| naive or dense / refsae | torch.compile / refsae | peak / (params + Adam + activation) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         s, q = r["seconds"], r["ratios"]
-        step = f"{s['refsae']['median_s'] * 1e3:.0f}" if "refsae" in s else "–"
+        step = "–"
+        if "refsae" in s:
+            t = s["refsae"]["times_s"]
+            step = f"{s['refsae']['median_s'] * 1e3:.0f} ({min(t) * 1e3:.0f}–{max(t) * 1e3:.0f})"
         base = q.get("naive/refsae", q.get("dense_decode/refsae"))
         mem = "–"
         if "peak_bytes" in r and "refsae" in r["peak_bytes"]:

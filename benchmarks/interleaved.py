@@ -1,7 +1,13 @@
-"""Interleaved timing shared by the step benchmarks of the newer variants (bench_matryoshka.py,
-bench_transcoder.py): each implementation is warmed up on its own, then the repetitions are
-interleaved (rep 1 of each, then rep 2 of each, …) so that a slow patch of the machine hits all of
-them, and each time is the median with the spread (min–max) beside it.
+"""Interleaved timing shared by the step benchmarks (bench_step.py, bench_matryoshka.py,
+bench_transcoder.py), so that their figures do not depend on the order things run in (PERF-4):
+
+- each implementation is first warmed up on its own until it is stable: at least `--warmup` untimed
+  steps, and then more until its last three times lie within 5 % of their median (at most 20 steps
+  or 60 s, whichever comes first; the count is reported);
+- the timed repetitions are interleaved (rep 1 of each, then rep 2 of each, …), each round starting
+  one implementation further on, so that a slow patch of the machine hits all of them and none is
+  always timed straight after the same neighbour;
+- each time is the median, with the spread (min–max) beside it.
 
 A benchmark module gives its configurations (a frozen dataclass with a `name`), its builders (name →
 (config, dtype, device) → a zero-argument step) and the name of its `baseline` (the formulation the
@@ -12,8 +18,10 @@ the reason, one that raises `Unsupported` with its message.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import platform
 import statistics
 import sys
 import time
@@ -22,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_step import environment
 
 Builder = Callable[[Any, torch.dtype, str], Callable[[], Any]]
 
@@ -34,6 +41,72 @@ class Unsupported(Exception):
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def timed(step: Callable[[], Any], device: str) -> float:
+    """Seconds one call of `step` takes, the device synchronised before the clock stops."""
+    start = time.perf_counter()
+    step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+STABLE_WINDOW, STABLE_SPREAD, MAX_WARMUP, MAX_WARMUP_S = 3, 0.05, 20, 60.0
+
+
+def warm_up(step: Callable[[], Any], device: str, at_least: int) -> int:
+    """Untimed steps until the last `STABLE_WINDOW` times lie within `STABLE_SPREAD` of their median
+    (at least `at_least` steps; at most `MAX_WARMUP` or `MAX_WARMUP_S` seconds); returns the count."""
+    times: list[float] = []
+    while True:
+        times.append(timed(step, device))
+        last = times[-STABLE_WINDOW:]
+        stable = len(last) == STABLE_WINDOW and max(last) - min(last) <= STABLE_SPREAD * statistics.median(
+            last
+        )
+        if len(times) >= at_least and (stable or len(times) >= MAX_WARMUP or sum(times) >= MAX_WARMUP_S):
+            return len(times)
+
+
+def interleave(
+    steps: Mapping[str, Callable[[], Any]], device: str, reps: int, warmup: int
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Each step warmed up on its own (`warm_up`), then `reps` interleaved rounds, round r starting at
+    the r-th step; returns each step's times in round order and its warm-up count."""
+    warmups = {name: warm_up(step, device, warmup) for name, step in steps.items()}
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(reps):
+        for i in range(len(names)):
+            name = names[(r + i) % len(names)]
+            times[name].append(timed(steps[name], device))
+    return times, warmups
+
+
+def environment(device: str) -> dict[str, Any]:
+    """The machine, torch, Python and (where importable) SAELens versions a report was measured with."""
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "threads": torch.get_num_threads(),
+    }
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name()
+    with contextlib.suppress(ImportError):
+        import sae_lens
+
+        env["sae_lens"] = sae_lens.__version__
+    return env
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
 
 
 def run_config(
@@ -55,17 +128,7 @@ def run_config(
             skipped[name] = f"not importable: {e}"
         except Unsupported as e:
             skipped[name] = str(e)
-    for step in steps.values():  # warm-up, each on its own
-        for _ in range(warmup):
-            step()
-        _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(reps):  # interleaved repetitions
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
+    times, warmups = interleave(steps, device, reps, warmup)
     median = {name: statistics.median(t) for name, t in times.items()}
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
     return {
@@ -75,6 +138,7 @@ def run_config(
         "seconds": median,
         "spread": {name: [min(t), max(t)] for name, t in times.items()},
         "times": times,
+        "warmup_reps": warmups,
         "skipped": skipped,
         "vs_floor": {name: median[name] / median["floor"] for name in median},
         "baseline": baseline,

@@ -11,8 +11,10 @@ import torch
 
 from refsae.conventions import Conventions
 from refsae.oracle.optimizer import PARAMETERS
+from refsae.torch.dead import dead_by_fire_fraction
 from refsae.torch.distributed import (
     data_parallel_fire_counts,
+    data_parallel_resample_,
     data_parallel_steps_since_fired,
     data_parallel_train_step_,
 )
@@ -225,3 +227,31 @@ def sharded_communication(
         dist.all_reduce = originals["all_reduce"]
         dist.all_gather = originals["all_gather"]
     return calls
+
+
+def resampling_trajectory(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """tests/test_trajectories.py's schedule on this rank's slices: fire counts of the whole batch, a
+    data-parallel step, and after step `spec["event"]` the data-parallel resampling event (generator
+    seeded with `spec["seeds"][rank]`) on this rank's slice of `spec["resample_x"]`."""
+    sae, optimizer = build(spec)
+    counts = torch.zeros(sae.b_enc.shape, dtype=torch.int64)
+    out: dict[str, Any] = {"states": []}
+    for k, x in enumerate(spec["x"]):
+        rows = slice(rank * x.shape[0] // world_size, (rank + 1) * x.shape[0] // world_size)
+        local = torch.from_numpy(x[rows])
+        with torch.no_grad():
+            counts += data_parallel_fire_counts(sae.encode(local))
+        data_parallel_train_step_(sae, optimizer, local)
+        if k == spec["event"]:
+            dead = dead_by_fire_fraction(counts, x.shape[0] * (k + 1), spec["threshold"])
+            generator = torch.Generator().manual_seed(spec["seeds"][rank])
+            try:
+                resampled = data_parallel_resample_(
+                    sae, optimizer, torch.from_numpy(spec["resample_x"][rows]), dead, generator=generator
+                )
+            except ValueError as e:
+                return {"error": str(e)}
+            out |= {"dead": dead.numpy(), "resampled": resampled.numpy()}
+            counts.zero_()
+        out["states"].append(_state(sae, optimizer))
+    return out

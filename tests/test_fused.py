@@ -240,6 +240,7 @@ def test_the_benchmark_runs_every_implementation_and_derives_its_ratios_from_its
         assert result["skipped"]["compiled"] == "--skip"
         for impl, timing in seconds.items():
             assert len(timing["times_s"]) == 3
+            assert timing["warmup_reps"] >= 1
             assert timing["median_s"] == sorted(timing["times_s"])[1]
             if impl != "floor":
                 assert result["ratios"][f"{impl}/floor"] == timing["median_s"] / seconds["floor"]["median_s"]
@@ -248,6 +249,36 @@ def test_the_benchmark_runs_every_implementation_and_derives_its_ratios_from_its
         assert set(result["peak_bytes"]) == set(seconds) - {"floor"}
         assert all(isinstance(v, int) for v in result["peak_bytes"].values())
         assert result["model_bytes"]["activation"] == result["batch"] * result["d_sae"] * 4
+
+
+def test_benchmark_timing_warms_each_step_until_stable_then_rotates_the_interleaved_rounds() -> None:
+    """PERF-4: `interleave` warms each step on its own until its last three times agree within 5 %,
+    then times `reps` rounds, round r starting at the r-th step, so no step always follows the same one
+    and a slow patch of the machine is shared."""
+    _bench()  # puts benchmarks/ on sys.path
+    import interleaved
+
+    calls: list[str] = []
+    delays = {"a": [0.02, 0.0, 0.0, 0.0], "b": [0.0] * 4, "c": [0.0] * 4}
+
+    def step(name: str) -> Any:
+        def run() -> None:
+            calls.append(name)
+            pending = delays[name]
+            if pending:
+                import time
+
+                time.sleep(pending.pop(0))
+
+        return run
+
+    steps = {name: step(name) for name in "abc"}
+    times, warmups = interleaved.interleave(steps, "cpu", reps=3, warmup=1)
+    # a's first step is slow: its warm-up goes on until three fast steps in a row
+    assert warmups["a"] >= 4 and warmups["b"] >= 3 and warmups["c"] >= 3
+    timed_calls = calls[sum(warmups.values()) :]
+    assert timed_calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert all(len(t) == 3 and max(t) < 0.02 for t in times.values())
 
 
 def test_the_readme_performance_table_is_the_committed_results() -> None:

@@ -76,7 +76,12 @@ def _chosen(x: np.ndarray, dead: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return chosen
 
 
-def oracle_trajectory(seed: int = 0) -> Trajectory:
+def _oracle_draw(p: np.ndarray, n: int) -> np.ndarray:
+    return oracle.sample_examples(p, n, replacement=True, generator=np.random.default_rng(7))
+
+
+def oracle_trajectory(seed: int = 0, draw: Any = _oracle_draw) -> Trajectory:
+    """The schedule in the oracle; `draw(p, n)` draws the n chosen rows from the probabilities p."""
     batches, resample_batch, param = _data(seed)
     m = {k: np.zeros_like(v) for k, v in param.items()}
     v = {k: np.zeros_like(a) for k, a in param.items()}
@@ -91,9 +96,7 @@ def oracle_trajectory(seed: int = 0) -> Trajectory:
             dead = oracle.dead_by_fire_fraction(counts, BATCH * (k + 1), THRESHOLD)
             f, x_hat = oracle.forward(resample_batch, *(param[n] for n in PARAMETERS))
             p = oracle.resampling_probabilities(resample_batch, x_hat, f, l1_coefficient=LAM)
-            rows = oracle.sample_examples(
-                p, int(dead.sum()), replacement=True, generator=np.random.default_rng(7)
-            )
+            rows = draw(p, int(dead.sum()))
             update = oracle.resample_anthropic(param, dead, _chosen(resample_batch, dead, rows))
             param = update["param"]
             reset = oracle.adam_reset_latents(m, v, update["resampled"])

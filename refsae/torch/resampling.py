@@ -50,7 +50,11 @@ def resampling_probabilities(
     loss: ResamplingLoss = "total",
 ) -> Float[Tensor, "batch *inst"]:  # noqa: F821 (jaxtyping dims, not names)
     """`(ℓ_b/m)² / Σ_c (ℓ_c/m)²`, `m = max_c ℓ_c`, per instance (RES-2); uniform on zero loss (RES-3)."""
-    ell = per_example_loss(x, x_hat, f, l1_coefficient=l1_coefficient, loss=loss)
+    return probabilities_from_loss(per_example_loss(x, x_hat, f, l1_coefficient=l1_coefficient, loss=loss))
+
+
+def probabilities_from_loss(ell: Tensor) -> Tensor:
+    """RES-2 and RES-3 from the per-example losses `ell` (batch, *inst): `(ℓ_b/m)² / Σ_c (ℓ_c/m)²`."""
     if not bool(torch.isfinite(ell).all()):
         raise ValueError(
             f"the per-example loss overflows in {ell.dtype}; rescale the inputs or use a wider dtype"

@@ -1,12 +1,12 @@
-"""Training past one device on `torch.distributed` (specs/distributed.md, DIST-1..DIST-9).
+"""Training past one device on `torch.distributed` (specs/distributed.md).
 
 `data_parallel_train_step_` is `train_step_` on one slice of the batch per process: the processes'
-gradients are summed so that every replica takes the oracle's step on the whole batch.
-`latent_sharded_train_step_` is the step of one slice of the latents per process (`latent_shard`,
-`gather_latent_shards`), with an exact global TopK. The helpers
-reduce the dead-latent statistics and check that the processes agree before they communicate.
-Launch with `torchrun` (README.md) or any `torch.distributed.init_process_group`; gloo on CPU, nccl
-on CUDA.
+gradients are summed so that every replica takes the oracle's step on the whole batch;
+`data_parallel_resample_` is the resampling event on the whole batch. `latent_sharded_train_step_` is
+the step of one slice of the latents per process (`latent_shard`, `gather_latent_shards`), with an
+exact global TopK. The helpers reduce the dead-latent statistics and check that the processes agree
+before they communicate. Launch with `torchrun` (README.md) or any `torch.distributed.init_process_group`;
+gloo on CPU, nccl on CUDA.
 """
 
 from refsae.torch.distributed.agreement import check_agreement, replica_fingerprint
@@ -21,10 +21,18 @@ from refsae.torch.distributed.latent_sharded import (
     latent_shard,
     latent_sharded_train_step_,
 )
+from refsae.torch.distributed.resampling import (
+    data_parallel_chosen_inputs,
+    data_parallel_resample_,
+    data_parallel_resampling_probabilities,
+)
 
 __all__ = [
     "check_agreement",
+    "data_parallel_chosen_inputs",
     "data_parallel_fire_counts",
+    "data_parallel_resample_",
+    "data_parallel_resampling_probabilities",
     "data_parallel_steps_since_fired",
     "data_parallel_train_step_",
     "gather_latent_shards",

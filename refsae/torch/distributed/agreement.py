@@ -45,3 +45,15 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     return [
         t for group in optimizer.param_groups for p in group["params"] for t in parameter_state(optimizer, p)
     ]
+
+
+def whole_batch_size(x: Tensor, group: dist.ProcessGroup | None = None) -> int:
+    """The whole batch's size B = W · B_r, after checking that every process holds a slice of the same
+    shape, dtype and device type (DIST-2, DIST-6)."""
+    check_agreement(
+        (tuple(x.shape), str(x.dtype), x.device.type),
+        "the batch slice (shape, dtype, device): the whole batch must split into equal slices, one per "
+        "process, so B must be divisible by the world size",
+        group,
+    )
+    return int(x.shape[0]) * dist.get_world_size(group)

@@ -18,7 +18,12 @@ from torch import Tensor
 from refsae.conventions import check_choice
 from refsae.oracle.optimizer import PARAMETERS
 from refsae.torch.dead import fire_counts
-from refsae.torch.distributed.agreement import check_agreement, optimizer_state, replica_fingerprint
+from refsae.torch.distributed.agreement import (
+    check_agreement,
+    optimizer_state,
+    replica_fingerprint,
+    whole_batch_size,
+)
 from refsae.torch.fast.gradients import Share, fused_loss_and_gradients
 from refsae.torch.fast.topk import topk_fused_loss_and_gradients
 from refsae.torch.losses import sparsity_loss
@@ -33,23 +38,11 @@ __all__ = [
 ]
 
 
-def _slices_agree(x: Tensor, group: dist.ProcessGroup | None) -> int:
-    """The whole batch's size B = W · B_r, after checking that every process holds a slice of the same
-    shape, dtype and device type (DIST-2, DIST-6)."""
-    check_agreement(
-        (tuple(x.shape), str(x.dtype), x.device.type),
-        "the batch slice (shape, dtype, device): the whole batch must split into equal slices, one per "
-        "process, so B must be divisible by the world size",
-        group,
-    )
-    return int(x.shape[0]) * dist.get_world_size(group)
-
-
 def whole_batch_share(x: Tensor, reconstruction: str, group: dist.ProcessGroup | None = None) -> Share:
     """This process's `Share` of the whole batch (DIST-2): B, and the reconstruction's D of the whole
     batch: B (sum), B·d_in (mean), or under fvu the whole batch's total variance per instance,
     Σ_b ‖x_b − x̄‖² with x̄ the whole batch's mean (two all_reduce SUMs: Σ_b x_b, then the squares)."""
-    batch = _slices_agree(x, group)
+    batch = whole_batch_size(x, group)
     if reconstruction == "sum":
         return Share(batch, float(batch))
     if reconstruction == "mean":
