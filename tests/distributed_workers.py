@@ -125,27 +125,27 @@ def communication(rank: int, world_size: int, specs: list[dict[str, Any]]) -> li
     return counts
 
 
-def _gathered(tensor: torch.Tensor, axis: int | None) -> np.ndarray:
+def _gathered(tensor: torch.Tensor, axis: int | None, group: Any = None) -> np.ndarray:
     """The shards of a tensor concatenated along its latent axis (whole when `axis` is None)."""
     import torch.distributed as dist
 
     if axis is None:
         return tensor.detach().double().numpy().copy()
-    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, tensor.detach().contiguous())
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, tensor.detach().contiguous(), group=group)
     return torch.cat(parts, dim=axis).double().numpy()
 
 
-def _sharded_state(sae: SAE, optimizer: torch.optim.Optimizer) -> State:
+def _sharded_state(sae: SAE, optimizer: torch.optim.Optimizer, group: Any = None) -> State:
     from refsae.torch.distributed.latent_sharded import SHARDED
 
     out: State = {"param": {}, "exp_avg": {}, "exp_avg_sq": {}}
     for name in PARAMETERS:
         p, axis = getattr(sae, name), SHARDED.get(name)
-        out["param"][name] = _gathered(p, axis)
+        out["param"][name] = _gathered(p, axis, group)
         for moment in ("exp_avg", "exp_avg_sq"):
             value = optimizer.state[p][moment] if p in optimizer.state else torch.zeros_like(p)
-            out[moment][name] = _gathered(value, axis)
+            out[moment][name] = _gathered(value, axis, group)
     return out
 
 
@@ -161,7 +161,9 @@ def sharded_trajectory(rank: int, world_size: int, spec: dict[str, Any]) -> dict
     dtype = getattr(torch, spec["dtype"])
     states, losses = [_sharded_state(sae, optimizer)], []
     for x in spec["x"]:
-        loss = latent_sharded_train_step_(sae, optimizer, torch.from_numpy(x).to(dtype), k=spec["k"])
+        loss = latent_sharded_train_step_(
+            sae, optimizer, torch.from_numpy(x).to(dtype), k=spec["k"], batch_k=spec.get("batch_k")
+        )
         losses.append(float(loss))
         states.append(_sharded_state(sae, optimizer))
     return {"states": states, "loss": losses}
@@ -222,7 +224,9 @@ def sharded_communication(
             sae, optimizer = build(spec | {"param": {n: v.numpy() for n, v in local.items()}, "k": None})
             calls.append([])
             x = torch.from_numpy(spec["x"][0])
-            latent_sharded_train_step_(sae, optimizer, x, k=spec["k"], check_replicas=False)
+            latent_sharded_train_step_(
+                sae, optimizer, x, k=spec["k"], batch_k=spec.get("batch_k"), check_replicas=False
+            )
     finally:
         dist.all_reduce = originals["all_reduce"]
         dist.all_gather = originals["all_gather"]
@@ -255,3 +259,45 @@ def resampling_trajectory(rank: int, world_size: int, spec: dict[str, Any]) -> d
             counts.zero_()
         out["states"].append(_state(sae, optimizer))
     return out
+
+
+def grid_trajectories(rank: int, world_size: int, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each spec's SAE on the data × shard grid `spec["grid"]` = (slices, shards) (DIST-17): process
+    slice·shards + shard trains latent shard `shard` on batch slice `slice`; the state gathered over the
+    shard group after each step."""
+    from refsae.torch.distributed import grid_groups, latent_shard, latent_sharded_train_step_
+
+    out = []
+    for spec in specs:
+        n_slices, n_shards = spec["grid"]
+        shard_group, data_group = grid_groups(n_slices, n_shards)
+        part, shard = divmod(rank, n_shards)
+        whole = {n: torch.from_numpy(v) for n, v in spec["param"].items()}
+        local = latent_shard(whole, shard, n_shards)
+        sae, optimizer = build(spec | {"param": {n: v.numpy() for n, v in local.items()}, "k": None})
+        states, losses = [_sharded_state(sae, optimizer, shard_group)], []
+        for x in spec["x"]:
+            rows = slice(part * x.shape[0] // n_slices, (part + 1) * x.shape[0] // n_slices)
+            loss = latent_sharded_train_step_(
+                sae,
+                optimizer,
+                torch.from_numpy(x[rows]),
+                k=spec["k"],
+                batch_k=spec.get("batch_k"),
+                group=shard_group,
+                data_group=data_group,
+            )
+            losses.append(float(loss))
+            states.append(_sharded_state(sae, optimizer, shard_group))
+        out.append({"states": states, "loss": losses})
+    return out
+
+
+def bad_grid(rank: int, world_size: int, grid: tuple[int, int]) -> str:
+    from refsae.torch.distributed import grid_groups
+
+    try:
+        grid_groups(*grid)
+    except ValueError as e:
+        return f"ValueError: {e}"
+    return "no error"

@@ -25,7 +25,7 @@ STEPS = 3
 LR = 1e-2
 
 
-def _spec(
+def make_spec(
     seed: int,
     conventions: dict[str, Any],
     *,
@@ -72,6 +72,7 @@ def _oracle_step(spec: dict[str, Any], state: dict[str, Any], t: int) -> dict[st
         l1_coefficient=spec["l1_coefficient"],
         conventions=Conventions(**spec["conventions"]),
         k=spec["k"],
+        batch_k=spec.get("batch_k"),
     )
 
 
@@ -82,7 +83,23 @@ def _close(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
     assert error <= 1e-9 * scale, f"{what}: {error:.3g} against {scale:.3g}"
 
 
-def _same_on_every_rank(outcomes: list[tuple[str, Any]]) -> list[Any]:
+def follows_the_oracle(spec: dict[str, Any], result: dict[str, Any]) -> None:
+    """Each recorded step is the oracle's step from the state before it (DIST-1, float64): the loss and
+    every parameter and moment within 1e-9 relative, the oracle continuing from its own state."""
+    state = result["states"][0]
+    for t in range(STEPS):
+        expected = _oracle_step(spec, state, t)
+        label = (
+            f"{spec['conventions']} k={spec['k']} batch_k={spec.get('batch_k')} {spec['backward']} step {t}"
+        )
+        _close(np.asarray(result["loss"][t]), np.asarray(expected["loss"]), f"{label} loss")
+        for group in ("param", "exp_avg", "exp_avg_sq"):
+            for name in PARAMETERS:
+                _close(result["states"][t + 1][group][name], expected[group][name], f"{label} {group}.{name}")
+        state = {g: expected[g] for g in ("param", "exp_avg", "exp_avg_sq")}
+
+
+def same_on_every_rank(outcomes: list[tuple[str, Any]]) -> list[Any]:
     """The ranks' results, after asserting that none failed and that they hold the same values bit for
     bit (DIST-3: the replicas stay identical)."""
     assert all(status == "ok" for status, _ in outcomes), [r for s, r in outcomes if s != "ok"]
@@ -111,23 +128,13 @@ def test_every_rank_follows_the_oracle_trajectory_on_the_whole_batch_in_float64(
     with and without instances, fused and autograd, STEPS data-parallel steps give every rank the
     oracle's parameters, Adam moments and losses on the whole batch (within 1e-9 relative), and the
     ranks agree bit for bit."""
-    specs = [_spec(i, c) for i, c in enumerate(CONVENTIONS)]
-    specs += [_spec(100 + i, c, k=3) for i, c in enumerate(CONVENTIONS[::5])]
-    specs += [_spec(200, CONVENTIONS[7], n_inst=2), _spec(201, CONVENTIONS[2], k=2, n_inst=3)]
-    specs += [_spec(300 + i, c, backward="autograd") for i, c in enumerate(CONVENTIONS[::7])]
-    results = _same_on_every_rank(run_ranks(world_size, workers.trajectories, specs, timeout=300))
+    specs = [make_spec(i, c) for i, c in enumerate(CONVENTIONS)]
+    specs += [make_spec(100 + i, c, k=3) for i, c in enumerate(CONVENTIONS[::5])]
+    specs += [make_spec(200, CONVENTIONS[7], n_inst=2), make_spec(201, CONVENTIONS[2], k=2, n_inst=3)]
+    specs += [make_spec(300 + i, c, backward="autograd") for i, c in enumerate(CONVENTIONS[::7])]
+    results = same_on_every_rank(run_ranks(world_size, workers.trajectories, specs, timeout=300))
     for spec, result in zip(specs, results, strict=True):
-        state = result["states"][0]
-        for t in range(STEPS):
-            expected = _oracle_step(spec, state, t)
-            label = f"{spec['conventions']} k={spec['k']} {spec['backward']} step {t}"
-            _close(np.asarray(result["loss"][t]), np.asarray(expected["loss"]), f"{label} loss")
-            for group in ("param", "exp_avg", "exp_avg_sq"):
-                for name in PARAMETERS:
-                    _close(
-                        result["states"][t + 1][group][name], expected[group][name], f"{label} {group}.{name}"
-                    )
-            state = {g: expected[g] for g in ("param", "exp_avg", "exp_avg_sq")}
+        follows_the_oracle(spec, result)
 
 
 def test_every_float32_step_is_inside_the_training_step_rows_bound() -> None:
@@ -135,8 +142,8 @@ def test_every_float32_step_is_inside_the_training_step_rows_bound() -> None:
     oracle's step from that state within the `training_step` row's bound (TOL-4): the all_reduce adds a
     length-W sum to each length-B/W one, which the row's length-B accumulation bound covers (DIST-4)."""
     assert "float32" in ADAM_DTYPES
-    specs = [_spec(400 + i, c, dtype="float32") for i, c in enumerate(CONVENTIONS[::3])]
-    results = _same_on_every_rank(run_ranks(4, workers.trajectories, specs, timeout=300))
+    specs = [make_spec(400 + i, c, dtype="float32") for i, c in enumerate(CONVENTIONS[::3])]
+    results = same_on_every_rank(run_ranks(4, workers.trajectories, specs, timeout=300))
     op = table.get("training_step")
     worst = 0.0
     for spec, result in zip(specs, results, strict=True):
@@ -177,7 +184,7 @@ def test_a_bad_configuration_fails_on_every_rank_with_a_clear_message() -> None:
     batch the loss is undefined on raise the same `ValueError` on every rank, and the group goes on to the
     next case (no rank is left waiting: the harness's timeout would fail the test); a good case after
     them runs."""
-    spec = _spec(9, CONVENTIONS[0] | {"reconstruction": "fvu"})
+    spec = make_spec(9, CONVENTIONS[0] | {"reconstruction": "fvu"})
     x = spec["x"][0]
     cases = [
         (spec, [x[:4], x[4:7]]),
@@ -202,7 +209,11 @@ def test_a_bad_configuration_fails_on_every_rank_with_a_clear_message() -> None:
 def test_a_step_communicates_what_the_model_on_the_spec_page_says() -> None:
     """DIST-8: one all_reduce of n_inst (2 d_in d_sae + d_sae + d_in) + 1 elements; under fvu two more, of
     n_inst d_in and n_inst elements, before it."""
-    specs = [_spec(11, CONVENTIONS[0]), _spec(12, CONVENTIONS[8], n_inst=3), _spec(13, CONVENTIONS[4], k=3)]
+    specs = [
+        make_spec(11, CONVENTIONS[0]),
+        make_spec(12, CONVENTIONS[8], n_inst=3),
+        make_spec(13, CONVENTIONS[4], k=3),
+    ]
     assert [s["conventions"]["reconstruction"] for s in specs] == ["sum", "fvu", "mean"]
     outcomes = run_ranks(2, workers.communication, specs)
     assert all(status == "ok" for status, _ in outcomes), outcomes
@@ -244,7 +255,7 @@ def test_the_slices_shares_sum_to_the_whole_batchs_loss_and_gradients(
     from refsae.torch.fast.topk import topk_fused_loss_and_gradients
     from refsae.torch.losses import reconstruction_denominator
 
-    spec = _spec(21, {"reconstruction": reconstruction, "sparsity": "l1_decoder_norm"}, n_inst=2, k=k)
+    spec = make_spec(21, {"reconstruction": reconstruction, "sparsity": "l1_decoder_norm"}, n_inst=2, k=k)
     c = Conventions(**spec["conventions"])
     x = torch.from_numpy(spec["x"][0])
     p = [torch.from_numpy(spec["param"][n]) for n in PARAMETERS]
@@ -263,12 +274,12 @@ def test_the_slices_shares_sum_to_the_whole_batchs_loss_and_gradients(
         _close(total, whole[name].numpy(), name)
 
 
-def _tied_spec() -> dict[str, Any]:
+def tied_spec() -> dict[str, Any]:
     """An SAE whose second half of latents copies the first (W_enc columns, b_enc; W_dec rows differ), on
     integer inputs with dyadic weights, so that every pre-activation is computed exactly and each value
     occurs twice, once in each half: with k odd a tie straddles the k-th value, and TOPK-2's canonical
     rule (the lower index) picks the first half's copy."""
-    spec = _spec(31, {"encode": "untied"}, k=3)
+    spec = make_spec(31, {"encode": "untied"}, k=3)
     rng = np.random.default_rng(31)
     W_enc = rng.integers(-4, 5, (5, 6)) / 4.0
     spec["param"]["W_enc"] = np.concatenate([W_enc, W_enc], axis=1)
@@ -284,34 +295,24 @@ def test_every_latent_shard_follows_the_oracle_trajectory_in_float64(world_size:
     parameters, Adam moments and losses (within 1e-9 relative): ReLU and TopK (an exact global selection)
     under every encode, reconstruction, sparsity and decoder convention, and a TopK whose k-th value is
     tied across shards."""
-    specs = [_spec(500 + i, c, batch=6) for i, c in enumerate(CONVENTIONS[::2])]
+    specs = [make_spec(500 + i, c, batch=6) for i, c in enumerate(CONVENTIONS[::2])]
     specs += [
-        _spec(600 + i, c, batch=6, k=k)
+        make_spec(600 + i, c, batch=6, k=k)
         for i, (c, k) in enumerate(zip(CONVENTIONS[1::2], itertools.cycle((1, 3, 7)), strict=False))
     ]
-    specs.append(_tied_spec())
+    specs.append(tied_spec())
     outcomes = run_ranks(world_size, workers.sharded_trajectories, specs, timeout=300)
-    results = _same_on_every_rank(outcomes)
+    results = same_on_every_rank(outcomes)
     for spec, result in zip(specs, results, strict=True):
-        state = result["states"][0]
         for name in PARAMETERS:
-            np.testing.assert_array_equal(state["param"][name], spec["param"][name])
-        for t in range(STEPS):
-            expected = _oracle_step(spec, state, t)
-            label = f"{spec['conventions']} k={spec['k']} step {t}"
-            _close(np.asarray(result["loss"][t]), np.asarray(expected["loss"]), f"{label} loss")
-            for group in ("param", "exp_avg", "exp_avg_sq"):
-                for name in PARAMETERS:
-                    _close(
-                        result["states"][t + 1][group][name], expected[group][name], f"{label} {group}.{name}"
-                    )
-            state = {g: expected[g] for g in ("param", "exp_avg", "exp_avg_sq")}
+            np.testing.assert_array_equal(result["states"][0]["param"][name], spec["param"][name])
+        follows_the_oracle(spec, result)
 
 
 def test_the_tie_rule_decides_the_tied_spec() -> None:
     """The tied case of the test above is a real test of TOPK-2 across shards: the rule that takes the
     higher index first gives another step."""
-    spec = _tied_spec()
+    spec = tied_spec()
     z = spec["x"][0] @ spec["param"]["W_enc"] + spec["param"]["b_enc"]
     ordered = -np.sort(-z, axis=-1)
     assert np.any((ordered[:, 2] == ordered[:, 3]) & (ordered[:, 2] > 0))  # a positive tie at the k-th value
@@ -323,7 +324,7 @@ def test_the_tie_rule_decides_the_tied_spec() -> None:
 def test_a_bad_sharded_configuration_fails_on_every_rank() -> None:
     """DIST-6, DIST-9: a d_sae not divisible by the world size, and a batch that differs across the
     shards, raise the same `ValueError` on every process; a good step after them runs."""
-    spec = _spec(41, CONVENTIONS[0], batch=6)
+    spec = make_spec(41, CONVENTIONS[0], batch=6)
     outcomes = run_ranks(2, workers.sharded_errors, spec, timeout=120)
     assert all(status == "ok" for status, _ in outcomes), outcomes
     for _, (divisible, differs, good) in outcomes:
@@ -333,14 +334,15 @@ def test_a_bad_sharded_configuration_fails_on_every_rank() -> None:
 
 
 def test_a_sharded_step_communicates_what_the_model_on_the_spec_page_says() -> None:
-    """DIST-12, DIST-14: the decode's all_reduce of B·d_in + 1 elements; under TopK first two all_gathers
-    of B·min(k, m) elements; under `tied` one more all_reduce of d_in: the model the benchmark's byte
-    counts are compared with."""
+    """DIST-12, DIST-14, DIST-16: the decode's all_reduce of B·d_in + 1 elements; under TopK first two
+    all_gathers of B·min(k, m) elements, under BatchTopK of min(k·B, B·m); under `tied` one more
+    all_reduce of d_in: the model the benchmark's byte counts are compared with."""
     batch, d_in, m = 6, 5, 6  # d_sae 12 over 2 processes
     specs = [
-        _spec(51, {"encode": "untied"}, batch=batch),
-        _spec(52, {"encode": "tied"}, batch=batch, k=3),
-        _spec(53, {"encode": "untied"}, batch=batch, k=8),
+        make_spec(51, {"encode": "untied"}, batch=batch),
+        make_spec(52, {"encode": "tied"}, batch=batch, k=3),
+        make_spec(53, {"encode": "untied"}, batch=batch, k=8),
+        make_spec(54, {"encode": "untied"}, batch=batch) | {"batch_k": 2},
     ]
     outcomes = run_ranks(2, workers.sharded_communication, specs)
     assert all(status == "ok" for status, _ in outcomes), outcomes
@@ -349,6 +351,7 @@ def test_a_sharded_step_communicates_what_the_model_on_the_spec_page_says() -> N
         assert calls[0] == [decode]
         assert calls[1] == [("all_gather", batch * 3)] * 2 + [decode, ("all_reduce", d_in)]
         assert calls[2] == [("all_gather", batch * min(8, m))] * 2 + [decode]
+        assert calls[3] == [("all_gather", min(2 * batch, batch * m))] * 2 + [decode]  # DIST-16
 
 
 @pytest.mark.parametrize(("n_shards", "capacity_factor"), [(16, 2), (32, 4), (64, 4)])

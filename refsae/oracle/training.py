@@ -25,6 +25,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from refsae.conventions import Conventions, check_choice
+from refsae.oracle.batchtopk import batchtopk_loss_gradients, batchtopk_total_loss
 from refsae.oracle.constraints import remove_parallel_component, renormalise_rows
 from refsae.oracle.gradients import loss_gradients
 from refsae.oracle.losses import total_loss
@@ -56,10 +57,12 @@ def training_step(
     weight_decay: float = 0.0,
     order: StepOrder = "specified",
     k: int | None = None,
+    batch_k: int | None = None,
 ) -> dict[str, Any]:
     """One training step from `step` Adam steps taken; returns the new `param`, `exp_avg`,
     `exp_avg_sq` and the `loss` before the step (STEP-1..STEP-4). With `k`, the SAE is TopK's: its loss
-    and gradients are TOPK-6's and TOPK-5's (STEP-1's order is the same)."""
+    and gradients are TOPK-6's and TOPK-5's; with `batch_k`, BatchTopK's (BTOPK-3), k·B latents per
+    batch; STEP-1's order is the same."""
     return training_step_scaled(
         x,
         param,
@@ -75,6 +78,7 @@ def training_step(
         weight_decay=weight_decay,
         order=order,
         k=k,
+        batch_k=batch_k,
     )
 
 
@@ -94,6 +98,7 @@ def training_step_scaled(
     weight_decay: float = 0.0,
     order: StepOrder = "specified",
     k: int | None = None,
+    batch_k: int | None = None,
 ) -> dict[str, Any]:
     """`training_step` on the loss `loss_scale · L` (> 0): the loss it returns and every gradient Adam is
     fed are `loss_scale` times STEP-1's. With 1/n_inst it is the step of a library that averages the loss
@@ -106,7 +111,13 @@ def training_step_scaled(
     p = dict(param)
     constrained = conventions.decoder == "constrained"
     args = (x, p["W_enc"], p["b_enc"], p["W_dec"], p["b_dec"])
-    if k is None:
+    if k is not None and batch_k is not None:
+        raise ValueError("give k (TopK) or batch_k (BatchTopK), not both")
+    if batch_k is not None:
+        options: dict[str, Any] = {"k": batch_k, "l1_coefficient": l1_coefficient, "conventions": conventions}
+        loss = loss_scale * batchtopk_total_loss(*args, **options)
+        gradients = batchtopk_loss_gradients(*args, **options).as_dict()
+    elif k is None:
         loss = loss_scale * total_loss(*args, l1_coefficient=l1_coefficient, conventions=conventions)
         gradients = loss_gradients(*args, l1_coefficient=l1_coefficient, conventions=conventions).as_dict()
     else:

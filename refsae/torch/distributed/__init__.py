@@ -4,7 +4,7 @@
 gradients are summed so that every replica takes the oracle's step on the whole batch;
 `data_parallel_resample_` is the resampling event on the whole batch. `latent_sharded_train_step_` is
 the step of one slice of the latents per process (`latent_shard`, `gather_latent_shards`), with an
-exact global TopK. The helpers reduce the dead-latent statistics and check that the processes agree
+exact global TopK or BatchTopK, alone or in a data × shard grid (`grid_groups`). The helpers reduce the dead-latent statistics and check that the processes agree
 before they communicate. Launch with `torchrun` (README.md) or any `torch.distributed.init_process_group`;
 gloo on CPU, nccl on CUDA.
 """
@@ -18,6 +18,7 @@ from refsae.torch.distributed.data_parallel import (
 )
 from refsae.torch.distributed.latent_sharded import (
     gather_latent_shards,
+    grid_groups,
     latent_shard,
     latent_sharded_train_step_,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "data_parallel_steps_since_fired",
     "data_parallel_train_step_",
     "gather_latent_shards",
+    "grid_groups",
     "latent_shard",
     "latent_sharded_train_step_",
     "replica_fingerprint",

@@ -15,16 +15,24 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from refsae.oracle.batchtopk import check_batch_k
 from refsae.oracle.optimizer import PARAMETERS
 from refsae.oracle.topk import check_k
-from refsae.torch.distributed.agreement import check_agreement, parameter_state, replica_fingerprint
+from refsae.torch.distributed.agreement import (
+    check_agreement,
+    optimizer_state,
+    parameter_state,
+    replica_fingerprint,
+)
+from refsae.torch.distributed.data_parallel import whole_batch_share
+from refsae.torch.distributed.selection import global_batchtopk_mask, global_topk_mask
 from refsae.torch.fast.gradients import decoder_norm_gradient, normalisation_backward, row_norms
 from refsae.torch.forward import decoder_directions
 from refsae.torch.losses import reconstruction_denominator
 from refsae.torch.model import SAE
 from refsae.torch.training import update_
 
-__all__ = ["gather_latent_shards", "latent_shard", "latent_sharded_train_step_"]
+__all__ = ["gather_latent_shards", "grid_groups", "latent_shard", "latent_sharded_train_step_"]
 
 SHARDED = {"W_enc": -1, "b_enc": -1, "W_dec": -2}
 """The sharded parameters and their latent axis; b_dec is whole on every shard."""
@@ -58,28 +66,42 @@ def gather_latent_shards(shard: SAE, group: dist.ProcessGroup | None = None) -> 
     return out
 
 
-def global_topk_mask(z: Tensor, k: int, group: dist.ProcessGroup | None = None) -> Tensor:
-    """This shard's part of the canonical TopK selection of the whole pre-activations (TOPK-2, DIST-10):
-    each shard's own k largest (value descending, lower index first: a stable sort), gathered with
-    their global indices, then the k largest of the S·k candidates by the same rule. The candidates are
-    laid out shard by shard, each in its canonical order, so a stable sort breaks ties by global index."""
-    rank, world = dist.get_rank(group), dist.get_world_size(group)
-    m = z.shape[-1]
-    kk = min(k, m)
-    values, indices = torch.sort(z, dim=-1, descending=True, stable=True)
-    values, indices = values[:, :kk].contiguous(), (indices[:, :kk] + rank * m).contiguous()
-    all_values = [torch.empty_like(values) for _ in range(world)]
-    all_indices = [torch.empty_like(indices) for _ in range(world)]
-    dist.all_gather(all_values, values, group=group)
-    dist.all_gather(all_indices, indices, group=group)
-    candidates, where = torch.cat(all_values, dim=-1), torch.cat(all_indices, dim=-1)
-    order = torch.sort(candidates, dim=-1, descending=True, stable=True).indices[:, :k]
-    chosen = where.gather(-1, order) - rank * m  # local indices; outside [0, m) belong to other shards
-    mine = (chosen >= 0) & (chosen < m)
-    mask = torch.zeros_like(z, dtype=torch.bool)
-    rows = torch.arange(z.shape[0], device=z.device)[:, None].expand_as(chosen)
-    mask[rows[mine], chosen[mine]] = True
-    return mask
+def grid_groups(n_slices: int, n_shards: int) -> tuple[dist.ProcessGroup, dist.ProcessGroup]:
+    """The data × shard grid (DIST-17) of the default group's n_slices · n_shards processes: process
+    `slice · n_shards + shard` holds latent shard `shard` for batch slice `slice`. Returns this process's
+    shard group (the processes of its slice, in shard order) and data group (the processes of its shard,
+    in slice order). Every process must call it alike (each group is created by all processes)."""
+    world, rank = dist.get_world_size(), dist.get_rank()
+    if n_slices < 1 or n_shards < 1 or n_slices * n_shards != world:
+        raise ValueError(f"a {n_slices} × {n_shards} grid needs {n_slices * n_shards} processes, not {world}")
+    shard_groups = [dist.new_group([s * n_shards + r for r in range(n_shards)]) for s in range(n_slices)]
+    data_groups = [dist.new_group([s * n_shards + r for s in range(n_slices)]) for r in range(n_shards)]
+    return shard_groups[rank // n_shards], data_groups[rank % n_shards]
+
+
+def _check(
+    shard: SAE,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    selection: tuple[int | None, int | None],
+    group: dist.ProcessGroup | None,
+    data_group: dist.ProcessGroup | None,
+) -> None:
+    """DIST-6 for a sharded step: the shard group agrees on x, b_dec, the sizes, the selection and the
+    conventions, and on b_dec's Adam state; the data group (if any) holds replicas of one shard."""
+    c = shard.config.conventions
+    same = (tuple(x.shape), shard.config.d_sae, selection, str(c), shard.config.l1_coefficient)
+    check_agreement(
+        (*same, replica_fingerprint([x, shard.b_dec])),
+        "the batch, b_dec, the shard size, k and the conventions",
+        group,
+    )
+    check_agreement(replica_fingerprint(parameter_state(optimizer, shard.b_dec)), "b_dec's Adam state", group)
+    if data_group is not None:
+        tensors = [getattr(shard, n) for n in PARAMETERS] + optimizer_state(optimizer)
+        check_agreement(
+            (*same, replica_fingerprint(tensors)), "the shard's replicas and the sizes", data_group
+        )
 
 
 def latent_sharded_train_step_(
@@ -88,14 +110,18 @@ def latent_sharded_train_step_(
     x: Tensor,
     *,
     k: int | None = None,
+    batch_k: int | None = None,
     group: dist.ProcessGroup | None = None,
+    data_group: dist.ProcessGroup | None = None,
     check_replicas: bool = True,
 ) -> Tensor:
-    """STEP-1 on this process's shard of the latents (DIST-9..DIST-12): the same whole batch `x` (batch,
-    d_in) on every process, ReLU or (with `k`, the whole SAE's k) TopK over all latents. Returns the
-    whole loss before the step. `shard.config`'s conventions and λ are the SAE's; its d_sae is the
-    shard's m. `check_replicas` checks first that the processes agree on x, b_dec, the sizes and the
-    conventions, and that each holds m latents (DIST-6)."""
+    """STEP-1 on this process's shard of the latents (DIST-9..DIST-12): the same batch `x` (batch, d_in)
+    on every process of the shard `group`; ReLU, TopK over all latents (with `k`, the whole SAE's k) or
+    BatchTopK over the whole batch and all latents (with `batch_k`, DIST-16). With a `data_group` (the
+    processes holding this shard for other slices of the batch: DIST-17's grid, `grid_groups`), `x` is
+    this process's slice of the whole batch and the step is the whole batch's. Returns the whole loss
+    before the step. `shard.config`'s conventions and λ are the SAE's; its d_sae is the shard's m.
+    `check_replicas` checks first that the processes agree (DIST-6)."""
     world = dist.get_world_size(group)
     c, lam = shard.config.conventions, shard.config.l1_coefficient
     m = shard.config.d_sae
@@ -103,19 +129,29 @@ def latent_sharded_train_step_(
         raise ValueError(
             f"x has shape {tuple(x.shape)}: the latent-sharded step takes (batch, d_in), no instances"
         )
+    if k is not None and batch_k is not None:
+        raise ValueError("give k (TopK) or batch_k (BatchTopK), not both")
     if k is not None:
         check_k(k, m * world)
+    if batch_k is not None:
+        check_batch_k(batch_k, m * world)
     if check_replicas:
-        same = (tuple(x.shape), m, k, str(c), lam, replica_fingerprint([x, shard.b_dec]))
-        check_agreement(same, "the batch, b_dec, the shard size, k and the conventions", group)
-        check_agreement(
-            replica_fingerprint(parameter_state(optimizer, shard.b_dec)), "b_dec's Adam state", group
-        )
+        _check(shard, optimizer, x, (k, batch_k), group, data_group)
+    if data_group is None:
+        batch, denominator = x.shape[0], reconstruction_denominator(x, c.reconstruction)
+    else:
+        share = whole_batch_share(x, c.reconstruction, data_group)  # DIST-2's share of the whole batch
+        batch, denominator = share.batch, share.denominator
     with torch.no_grad():
         W_enc, b_enc, W_dec, b_dec = (getattr(shard, n).detach() for n in PARAMETERS)
         u = x - b_dec if c.encode == "tied" else x
         z = torch.addmm(b_enc, u, W_enc)
-        active = z > 0 if k is None else global_topk_mask(z, k, group) & (z > 0)
+        if k is not None:
+            active = global_topk_mask(z, k, group) & (z > 0)
+        elif batch_k is not None:
+            active = global_batchtopk_mask(z, batch_k, group, data_group) & (z > 0)
+        else:
+            active = z > 0
         f = torch.where(active, z, torch.zeros_like(z))
         W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
         x_hat = f @ W_hat
@@ -125,8 +161,6 @@ def latent_sharded_train_step_(
         reduced = torch.cat([x_hat.reshape(-1), penalty])  # DIST-11: one all_reduce SUM
         dist.all_reduce(reduced, group=group)
         x_hat, penalty = reduced[:-1].view_as(x_hat) + b_dec, reduced[-1]
-        batch = x.shape[0]
-        denominator = reconstruction_denominator(x, c.reconstruction)
         residual = x_hat - x
         loss: Tensor = (residual * residual).sum() / denominator + lam * penalty / batch
 
@@ -142,6 +176,13 @@ def latent_sharded_train_step_(
         grads["W_dec"] = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
         if norms is not None:
             grads["W_dec"] = grads["W_dec"] + decoder_norm_gradient(W_dec, norms, f_sum, lam / batch)
+        if data_group is not None:  # DIST-17: the slices' gradients and losses summed
+            flat = torch.cat([grads[n].reshape(-1) for n in PARAMETERS] + [loss.reshape(1).to(x.dtype)])
+            dist.all_reduce(flat, group=data_group)
+            sizes = [grads[n].numel() for n in PARAMETERS]
+            for name, part in zip(PARAMETERS, torch.split(flat[:-1], sizes), strict=True):
+                grads[name] = part.view_as(grads[name])
+            loss = flat[-1]
     for name in PARAMETERS:
         getattr(shard, name).grad = grads[name]
     update_(optimizer, shard.W_dec, c.decoder == "constrained")  # PAR-1, Adam, CON-1 per shard (DIST-12)
