@@ -68,11 +68,19 @@ def _grid_specs() -> list[dict[str, Any]]:
         make_spec(840 + i, c, batch=6) | {"batch_k": (2, 5)[i % 2]} for i, c in enumerate(CONVENTIONS[2::5])
     ]
     specs.append(_tied_batchtopk_spec())
-    return [spec | {"grid": (2, 2)} for spec in specs]
+    grids = [spec | {"grid": (2, 2)} for spec in specs]
+    # one shard on 4 slices: BatchTopK's selection over the whole batch in a purely data-parallel step;
+    # one slice on 4 shards: the data group is each process alone
+    batch8 = [
+        make_spec(860, CONVENTIONS[5], batch=8) | {"batch_k": 3},
+        tied_spec() | {"k": None, "batch_k": TIED_BATCH_K},
+    ]
+    return grids + [spec | {"grid": grid} for spec in batch8 for grid in ((4, 1), (1, 4))]
 
 
 def test_the_data_by_shard_grid_follows_the_oracle_trajectory() -> None:
-    """DIST-17, DIST-1: 4 processes as 2 batch slices × 2 latent shards (`grid_groups`): every step's
+    """DIST-17, DIST-1: 4 processes as 2 batch slices × 2 latent shards (`grid_groups`), and as 4 × 1 and
+    1 × 4 for BatchTopK: every step's
     loss, parameters and Adam moments, gathered over each shard group, are the oracle's on the whole
     batch within 1e-9, for ReLU, TopK and BatchTopK, and the two slices' replicas of each shard agree bit
     for bit."""
