@@ -4,9 +4,9 @@
 gradients are summed so that every replica takes the oracle's step on the whole batch;
 `data_parallel_resample_` is the resampling event on the whole batch. `latent_sharded_train_step_` is
 the step of one slice of the latents per process (`latent_shard`, `gather_latent_shards`), with an
-exact global TopK or BatchTopK, alone or in a data × shard grid (`grid_groups`). The helpers reduce the dead-latent statistics and check that the processes agree
-before they communicate. Launch with `torchrun` (README.md) or any `torch.distributed.init_process_group`;
-gloo on CPU, nccl on CUDA.
+exact global TopK or BatchTopK, alone or in a data × shard grid (`grid_groups`). The helpers reduce
+the dead-latent statistics and check that the processes agree before they communicate. Launch with
+`torchrun` (README.md) or any `torch.distributed.init_process_group`; gloo on CPU, nccl on CUDA.
 """
 
 from refsae.torch.distributed.agreement import check_agreement, replica_fingerprint

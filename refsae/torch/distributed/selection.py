@@ -24,32 +24,44 @@ def _gather(tensor: Tensor, group: dist.ProcessGroup | None) -> Tensor:
     return torch.cat(parts, dim=-1)
 
 
+def canonical_best(z: Tensor, n: int) -> Tensor:
+    """Mask of the `n` best entries of each row of z (rows, length), value descending and the lower
+    position first among equal values (TOPK-2, BTOPK-2), without sorting the row: `torch.topk`'s n-th
+    value v is exact whatever its own tie order; every entry above v is taken, and of the entries equal
+    to v the first ones in position order, as many as are missing."""
+    kth = torch.topk(z, n, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+    above = z > kth
+    equal = z == kth
+    missing = n - above.sum(dim=-1, keepdim=True)
+    return above | (equal & (torch.cumsum(equal, dim=-1) <= missing))
+
+
 def global_topk_mask(z: Tensor, k: int, group: dist.ProcessGroup | None = None) -> Tensor:
     """This shard's part of the canonical TopK selection of the whole pre-activations (TOPK-2, DIST-10):
-    each shard's own k largest (value descending, lower index first: a stable sort), gathered with
-    their global indices, then the k largest of the S·k candidates by the same rule. The candidates are
-    laid out shard by shard, each in its canonical order, so a stable sort breaks ties by global index."""
+    each shard's own k best (`canonical_best`), gathered with their global indices, then the k best of
+    the S·k candidates by the same rule. Each shard's candidates are in index order and the shards'
+    latents are contiguous, so the gathered row is in global index order: position order is index
+    order."""
     rank = dist.get_rank(group)
-    m = z.shape[-1]
-    values, indices = torch.sort(z, dim=-1, descending=True, stable=True)
-    values, indices = values[:, : min(k, m)], indices[:, : min(k, m)] + rank * m
-    candidates, where = _gather(values, group), _gather(indices, group)
-    order = torch.sort(candidates, dim=-1, descending=True, stable=True).indices[:, :k]
-    chosen = where.gather(-1, order) - rank * m  # local indices; outside [0, m) belong to other shards
-    mine = (chosen >= 0) & (chosen < m)
+    rows, m = z.shape
+    kk = min(k, m)
+    local = canonical_best(z, kk).nonzero()[:, 1].view(rows, kk)  # row-major: ascending index
+    candidates, where = _gather(z.gather(-1, local), group), _gather(local + rank * m, group)
+    chosen = where[canonical_best(candidates, k)].view(rows, k) - rank * m
+    mine = (chosen >= 0) & (chosen < m)  # outside [0, m): other shards' latents
     mask = torch.zeros_like(z, dtype=torch.bool)
-    rows = torch.arange(z.shape[0], device=z.device)[:, None].expand_as(chosen)
-    mask[rows[mine], chosen[mine]] = True
+    b = torch.arange(rows, device=z.device)[:, None].expand_as(chosen)
+    mask[b[mine], chosen[mine]] = True
     return mask
 
 
 def _best(values: Tensor, flat: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """The n best (value, global flat index) pairs by BTOPK-2's rule: value descending, the lower flat
-    index first (sorted by index, then stably by value)."""
+    index first (ordered by index, then `canonical_best`)."""
     by_index = torch.argsort(flat)
     values, flat = values[by_index], flat[by_index]
-    order = torch.sort(values, descending=True, stable=True).indices[:n]
-    return values[order], flat[order]
+    chosen = canonical_best(values[None], min(n, values.numel()))[0]
+    return values[chosen], flat[chosen]
 
 
 def global_batchtopk_mask(
@@ -68,7 +80,9 @@ def global_batchtopk_mask(
         (0, 1) if data_group is None else (dist.get_rank(data_group), dist.get_world_size(data_group))
     )
     d_sae, n = m * n_shards, k * rows * n_slices
-    values, local = _best(z.reshape(-1), torch.arange(z.numel(), device=z.device), n)
+    flat_z = z.reshape(-1)
+    local = canonical_best(flat_z[None], min(n, flat_z.numel()))[0].nonzero()[:, 0]  # ascending
+    values = flat_z[local]
     flat = (slice_ * rows + local // m) * d_sae + shard * m + local % m
     values, flat = _best(_gather(values, group), _gather(flat, group), n)
     if data_group is not None:
