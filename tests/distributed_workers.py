@@ -281,7 +281,7 @@ def grid_trajectories(rank: int, world_size: int, specs: list[dict[str, Any]]) -
             loss = latent_sharded_train_step_(
                 sae,
                 optimizer,
-                torch.from_numpy(x[rows]),
+                torch.from_numpy(x[rows]).to(getattr(torch, spec["dtype"])),
                 k=spec["k"],
                 batch_k=spec.get("batch_k"),
                 group=shard_group,

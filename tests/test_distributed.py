@@ -144,6 +144,12 @@ def test_every_float32_step_is_inside_the_training_step_rows_bound() -> None:
     assert "float32" in ADAM_DTYPES
     specs = [make_spec(400 + i, c, dtype="float32") for i, c in enumerate(CONVENTIONS[::3])]
     results = same_on_every_rank(run_ranks(4, workers.trajectories, specs, timeout=300))
+    assert 0 < worst_ratio_to_the_row_bound(specs, results) <= 1
+
+
+def worst_ratio_to_the_row_bound(specs: list[dict[str, Any]], results: list[dict[str, Any]]) -> float:
+    """The largest ratio of a step's error to the `training_step` row's bound (TOL-4), each recorded step
+    taken from the state before it."""
     op = table.get("training_step")
     worst = 0.0
     for spec, result in zip(specs, results, strict=True):
@@ -159,7 +165,7 @@ def test_every_float32_step_is_inside_the_training_step_rows_bound() -> None:
             actual["loss"] = np.asarray(result["loss"][t])
             ratio, _ = compare(op, case, expected, actual)
             worst = max(worst, ratio)
-    assert 0 < worst <= 1
+    return worst
 
 
 def test_the_dead_latent_statistics_are_the_whole_batchs() -> None:
@@ -290,7 +296,7 @@ def tied_spec() -> dict[str, Any]:
 
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_every_latent_shard_follows_the_oracle_trajectory_in_float64(world_size: int) -> None:
-    """DIST-9, DIST-10, DIST-11, DIST-12: the SAE's latents split over 2 or 4 processes (W_enc's columns,
+    """DIST-9, DIST-10, DIST-11, DIST-12, DIST-18: the SAE's latents split over 2 or 4 processes (W_enc's columns,
     b_enc, W_dec's rows; b_dec whole), STEPS sharded steps on the whole batch give, gathered, the oracle's
     parameters, Adam moments and losses (within 1e-9 relative): ReLU and TopK (an exact global selection)
     under every encode, reconstruction, sparsity and decoder convention, and a TopK whose k-th value is

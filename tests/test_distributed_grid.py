@@ -12,7 +12,14 @@ import pytest
 from refsae import oracle
 from refsae.torch.distributed.launch import run_ranks
 from tests import distributed_workers as workers
-from tests.test_distributed import CONVENTIONS, follows_the_oracle, make_spec, same_on_every_rank, tied_spec
+from tests.test_distributed import (
+    CONVENTIONS,
+    follows_the_oracle,
+    make_spec,
+    same_on_every_rank,
+    tied_spec,
+    worst_ratio_to_the_row_bound,
+)
 
 TIED_BATCH_K = 5  # tied_spec's first step has a positive tie at the k·B-th value for this k
 
@@ -47,7 +54,7 @@ def test_the_tied_batchtopk_spec_is_decided_by_the_flat_index_rule() -> None:
 
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_every_latent_shard_follows_the_oracle_batchtopk_trajectory(world_size: int) -> None:
-    """DIST-16, DIST-1: BatchTopK (k·B entries of the whole batch over all latents) on 2 and 4 latent
+    """DIST-16, DIST-18, DIST-1: BatchTopK (k·B entries of the whole batch over all latents) on 2 and 4 latent
     shards, under every encode, reconstruction, sparsity and decoder convention, k ∈ {1, 2, 5}, and the
     tied spec: every step's loss, parameters and Adam moments, gathered, are the oracle's within 1e-9."""
     specs = [
@@ -88,6 +95,19 @@ def test_the_data_by_shard_grid_follows_the_oracle_trajectory() -> None:
     results = same_on_every_rank(run_ranks(4, workers.grid_trajectories, specs, timeout=300))
     for spec, result in zip(specs, results, strict=True):
         follows_the_oracle(spec, result)
+
+
+def test_every_float32_sharded_and_grid_step_is_inside_the_training_step_rows_bound() -> None:
+    """DIST-1 in float32 (ReLU, the `training_step` row's bound, TOL-4): on 4 latent shards and on the
+    2 × 2 grid, each step from the state the processes hold is the oracle's step from that state within
+    the row's bound: the decode's sum over the shards and the gradients' over the slices lengthen no
+    accumulation beyond the row's (DIST-4)."""
+    specs = [make_spec(900 + i, c, batch=8, dtype="float32") for i, c in enumerate(CONVENTIONS[::4])]
+    sharded = same_on_every_rank(run_ranks(4, workers.sharded_trajectories, specs, timeout=300))
+    assert 0 < worst_ratio_to_the_row_bound(specs, sharded) <= 1
+    grid = [spec | {"grid": (2, 2)} for spec in specs]
+    on_grid = same_on_every_rank(run_ranks(4, workers.grid_trajectories, grid, timeout=300))
+    assert 0 < worst_ratio_to_the_row_bound(grid, on_grid) <= 1
 
 
 def test_a_grid_that_does_not_fit_the_world_fails_on_every_process() -> None:

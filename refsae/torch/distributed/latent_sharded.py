@@ -27,6 +27,7 @@ from refsae.torch.distributed.agreement import (
 from refsae.torch.distributed.data_parallel import whole_batch_share
 from refsae.torch.distributed.selection import global_batchtopk_mask, global_topk_mask
 from refsae.torch.fast.gradients import decoder_norm_gradient, normalisation_backward, row_norms
+from refsae.torch.fast.topk import Bags, scatter_sum
 from refsae.torch.forward import decoder_directions
 from refsae.torch.losses import reconstruction_denominator
 from refsae.torch.model import SAE
@@ -152,11 +153,19 @@ def latent_sharded_train_step_(
             active = global_batchtopk_mask(z, batch_k, group, data_group) & (z > 0)
         else:
             active = z > 0
-        f = torch.where(active, z, torch.zeros_like(z))
         W_hat = decoder_directions(W_dec, decoder=c.decoder, eps=c.eps)
-        x_hat = f @ W_hat
         norms = row_norms(W_dec) if c.sparsity == "l1_decoder_norm" else None
-        f_sum = f.sum(dim=0)
+        sparse = k is not None or batch_k is not None  # DIST-18: the selected entries only
+        if sparse:
+            b, j = active.nonzero(as_tuple=True)  # row-major: the bags in batch order
+            bags = Bags(j, b, x.shape[0], m)
+            f = z[b, j]
+            x_hat = bags.forward(W_hat, f)
+            f_sum = scatter_sum(b_enc, j, f)
+        else:
+            f = torch.where(active, z, torch.zeros_like(z))
+            x_hat = f @ W_hat
+            f_sum = f.sum(dim=0)
         penalty = (f_sum if norms is None else f_sum * norms).sum().reshape(1)
         reduced = torch.cat([x_hat.reshape(-1), penalty])  # DIST-11: one all_reduce SUM
         dist.all_reduce(reduced, group=group)
@@ -165,14 +174,25 @@ def latent_sharded_train_step_(
         loss: Tensor = (residual * residual).sum() / denominator + lam * penalty / batch
 
         g = residual * (2 / denominator)
-        g_f = g @ W_hat.mT + (lam / batch if norms is None else norms * (lam / batch))
-        g_z = torch.where(active, g_f, torch.zeros_like(g_f))
-        grads = {"W_enc": u.mT @ g_z, "b_enc": g_z.sum(dim=0), "b_dec": g.sum(dim=0)}
+        if sparse:
+            g_z = bags.per_sample_gradient(g, W_hat) + (
+                lam / batch if norms is None else norms[j] * (lam / batch)
+            )
+            grads = {
+                "W_enc": bags.weight_gradient(u, g_z).mT.contiguous(),
+                "b_enc": scatter_sum(b_enc, j, g_z),
+            }
+            G_hat = bags.weight_gradient(g, f)
+        else:
+            g_f = g @ W_hat.mT + (lam / batch if norms is None else norms * (lam / batch))
+            g_z = torch.where(active, g_f, torch.zeros_like(g_f))
+            grads = {"W_enc": u.mT @ g_z, "b_enc": g_z.sum(dim=0)}
+            G_hat = f.mT @ g
+        grads["b_dec"] = g.sum(dim=0)
         if c.encode == "tied":  # − W_enc (Σ_b g_z), summed over the shards (GRAD-4, DIST-11)
             tied = W_enc @ grads["b_enc"]
             dist.all_reduce(tied, group=group)
             grads["b_dec"] -= tied
-        G_hat = f.mT @ g
         grads["W_dec"] = G_hat if c.decoder == "constrained" else normalisation_backward(W_dec, G_hat, c.eps)
         if norms is not None:
             grads["W_dec"] = grads["W_dec"] + decoder_norm_gradient(W_dec, norms, f_sum, lam / batch)
