@@ -296,9 +296,10 @@ def tied_spec() -> dict[str, Any]:
 
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_every_latent_shard_follows_the_oracle_trajectory_in_float64(world_size: int) -> None:
-    """DIST-9, DIST-10, DIST-11, DIST-12, DIST-18: the SAE's latents split over 2 or 4 processes (W_enc's columns,
-    b_enc, W_dec's rows; b_dec whole), STEPS sharded steps on the whole batch give, gathered, the oracle's
-    parameters, Adam moments and losses (within 1e-9 relative): ReLU and TopK (an exact global selection)
+    """DIST-9, DIST-10, DIST-11, DIST-12, DIST-18: the SAE's latents split over 2 or 4 processes
+    (W_enc's columns, b_enc, W_dec's rows; b_dec whole), STEPS sharded steps on the whole batch give,
+    gathered, the oracle's parameters, Adam moments and losses (within 1e-9 relative): ReLU and TopK (an
+    exact global selection, decoded sparsely)
     under every encode, reconstruction, sparsity and decoder convention, and a TopK whose k-th value is
     tied across shards."""
     specs = [make_spec(500 + i, c, batch=6) for i, c in enumerate(CONVENTIONS[::2])]
