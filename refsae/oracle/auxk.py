@@ -232,3 +232,63 @@ def auxk_loss_gradients(
         "b_dec": zero_bias if aux_decode == "without_b_dec" else g.sum(axis=0),
         "x_hat": g if residual == "attached" else np.zeros_like(x_hat),
     }
+
+
+@dataclass(frozen=True)
+class AuxKTerm:
+    """The AuxK term α · L_aux of a training step (AUXK-10): the dead mask (*inst, d_sae) and the
+    loss's options; the residual is detached, as Gao et al. train it."""
+
+    coefficient: float
+    dead: np.ndarray
+    k_aux: int
+    values: Values = "relu"
+    aux_decode: AuxDecode = "without_b_dec"
+    scale: Scale = "unscaled"
+    normalisation: Normalisation = "residual_variance"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.coefficient, int | float) and np.isfinite(self.coefficient)):
+            raise ValueError(f"the AuxK coefficient must be a finite number, got {self.coefficient!r}")
+        AuxKOptions(self.k_aux, self.values, self.aux_decode, self.scale, self.normalisation)
+        check_dead(self.dead)
+
+
+def auxk_parameter_gradients(
+    x: np.ndarray,
+    param: dict[str, np.ndarray],
+    x_hat: np.ndarray,
+    term: AuxKTerm,
+    *,
+    encode: str,
+    decoder: DecoderConvention,
+    eps: float = DEFAULT_EPS,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """(α · L_aux, its gradients with respect to W_enc, b_enc, W_dec and b_dec) for the SAE whose main
+    reconstruction is `x_hat` (AUXK-10): AUXK-8's ∂z pulled back through z = u W_enc + b_enc (GRAD-3,
+    GRAD-4: under `tied`, b_dec also gets −W_enc Σ_b ∂z), ∂W_dec and ∂b_dec as AUXK-8 gives them."""
+    W_enc, b_enc, W_dec, b_dec = (param[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
+    u = x - b_dec if encode == "tied" else x
+    z = np.einsum("b...i,...ij->b...j", u, W_enc) + b_enc
+    options = {
+        "k_aux": term.k_aux,
+        "values": term.values,
+        "aux_decode": term.aux_decode,
+        "scale": term.scale,
+        "normalisation": term.normalisation,
+        "decoder": decoder,
+        "eps": eps,
+    }
+    loss = float(auxk_loss(x, x_hat, z, W_dec, b_dec, term.dead, **options))  # type: ignore[arg-type]
+    g = auxk_loss_gradients(x, x_hat, z, W_dec, b_dec, term.dead, **options)  # type: ignore[arg-type]
+    g_z = g["z"]
+    grads = {
+        "W_enc": np.einsum("b...i,b...j->...ij", u, g_z),
+        "b_enc": g_z.sum(axis=0),
+        "W_dec": g["W_dec"],
+        "b_dec": g["b_dec"],
+    }
+    if encode == "tied":
+        grads["b_dec"] = grads["b_dec"] - np.einsum("...ij,...j->...i", W_enc, grads["b_enc"])
+    a = term.coefficient
+    return a * loss, {name: a * v for name, v in grads.items()}

@@ -25,12 +25,14 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from refsae.conventions import Conventions, check_choice
-from refsae.oracle.batchtopk import batchtopk_loss_gradients, batchtopk_total_loss
+from refsae.oracle.auxk import AuxKTerm, auxk_parameter_gradients
+from refsae.oracle.batchtopk import batchtopk, batchtopk_loss_gradients, batchtopk_total_loss
 from refsae.oracle.constraints import remove_parallel_component, renormalise_rows
+from refsae.oracle.forward import decode, pre_activations
 from refsae.oracle.gradients import loss_gradients
 from refsae.oracle.losses import total_loss
 from refsae.oracle.optimizer import Arrays, adam_step, check_parameter_maps
-from refsae.oracle.topk import topk_loss_gradients, topk_total_loss
+from refsae.oracle.topk import topk, topk_loss_gradients, topk_total_loss
 
 __all__ = ["training_step", "training_step_scaled"]
 
@@ -58,11 +60,13 @@ def training_step(
     order: StepOrder = "specified",
     k: int | None = None,
     batch_k: int | None = None,
+    auxk: AuxKTerm | None = None,
 ) -> dict[str, Any]:
     """One training step from `step` Adam steps taken; returns the new `param`, `exp_avg`,
     `exp_avg_sq` and the `loss` before the step (STEP-1..STEP-4). With `k`, the SAE is TopK's: its loss
     and gradients are TOPK-6's and TOPK-5's; with `batch_k`, BatchTopK's (BTOPK-3), k·B latents per
-    batch; STEP-1's order is the same."""
+    batch; with `auxk`, the loss gains α · L_aux on the step's own reconstruction (AUXK-10); STEP-1's
+    order is the same."""
     return training_step_scaled(
         x,
         param,
@@ -79,6 +83,7 @@ def training_step(
         order=order,
         k=k,
         batch_k=batch_k,
+        auxk=auxk,
     )
 
 
@@ -99,6 +104,7 @@ def training_step_scaled(
     order: StepOrder = "specified",
     k: int | None = None,
     batch_k: int | None = None,
+    auxk: AuxKTerm | None = None,
 ) -> dict[str, Any]:
     """`training_step` on the loss `loss_scale · L` (> 0): the loss it returns and every gradient Adam is
     fed are `loss_scale` times STEP-1's. With 1/n_inst it is the step of a library that averages the loss
@@ -127,6 +133,13 @@ def training_step_scaled(
         gradients = topk_loss_gradients(
             *args, k=k, l1_coefficient=l1_coefficient, conventions=conventions
         ).as_dict()
+    if auxk is not None:
+        aux_loss, aux = auxk_parameter_gradients(
+            x, p, _reconstruction(x, p, k, batch_k, conventions), auxk,
+            encode=conventions.encode, decoder=conventions.decoder, eps=conventions.eps,
+        )  # fmt: skip
+        loss = loss + loss_scale * aux_loss
+        gradients = {name: gradients[name] + aux[name] for name in gradients}
     grads = {name: loss_scale * g for name, g in gradients.items()}
     if constrained and order != "removal_after_step":
         grads["W_dec"] = remove_parallel_component(p["W_dec"], grads["W_dec"])
@@ -139,3 +152,17 @@ def training_step_scaled(
     if constrained and order != "constraint_before_step":
         new_param["W_dec"] = renormalise_rows(new_param["W_dec"])
     return {"param": new_param, "exp_avg": update.exp_avg, "exp_avg_sq": update.exp_avg_sq, "loss": loss}
+
+
+def _reconstruction(
+    x: np.ndarray, p: Arrays, k: int | None, batch_k: int | None, c: Conventions
+) -> np.ndarray:
+    """The step's x_hat: ReLU, TopK (TOPK-3) or BatchTopK (BTOPK-1) latents, decoded (DEC-1)."""
+    z = pre_activations(x, p["W_enc"], p["b_enc"], p["b_dec"], encode=c.encode)
+    f = np.maximum(z, 0.0) if k is None and batch_k is None else None
+    if k is not None:
+        f = topk(z, k=k)
+    elif batch_k is not None:
+        f = batchtopk(z, k=batch_k)
+    assert f is not None
+    return np.asarray(decode(f, p["W_dec"], p["b_dec"], decoder=c.decoder, eps=c.eps))

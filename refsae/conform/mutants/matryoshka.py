@@ -83,7 +83,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "MAT-4",
         "each level selects its own k·B latents among its prefix (a TopK per level)",
         selection_per_level,
-        max_examples=300,  # bfloat16's wide bounds hide it where the prefixes miss few latents
+        max_examples=300,
+        # not claimed in bfloat16: on seeds 1..20 its checker flagged it on 5 seeds within 300 examples
+        # and on 19 within 1000 (first flag at example 457 median, 924 latest): bfloat16's bound on the
+        # loss covers the per-level selection's difference on all but about one example in 600
+        dtypes=("float32",),
     ),
     Mutant(
         "matryoshka_inner_levels_train_decoder_only",
