@@ -1,6 +1,6 @@
 """The latent-sharded step on 1, 2 and 4 processes of this machine (DIST-12, DIST-14;
-specs/distributed.md): the time per step (median and spread over interleaved-free repetitions after a
-warm-up, each step between barriers) and the bytes each process hands to the collectives, measured by
+specs/distributed.md): the time per step (median and spread of repetitions after a warm-up, each step
+between barriers) and the bytes each process hands to the collectives, measured by
 wrapping `all_reduce` and `all_gather`, beside the model of DIST-12; then the model's estimate of a step
 at a realistic scale.
 
@@ -8,7 +8,8 @@ at a realistic scale.
 
 On this 2-core machine the processes share the cores (each gets 2 // W threads): the time shows the
 cost of the collectives and of splitting the products, not a speed-up. Beside them, the fused
-one-process TopK step (`train_step_`, PERF-3) of the same SAE: the sharded step's products are dense.
+one-process TopK step (`train_step_`, PERF-3) of the same SAE; the sharded step decodes and
+back-propagates sparsely too (DIST-18) but computes the canonical selection (DIST-10).
 """
 
 from __future__ import annotations

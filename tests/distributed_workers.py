@@ -149,6 +149,19 @@ def _sharded_state(sae: SAE, optimizer: torch.optim.Optimizer, group: Any = None
     return out
 
 
+def sharded_auxk(spec: dict[str, Any], shard: int, n_shards: int) -> Any:
+    """The spec's AuxK term (`spec["auxk"]`: the whole dead mask and the options) for latent shard
+    `shard`: its slice of the dead mask."""
+    from refsae.torch.distributed import ShardedAuxK
+
+    if spec.get("auxk") is None:
+        return None
+    options = dict(spec["auxk"])
+    dead = options.pop("dead")
+    m = dead.shape[-1] // n_shards
+    return ShardedAuxK(dead=torch.from_numpy(dead[shard * m : (shard + 1) * m]), **options)
+
+
 def sharded_trajectory(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, Any]:
     """The whole SAE of `spec` split into latent shards; STEPS sharded steps on the whole batches; the
     gathered state after each."""
@@ -162,7 +175,12 @@ def sharded_trajectory(rank: int, world_size: int, spec: dict[str, Any]) -> dict
     states, losses = [_sharded_state(sae, optimizer)], []
     for x in spec["x"]:
         loss = latent_sharded_train_step_(
-            sae, optimizer, torch.from_numpy(x).to(dtype), k=spec["k"], batch_k=spec.get("batch_k")
+            sae,
+            optimizer,
+            torch.from_numpy(x).to(dtype),
+            k=spec["k"],
+            batch_k=spec.get("batch_k"),
+            auxk=sharded_auxk(spec, rank, world_size),
         )
         losses.append(float(loss))
         states.append(_sharded_state(sae, optimizer))
@@ -284,6 +302,7 @@ def grid_trajectories(rank: int, world_size: int, specs: list[dict[str, Any]]) -
                 torch.from_numpy(x[rows]).to(getattr(torch, spec["dtype"])),
                 k=spec["k"],
                 batch_k=spec.get("batch_k"),
+                auxk=sharded_auxk(spec, shard, n_shards),
                 group=shard_group,
                 data_group=data_group,
             )

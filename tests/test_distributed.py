@@ -17,6 +17,7 @@ from refsae.checking import table
 from refsae.checking.check import compare
 from refsae.checking.rows.optimizer import ADAM_DTYPES
 from refsae.conventions import Conventions
+from refsae.oracle.auxk import AuxKTerm
 from refsae.oracle.optimizer import PARAMETERS
 from refsae.torch.distributed.launch import run_ranks
 from tests import distributed_workers as workers
@@ -73,6 +74,7 @@ def _oracle_step(spec: dict[str, Any], state: dict[str, Any], t: int) -> dict[st
         conventions=Conventions(**spec["conventions"]),
         k=spec["k"],
         batch_k=spec.get("batch_k"),
+        auxk=None if spec.get("auxk") is None else AuxKTerm(**spec["auxk"]),
     )
 
 

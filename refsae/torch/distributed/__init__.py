@@ -10,6 +10,7 @@ the dead-latent statistics and check that the processes agree before they commun
 """
 
 from refsae.torch.distributed.agreement import check_agreement, replica_fingerprint
+from refsae.torch.distributed.auxk import ShardedAuxK
 from refsae.torch.distributed.data_parallel import (
     data_parallel_fire_counts,
     data_parallel_steps_since_fired,
@@ -29,6 +30,7 @@ from refsae.torch.distributed.resampling import (
 )
 
 __all__ = [
+    "ShardedAuxK",
     "check_agreement",
     "data_parallel_chosen_inputs",
     "data_parallel_fire_counts",

@@ -48,15 +48,22 @@ def whole_batch_share(x: Tensor, reconstruction: str, group: dist.ProcessGroup |
     if reconstruction == "mean":
         return Share(batch, float(batch * x.shape[-1]))
     check_choice("reconstruction", reconstruction, ("sum", "mean", "fvu"))
-    with torch.no_grad():
-        mean = x.sum(dim=0)
-        dist.all_reduce(mean, group=group)
-        mean /= batch
-        variance = ((x - mean) ** 2).sum(dim=(0, -1))
-        dist.all_reduce(variance, group=group)
+    variance = whole_batch_variance(x, batch, group)
     if bool((variance == 0).any()):
         raise ValueError("fvu is undefined for a batch whose total variance is zero (e.g. batch of 1)")
     return Share(batch, variance)
+
+
+def whole_batch_variance(t: Tensor, batch: int, group: dist.ProcessGroup | None) -> Tensor:
+    """Σ_b ‖t_b − t̄‖² per instance over the whole batch of `batch` rows, split in slices over `group`'s
+    processes, from this process's slice `t` (t̄ the whole batch's mean; two all_reduce SUMs, DIST-2)."""
+    with torch.no_grad():
+        mean = t.sum(dim=0)
+        dist.all_reduce(mean, group=group)
+        mean /= batch
+        variance = ((t - mean) ** 2).sum(dim=(0, -1))
+        dist.all_reduce(variance, group=group)
+    return variance
 
 
 def _autograd_share(sae: SAE, x: Tensor, share: Share) -> Tensor:

@@ -24,6 +24,7 @@ from refsae.torch.distributed.agreement import (
     parameter_state,
     replica_fingerprint,
 )
+from refsae.torch.distributed.auxk import ShardedAuxK, sharded_auxk
 from refsae.torch.distributed.data_parallel import whole_batch_share
 from refsae.torch.distributed.selection import global_batchtopk_mask, global_topk_mask
 from refsae.torch.fast.gradients import decoder_norm_gradient, normalisation_backward, row_norms
@@ -84,7 +85,7 @@ def _check(
     shard: SAE,
     optimizer: torch.optim.Optimizer,
     x: Tensor,
-    selection: tuple[int | None, int | None],
+    selection: tuple[object, ...],
     group: dist.ProcessGroup | None,
     data_group: dist.ProcessGroup | None,
 ) -> None:
@@ -112,6 +113,7 @@ def latent_sharded_train_step_(
     *,
     k: int | None = None,
     batch_k: int | None = None,
+    auxk: ShardedAuxK | None = None,
     group: dist.ProcessGroup | None = None,
     data_group: dist.ProcessGroup | None = None,
     check_replicas: bool = True,
@@ -120,7 +122,8 @@ def latent_sharded_train_step_(
     on every process of the shard `group`; ReLU, TopK over all latents (with `k`, the whole SAE's k) or
     BatchTopK over the whole batch and all latents (with `batch_k`, DIST-16). With a `data_group` (the
     processes holding this shard for other slices of the batch: DIST-17's grid, `grid_groups`), `x` is
-    this process's slice of the whole batch and the step is the whole batch's. Returns the whole loss
+    this process's slice of the whole batch and the step is the whole batch's. With `auxk`, the loss
+    gains AuxK's term over the global dead set (DIST-19, AUXK-10). Returns the whole loss
     before the step. `shard.config`'s conventions and λ are the SAE's; its d_sae is the shard's m.
     `check_replicas` checks first that the processes agree (DIST-6)."""
     world = dist.get_world_size(group)
@@ -136,8 +139,11 @@ def latent_sharded_train_step_(
         check_k(k, m * world)
     if batch_k is not None:
         check_batch_k(batch_k, m * world)
+    if auxk is not None and auxk.dead.shape != shard.b_enc.shape:
+        raise ValueError(f"auxk.dead has shape {tuple(auxk.dead.shape)}: it is this shard's, ({m},)")
     if check_replicas:
-        _check(shard, optimizer, x, (k, batch_k), group, data_group)
+        settings = None if auxk is None else auxk.settings()
+        _check(shard, optimizer, x, (k, batch_k, settings), group, data_group)
     if data_group is None:
         batch, denominator = x.shape[0], reconstruction_denominator(x, c.reconstruction)
     else:
@@ -189,6 +195,14 @@ def latent_sharded_train_step_(
             grads = {"W_enc": u.mT @ g_z, "b_enc": g_z.sum(dim=0)}
             G_hat = f.mT @ g
         grads["b_dec"] = g.sum(dim=0)
+        if auxk is not None:  # DIST-19
+            parts = sharded_auxk(auxk, x, x_hat, z, u, W_hat, b_dec, batch, group, data_group)
+            if parts is not None:
+                loss = loss + parts.loss
+                grads["W_enc"] = grads["W_enc"] + parts.W_enc
+                grads["b_enc"] = grads["b_enc"] + parts.b_enc
+                grads["b_dec"] = grads["b_dec"] + parts.b_dec
+                G_hat = G_hat + parts.G_hat
         if c.encode == "tied":  # − W_enc (Σ_b g_z), summed over the shards (GRAD-4, DIST-11)
             tied = W_enc @ grads["b_enc"]
             dist.all_reduce(tied, group=group)

@@ -1,0 +1,132 @@
+"""AuxK over the global dead set, across latent shards and batch slices (DIST-19, AUXK-10;
+specs/distributed.md): the oracle's training step with an AuxK term, checked against autograd, and the
+sharded and grid steps on real gloo groups against the oracle's trajectory."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from refsae import oracle
+from refsae import torch as rt
+from refsae.oracle.auxk import AuxKTerm, auxk_parameter_gradients
+from refsae.oracle.optimizer import PARAMETERS
+from refsae.torch.distributed.launch import run_ranks
+from tests import distributed_workers as workers
+from tests.test_distributed import CONVENTIONS, follows_the_oracle, make_spec, same_on_every_rank, tied_spec
+
+OPTIONS = list(
+    itertools.product(
+        ("relu", "raw"),
+        ("without_b_dec", "with_b_dec", "cancelled_b_dec"),
+        ("unscaled", "dead_fraction"),
+        ("residual_variance", "input_variance", "sum"),
+    )
+)
+"""Every combination of AUXK-3..AUXK-7's options (the residual detached, as the step takes it)."""
+
+
+def _auxk(rng: np.random.Generator, i: int, d_sae: int, dead: str = "some") -> dict[str, Any]:
+    values, aux_decode, scale, normalisation = OPTIONS[i % len(OPTIONS)]
+    mask = {"some": rng.random(d_sae) < 0.5, "none": np.zeros(d_sae, bool), "all": np.ones(d_sae, bool)}[dead]
+    return {
+        "coefficient": 0.5,
+        "dead": mask,
+        "k_aux": (2, 4, 16)[i % 3],
+        "values": values,
+        "aux_decode": aux_decode,
+        "scale": scale,
+        "normalisation": normalisation,
+    }
+
+
+def _specs(batch: int = 6) -> list[dict[str, Any]]:
+    """Every option combination once, over the conventions, TopK (k 1, 3) and BatchTopK; no latent dead;
+    every latent dead; the tied spec (every latent dead, so the auxiliary selection ties across shards)."""
+    rng = np.random.default_rng(5)
+    specs = []
+    for i in range(len(OPTIONS)):
+        spec = make_spec(1000 + i, CONVENTIONS[i % len(CONVENTIONS)], batch=batch, k=(1, 3)[i % 2])
+        if i % 5 == 4:
+            spec = spec | {"k": None, "batch_k": 2}
+        specs.append(spec | {"auxk": _auxk(rng, i, 12)})
+    specs.append(make_spec(1100, CONVENTIONS[3], batch=batch, k=3) | {"auxk": _auxk(rng, 0, 12, "none")})
+    specs.append(make_spec(1101, CONVENTIONS[6], batch=batch, k=3) | {"auxk": _auxk(rng, 7, 12, "all")})
+    specs.append(tied_spec() | {"auxk": _auxk(rng, 1, 12, "all") | {"k_aux": 3}})
+    return specs
+
+
+@pytest.mark.parametrize("i", range(0, len(OPTIONS), 5))
+def test_the_oracles_auxk_parameter_gradients_are_autograds(i: int) -> None:
+    """AUXK-10: the oracle's pull-back of AUXK-8's ∂z to W_enc, b_enc and (tied) b_dec, plus ∂W_dec and
+    ∂b_dec, equals autograd through refsae.torch's `auxk_loss` of z = u W_enc + b_enc in float64, with
+    the main reconstruction x̂ held fixed (the residual is detached)."""
+    spec = _specs()[i]
+    c, term = spec["conventions"], AuxKTerm(**spec["auxk"])
+    encode, decoder = c.get("encode", "tied"), c.get("decoder", "constrained")
+    x, param = spec["x"][0], spec["param"]
+    x_hat = x * 0.5 + 0.1  # any reconstruction: it is a constant to the term
+    loss, grads = auxk_parameter_gradients(x, param, x_hat, term, encode=encode, decoder=decoder)
+    t = {n: torch.tensor(v, requires_grad=True) for n, v in param.items()}
+    xt = torch.from_numpy(x)
+    u = xt - t["b_dec"] if encode == "tied" else xt
+    options = {k: v for k, v in spec["auxk"].items() if k not in ("coefficient", "dead")}
+    aux = rt.auxk_loss(
+        xt, torch.from_numpy(x_hat), u @ t["W_enc"] + t["b_enc"], t["W_dec"], t["b_dec"],
+        torch.from_numpy(term.dead), decoder=decoder, **options,
+    )  # fmt: skip
+    (term.coefficient * aux).backward()
+    assert loss == pytest.approx(term.coefficient * aux.item(), rel=1e-12)
+    assert loss > 0
+    for name in PARAMETERS:
+        grad = t[name].grad  # None: the term does not reach it (untied b_dec without it in the decode)
+        expected = np.zeros_like(param[name]) if grad is None else grad.numpy()
+        np.testing.assert_allclose(grads[name], expected, rtol=1e-10, atol=1e-12)
+
+
+def test_the_auxk_term_and_its_global_dead_set_change_the_step() -> None:
+    """DIST-19: the oracle step with the AuxK term differs from the step without it, and selecting
+    among each shard's own dead latents (k_aux per shard of 2, then all of them decoded) differs from
+    the global selection on some example, so the trajectories below test both."""
+    spec = _specs()[1]
+    state = {"param": spec["param"]} | {
+        g: {n: np.zeros_like(v) for n, v in spec["param"].items()} for g in ("m", "v")
+    }
+    options = {"step": 0, "lr": 1e-2, "l1_coefficient": 0.3, "k": spec["k"]}
+    args = (spec["x"][0], state["param"], state["m"], state["v"])
+    with_term = oracle.training_step(*args, **options, auxk=AuxKTerm(**spec["auxk"]))
+    without = oracle.training_step(*args, **options)
+    assert not np.allclose(with_term["param"]["W_enc"], without["param"]["W_enc"])
+    term = AuxKTerm(**spec["auxk"])
+    z = spec["x"][0] @ spec["param"]["W_enc"] + spec["param"]["b_enc"]
+    global_selection = oracle.auxk_latents(z, term.dead, k_aux=term.k_aux) != 0
+    halves = [np.where(np.arange(12) // 6 == h, term.dead, False) for h in (0, 1)]
+    per_shard = np.logical_or(*(oracle.auxk_latents(z, d, k_aux=term.k_aux) != 0 for d in halves))
+    assert not np.array_equal(global_selection, per_shard)
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_every_latent_shard_follows_the_oracle_trajectory_with_auxk(world_size: int) -> None:
+    """DIST-19, DIST-1: TopK and BatchTopK steps with an AuxK term under every option combination (the
+    dead set global: its count, selection and decode over all shards), with no latent dead and every
+    latent dead, and on the tied spec: every step's loss, parameters and Adam moments, gathered, are the
+    oracle's within 1e-9."""
+    specs = _specs()
+    results = same_on_every_rank(run_ranks(world_size, workers.sharded_trajectories, specs, timeout=300))
+    for spec, result in zip(specs, results, strict=True):
+        follows_the_oracle(spec, result)
+
+
+def test_the_grid_follows_the_oracle_trajectory_with_auxk() -> None:
+    """DIST-19, DIST-17: on the 2 × 2 grid (and 4 × 1) the AuxK term's normaliser is the whole batch's
+    (the residual's or the input's variance over the slices): every step matches the oracle's on the
+    whole batch."""
+    specs = [spec | {"grid": (2, 2)} for spec in _specs()[::4]]
+    specs += [spec | {"grid": (4, 1)} for spec in _specs(batch=8)[1::9]]  # data parallel, one shard
+    results = same_on_every_rank(run_ranks(4, workers.grid_trajectories, specs, timeout=300))
+    for spec, result in zip(specs, results, strict=True):
+        follows_the_oracle(spec, result)
