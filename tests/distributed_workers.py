@@ -320,3 +320,24 @@ def bad_grid(rank: int, world_size: int, grid: tuple[int, int]) -> str:
     except ValueError as e:
         return f"ValueError: {e}"
     return "no error"
+
+
+def sharded_auxk_errors(rank: int, world_size: int, spec: dict[str, Any]) -> str:
+    """One sharded AuxK step in which process 1 passes the whole dead mask instead of its part."""
+    from refsae.torch.distributed import ShardedAuxK, latent_shard, latent_sharded_train_step_
+
+    whole = {n: torch.from_numpy(v) for n, v in spec["param"].items()}
+    local = latent_shard(whole, rank, world_size)
+    sae, optimizer = build(spec | {"param": {n: v.numpy() for n, v in local.items()}, "k": None})
+    auxk = sharded_auxk(spec, rank, world_size)
+    if rank == 1:
+        auxk = ShardedAuxK(
+            coefficient=auxk.coefficient, dead=torch.from_numpy(spec["auxk"]["dead"]), k_aux=auxk.k_aux
+        )
+    try:
+        loss = latent_sharded_train_step_(
+            sae, optimizer, torch.from_numpy(spec["x"][0]), k=spec["k"], auxk=auxk
+        )
+    except ValueError as e:
+        return f"ValueError: {e}"
+    return f"loss {float(loss)}"

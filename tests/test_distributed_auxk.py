@@ -130,3 +130,13 @@ def test_the_grid_follows_the_oracle_trajectory_with_auxk() -> None:
     results = same_on_every_rank(run_ranks(4, workers.grid_trajectories, specs, timeout=300))
     for spec, result in zip(specs, results, strict=True):
         follows_the_oracle(spec, result)
+
+
+def test_a_dead_mask_of_the_wrong_shape_on_one_process_fails_on_every_process() -> None:
+    """DIST-19, DIST-6: one process passing the whole dead mask instead of its shard's part makes every
+    process raise the same ValueError (the settings are compared before any other collective), none
+    waits for the others."""
+    outcomes = run_ranks(2, workers.sharded_auxk_errors, _specs()[0], timeout=120)
+    assert all(status == "ok" for status, _ in outcomes), outcomes
+    messages = [message for _, message in outcomes]
+    assert messages[0] == messages[1] and messages[0].startswith("ValueError: the processes disagree on")

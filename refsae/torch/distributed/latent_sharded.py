@@ -139,11 +139,11 @@ def latent_sharded_train_step_(
         check_k(k, m * world)
     if batch_k is not None:
         check_batch_k(batch_k, m * world)
+    if check_replicas:  # first, so that a wrong dead mask on one process fails on every one (DIST-6)
+        settings = None if auxk is None else (*auxk.settings(), tuple(auxk.dead.shape))
+        _check(shard, optimizer, x, (k, batch_k, settings), group, data_group)
     if auxk is not None and auxk.dead.shape != shard.b_enc.shape:
         raise ValueError(f"auxk.dead has shape {tuple(auxk.dead.shape)}: it is this shard's, ({m},)")
-    if check_replicas:
-        settings = None if auxk is None else auxk.settings()
-        _check(shard, optimizer, x, (k, batch_k, settings), group, data_group)
     if data_group is None:
         batch, denominator = x.shape[0], reconstruction_denominator(x, c.reconstruction)
     else:
