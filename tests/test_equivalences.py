@@ -219,6 +219,8 @@ def test_the_table_gathers_every_named_equivalence_each_defined_by_a_clause_of_t
         "norm_guard_1e-4",
         "fires_if_positive",
         "norm_clamped_1e-8",
+        "shard_capacity_factor",
+        "kth_at_or_above",
         *(
             f"{form}({eps})"
             for form in ("norm_plus_eps", "project_on_norm_plus_eps")
@@ -238,6 +240,7 @@ def test_the_table_gathers_every_named_equivalence_each_defined_by_a_clause_of_t
     ]
     assert sorted(e.name for e in EQ.values() if e.kind == "tie") == [
         "fire_fraction_product_form",
+        "kth_at_or_above",
         "threshold_at_or_above",
     ]
 

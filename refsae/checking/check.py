@@ -124,6 +124,8 @@ def compare(
             f"{name}{at}: |{float(a[index])!r} − {float(e[index])!r}| = {float(err[index]):.3g}, "
             f"allowed {float(allowed[index]):.3g}"
         )
+        if op.compare_via is not None:  # the values compared are the projection's (OPS-1)
+            where += f" (compared through {getattr(op.compare_via, '__name__', 'compare_via')})"
         if r > 1:
             raise Mismatch(
                 f"{op.name} [{case.dtype}] differs from the oracle at {where} (ratio {r:.3g})",

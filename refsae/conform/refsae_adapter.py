@@ -80,6 +80,7 @@ class FixedRefsae(RefsaeAdapter):
         return frozenset()
 
     def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
+        self.check_domains(operation, case)
         op = table.get(operation)
         arrays = {k: self.to_array(v, case.dtype) for k, v in case.arrays.items()}
         options = fixed_options(op, self.options_for(op, case.options), self.conventions, self.others)

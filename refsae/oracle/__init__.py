@@ -26,6 +26,7 @@ from refsae.oracle.normalisation import *  # noqa: F403
 from refsae.oracle.optimizer import *  # noqa: F403
 from refsae.oracle.resample_update import *  # noqa: F403
 from refsae.oracle.resampling import *  # noqa: F403
+from refsae.oracle.sharded import *  # noqa: F403
 from refsae.oracle.topk import *  # noqa: F403
 from refsae.oracle.training import *  # noqa: F403
 from refsae.oracle.transcoder import *  # noqa: F403

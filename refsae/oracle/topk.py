@@ -49,17 +49,15 @@ __all__ = [
     "topk_rescaled_loss_gradients",
     "topk_rescaled_total_loss",
     "topk_select",
-    "topk_shard_capacity",
     "topk_total_loss",
 ]
 
 EQUIVALENCE_FUNCTIONS: tuple[str, ...] = (
     "topk_rescaled_loss_gradients",
     "topk_rescaled_total_loss",
-    "topk_shard_capacity",
 )
-"""Functions of `__all__` that define named equivalences (specs/equivalences.md) or named approximations
-(`topk_shard_capacity`, DIST-13), not operations: references only, so refsae.torch has no twin of them."""
+"""Functions of `__all__` that define named equivalences (specs/equivalences.md), not operations:
+references only, so refsae.torch has no twin of them."""
 
 
 def check_k(k: int, d_sae: int) -> None:
@@ -322,45 +320,3 @@ def topk_rescaled_loss_gradients(
     check_k(k, W_dec.shape[-2])
     mask = _topk_mask(k)
     return rescaled_loss_and_gradients(x, W_enc, b_enc, W_dec, b_dec, mask, l1_coefficient, conventions)[1]
-
-
-def topk_shard_capacity(z: np.ndarray, *, k: int, n_shards: int, capacity_factor: float = 4) -> np.ndarray:
-    """The TopK latents of OpenAI's sharded training (`sparse_autoencoder/train.py`, `sharded_topk`), on one
-    process (DIST-13): the latents in `n_shards` contiguous equal shards; each shard keeps its own
-    `k_in = min(int(k · capacity_factor // n_shards), k)` largest z; the k-th largest of the gathered
-    candidates is the threshold, and every candidate `>=` it is kept (ties keep more than k); then ReLU.
-    It equals TOPK-3's `topk(z, k)` exactly when no shard holds more than `k_in` of an example's k
-    largest and no tie sits at the k-th value. `ValueError` for a d_sae not divisible by `n_shards` and
-    where `k_in` is 0 (no candidate: `train.py`'s global top-k fails there too).
-
-    >>> import numpy as np
-    >>> z = np.array([[5.0, 4.0, 0.1, 0.2]])      # the two largest are both in shard 0 of 2
-    >>> topk_shard_capacity(z, k=2, n_shards=2, capacity_factor=1).tolist()   # k_in = 1 per shard
-    [[5.0, 0.0, 0.0, 0.2]]
-    >>> topk(z, k=2).tolist()
-    [[5.0, 4.0, 0.0, 0.0]]
-    """
-    d_sae = z.shape[-1]
-    check_k(k, d_sae)
-    _validate.nonempty_batch(z, "z")
-    _validate.finite(z=z)
-    if not (isinstance(n_shards, int) and n_shards >= 1 and d_sae % n_shards == 0):
-        raise ValueError(f"n_shards must be an integer >= 1 dividing d_sae = {d_sae}, got {n_shards!r}")
-    k_in = min(int(k * capacity_factor // n_shards), k)
-    if k_in < 1:
-        raise ValueError(
-            f"k · capacity_factor // n_shards = {k} · {capacity_factor} // {n_shards} is 0: no shard keeps a "
-            "candidate"
-        )
-    m = d_sae // n_shards
-    if n_shards * min(k_in, m) < k:
-        raise ValueError(f"{n_shards} shards of {min(k_in, m)} candidates cannot hold k = {k}")
-    kept = np.zeros(z.shape, dtype=bool)
-    candidates = []
-    for r in range(n_shards):
-        part = z[..., r * m : (r + 1) * m]
-        _, local = topk_select(part, k=min(k_in, m))
-        np.put_along_axis(kept[..., r * m : (r + 1) * m], local, True, axis=-1)
-        candidates.append(np.take_along_axis(part, local, axis=-1))
-    threshold = -np.sort(-np.concatenate(candidates, axis=-1), axis=-1)[..., k - 1 : k]
-    return np.asarray(np.where(kept & (z >= threshold), np.maximum(z, 0.0), 0.0))

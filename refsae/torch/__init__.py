@@ -25,6 +25,7 @@ from refsae.torch.normalisation import *  # noqa: F403
 from refsae.torch.optimizer import *  # noqa: F403
 from refsae.torch.resample_update import *  # noqa: F403
 from refsae.torch.resampling import *  # noqa: F403
+from refsae.torch.sharded import *  # noqa: F403
 from refsae.torch.topk import *  # noqa: F403
 from refsae.torch.training import *  # noqa: F403
 from refsae.torch.transcoder import *  # noqa: F403

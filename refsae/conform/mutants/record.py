@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from hypothesis import assume
 from torch import Tensor
 
 from refsae.cases import Case
@@ -31,7 +32,8 @@ class CorrectRefsae(FixedRefsae):
 
 
 class MutantImplementation(TorchImplementation):
-    """refsae.torch on the CPU with the mutant's row computed by its change (the checker's use)."""
+    """refsae.torch on the CPU with the mutant's row computed by its change (the checker's use), on the
+    cases inside the mutant's declared scopes (a variant that, like its library, computes only there)."""
 
     def __init__(self, mutant: Mutant) -> None:
         super().__init__("cpu")
@@ -41,6 +43,9 @@ class MutantImplementation(TorchImplementation):
     def run(self, operation: str, case: Case) -> dict[str, np.ndarray]:
         if operation != self.mutant.operation:
             return super().run(operation, case)
+        for domain in self.mutant.domains:  # a variant computes only inside its declared scope
+            if domain.kind == "scope":
+                assume(domain.admits(operation, case))
         op = table.get(operation)
         tensors = {k: to_tensor(v, case.dtype, self.device) for k, v in case.arrays.items()}
         return {k: to_numpy(v) for k, v in op.call(self.mutant.change, tensors, case.options).items()}
@@ -70,6 +75,8 @@ class Mutant:
     """Domains its adapter declares (a precondition variant's `unit_rows`)."""
     working_precision: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     """Working precisions its adapter declares (`Adapter.working_precision`)."""
+    equivalence_parameters: Mapping[str, Any] = field(default_factory=dict)
+    """Constants its adapter declares (`Adapter.equivalence_parameters`: a capacity factor)."""
 
     def adapter(self) -> CorrectRefsae:
         """The conformance adapter (CONF-8): the canonical fixed refsae with the change in place."""
@@ -78,6 +85,7 @@ class Mutant:
             "name": target,
             "domains": self.domains,
             "working_precision": dict(self.working_precision),
+            "equivalence_parameters": dict(self.equivalence_parameters),
         }
         cls = type(f"Mutant_{self.name}", (CorrectRefsae,), attributes)
         adapter: CorrectRefsae = cls()

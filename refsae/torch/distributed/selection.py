@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from refsae.torch.sharded import best_candidates, canonical_best, shard_candidates
+
 __all__ = ["global_batchtopk_mask", "global_topk_mask"]
 
 
@@ -24,30 +26,15 @@ def _gather(tensor: Tensor, group: dist.ProcessGroup | None) -> Tensor:
     return torch.cat(parts, dim=-1)
 
 
-def canonical_best(z: Tensor, n: int) -> Tensor:
-    """Mask of the `n` best entries of each row of z (rows, length), value descending and the lower
-    position first among equal values (TOPK-2, BTOPK-2), without sorting the row: `torch.topk`'s n-th
-    value v is exact whatever its own tie order; every entry above v is taken, and of the entries equal
-    to v the first ones in position order, as many as are missing."""
-    kth = torch.topk(z, n, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
-    above = z > kth
-    equal = z == kth
-    missing = n - above.sum(dim=-1, keepdim=True)
-    return above | (equal & (torch.cumsum(equal, dim=-1) <= missing))
-
-
 def global_topk_mask(z: Tensor, k: int, group: dist.ProcessGroup | None = None) -> Tensor:
     """This shard's part of the canonical TopK selection of the whole pre-activations (TOPK-2, DIST-10):
-    each shard's own k best (`canonical_best`), gathered with their global indices, then the k best of
-    the S·k candidates by the same rule. Each shard's candidates are in index order and the shards'
-    latents are contiguous, so the gathered row is in global index order: position order is index
-    order."""
+    each shard's own k best (`refsae.torch.sharded.shard_candidates`), gathered with their global
+    indices, then the k best of the S·k candidates by the same rule (`best_candidates`), as
+    `refsae.torch.topk_sharded` does on one process (DIST-20)."""
     rank = dist.get_rank(group)
     rows, m = z.shape
-    kk = min(k, m)
-    local = canonical_best(z, kk).nonzero()[:, 1].view(rows, kk)  # row-major: ascending index
-    candidates, where = _gather(z.gather(-1, local), group), _gather(local + rank * m, group)
-    chosen = where[canonical_best(candidates, k)].view(rows, k) - rank * m
+    values, where = shard_candidates(z, k, rank * m)
+    chosen = best_candidates(_gather(values, group), _gather(where, group), k) - rank * m
     mine = (chosen >= 0) & (chosen < m)  # outside [0, m): other shards' latents
     mask = torch.zeros_like(z, dtype=torch.bool)
     b = torch.arange(rows, device=z.device)[:, None].expand_as(chosen)
