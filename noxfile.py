@@ -46,7 +46,8 @@ def _suite(session: nox.Session) -> None:
     site's browser test is the docs session's."""
     workers = os.environ.get("REFSAE_WORKERS", "2")
     tests = ("tests", "-m", "not docs_site", "--doctest-glob=*.md", "specs")
-    session.run("pytest", "-n", workers, "-q", *tests, *session.posargs, env=_env())
+    durations = ("--durations=30",)  # the slowest tests, for keeping CI near its 20-minute target
+    session.run("pytest", "-n", workers, "-q", *durations, *tests, *session.posargs, env=_env())
 
 
 @nox.session(tags=MATRIX)

@@ -13,7 +13,9 @@ import torch
 
 from refsae import oracle
 from refsae import torch as rt
-from refsae.oracle.auxk import AuxKTerm, auxk_parameter_gradients
+from refsae.checking.rows.auxk import auxk_loss_bound, auxk_loss_gradients_bound
+from refsae.checking.tolerances import Bound, add, allowed_error, leaf, mul
+from refsae.oracle.auxk import AuxKOptions, AuxKTerm, auxk_parameter_gradients
 from refsae.oracle.optimizer import PARAMETERS
 from refsae.torch.distributed.launch import run_ranks
 from tests import distributed_workers as workers
@@ -60,32 +62,89 @@ def _specs(batch: int = 6) -> list[dict[str, Any]]:
     return specs
 
 
+class _SameValue(torch.autograd.Function):
+    """`value` in the forward, the gradient passed to `through` unchanged in the backward: autograd pulls
+    back through torch's own z = u W_enc + b_enc while the auxiliary term sees the oracle's z bit for bit."""
+
+    @staticmethod
+    def forward(ctx: Any, through: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+def _pull_back_bounds(
+    x: np.ndarray, param: dict[str, np.ndarray], x_hat: np.ndarray, z: np.ndarray, term: AuxKTerm, **o: Any
+) -> tuple[Bound, dict[str, Bound | None]]:
+    """TOL-4's bounds of AUXK-10's loss and gradients, for either float64 evaluation given the same z:
+    the `auxk_loss` and `auxk_loss_gradients` rows' bounds (AUXK-9), then the pull-back's products,
+    `∂W_enc = uᵀ ∂z` (length B), `∂b_enc = Σ_b ∂z` (length B) and, under `tied`, `∂b_dec − W_enc ∂b_enc`
+    (length d_sae, then the difference). The coefficient 1/2 is exact."""
+    options = AuxKOptions(**{k: getattr(term, k) for k in ("k_aux", "values", "aux_decode", "scale")},
+                          normalisation=term.normalisation, decoder=o["decoder"])  # fmt: skip
+    args = (x, x_hat, z, param["W_dec"], param["b_dec"], term.dead, options)
+    loss, g = auxk_loss_bound(*args), auxk_loss_gradients_bound(*args)
+    gz = g["z"]
+    assert gz is not None
+    u = x - param["b_dec"] if o["encode"] == "tied" else x
+    batch, d_sae = x.shape[0], z.shape[-1]
+    grads: dict[str, Bound | None] = {
+        "W_enc": mul(np.abs(u).T @ gz.magnitude, leaf(u), gz, k_acc=batch, k_store=1),
+        "b_enc": add(gz.magnitude.sum(axis=0), gz, k_acc=batch, k_store=1),
+        "W_dec": g["W_dec"],
+        "b_dec": g["b_dec"],
+    }
+    if o["encode"] == "tied":
+        b_enc = grads["b_enc"]
+        assert b_enc is not None
+        pulled = mul(
+            np.abs(param["W_enc"]) @ b_enc.magnitude, leaf(param["W_enc"]), b_enc, k_acc=d_sae, k_store=1
+        )
+        direct = g["b_dec"] or Bound(np.zeros_like(pulled.magnitude), 0, 0)
+        grads["b_dec"] = add(direct.magnitude + pulled.magnitude, direct, pulled, k_store=1)
+    return loss, grads
+
+
+def _agree(a: np.ndarray, b: np.ndarray, bound: Bound | None) -> bool:
+    """Two float64 evaluations, each within TOL-1's allowed error of the exact value (None: exactly 0)."""
+    if bound is None:
+        return bool(np.all(np.asarray(a) == 0) and np.all(np.asarray(b) == 0))
+    return bool(np.all(np.abs(np.asarray(a) - np.asarray(b)) <= 2 * allowed_error(bound, "float64")))
+
+
 @pytest.mark.parametrize("i", range(0, len(OPTIONS), 5))
 def test_the_oracles_auxk_parameter_gradients_are_autograds(i: int) -> None:
     """AUXK-10: the oracle's pull-back of AUXK-8's ∂z to W_enc, b_enc and (tied) b_dec, plus ∂W_dec and
     ∂b_dec, equals autograd through refsae.torch's `auxk_loss` of z = u W_enc + b_enc in float64, with
-    the main reconstruction x̂ held fixed (the residual is detached)."""
+    the main reconstruction x̂ held fixed (the residual is detached): both within TOL-1's allowed error
+    of the exact value, from the rows' bounds and the pull-back's products (`_pull_back_bounds`)."""
     spec = _specs()[i]
     c, term = spec["conventions"], AuxKTerm(**spec["auxk"])
     encode, decoder = c.get("encode", "tied"), c.get("decoder", "constrained")
     x, param = spec["x"][0], spec["param"]
     x_hat = x * 0.5 + 0.1  # any reconstruction: it is a constant to the term
     loss, grads = auxk_parameter_gradients(x, param, x_hat, term, encode=encode, decoder=decoder)
+    u_np = x - param["b_dec"] if encode == "tied" else x
+    z = np.einsum("b...i,...ij->b...j", u_np, param["W_enc"]) + param["b_enc"]  # as the oracle computes z
     t = {n: torch.tensor(v, requires_grad=True) for n, v in param.items()}
     xt = torch.from_numpy(x)
     u = xt - t["b_dec"] if encode == "tied" else xt
+    z_t = _SameValue.apply(u @ t["W_enc"] + t["b_enc"], torch.from_numpy(z))
     options = {k: v for k, v in spec["auxk"].items() if k not in ("coefficient", "dead")}
     aux = rt.auxk_loss(
-        xt, torch.from_numpy(x_hat), u @ t["W_enc"] + t["b_enc"], t["W_dec"], t["b_dec"],
+        xt, torch.from_numpy(x_hat), z_t, t["W_dec"], t["b_dec"],
         torch.from_numpy(term.dead), decoder=decoder, **options,
     )  # fmt: skip
     (term.coefficient * aux).backward()
-    assert loss == pytest.approx(term.coefficient * aux.item(), rel=1e-12)
+    loss_bound, bounds = _pull_back_bounds(x, param, x_hat, z, term, encode=encode, decoder=decoder)
+    assert _agree(np.array(loss), np.array(term.coefficient * aux.item()), loss_bound.then(k_store=1))
     assert loss > 0
     for name in PARAMETERS:
         grad = t[name].grad  # None: the term does not reach it (untied b_dec without it in the decode)
         expected = np.zeros_like(param[name]) if grad is None else grad.numpy()
-        np.testing.assert_allclose(grads[name], expected, rtol=1e-10, atol=1e-12)
+        assert _agree(grads[name], expected, bounds[name]), name
 
 
 def test_the_auxk_term_and_its_global_dead_set_change_the_step() -> None:
