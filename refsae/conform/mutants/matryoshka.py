@@ -85,8 +85,14 @@ MUTANTS: tuple[Mutant, ...] = (
         selection_per_level,
         max_examples=300,
         # not claimed in bfloat16: on seeds 1..20 its checker flagged it on 5 seeds within 300 examples
-        # and on 19 within 1000 (first flag at example 457 median, 924 latest): bfloat16's bound on the
-        # loss covers the per-level selection's difference on all but about one example in 600
+        # and on 19 within 1000 (first flag at example 457 median, 924 latest). Why (measured on 1500
+        # bfloat16 cases of the row): the cases hold a gap at the k·B-th value (MAT-8), so the global
+        # selection is the chosen latents, and an inner level's own selection only adds latents; where
+        # the others were pushed below 0 those are 0, or a prefix already holds its k·B, and the loss
+        # is unchanged: 89 % of the cases. On the other 11 % the change is 0.13 % of the magnitude
+        # Σ(|x̂| + |x|)² (median), 1.2 % of the allowed error (17 % at the 90th percentile): the bound is
+        # 21 bfloat16 roundings (2^-8 each) of that magnitude, 9 % of it, against 1e-6 of it in
+        # float32. 6 % of those cases, 0.2 % of all, exceed it.
         dtypes=("float32",),
     ),
     Mutant(
